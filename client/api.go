@@ -1,0 +1,58 @@
+package client
+
+// DeployRequest is the body of PUT /v1/projects/{name}.
+type DeployRequest struct {
+	Project ProjectSpec `json:"project"`
+	// DryRun validates and computes the changes without applying them.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// Change kinds in a deploy plan.
+const (
+	ChangeCreate    = "create"
+	ChangeUpdate    = "update"
+	ChangeScale     = "scale"
+	ChangeRemove    = "remove"
+	ChangeUnchanged = "unchanged"
+)
+
+// Change is what a deploy does to one service.
+type Change struct {
+	Service string `json:"service"`
+	Kind    string `json:"kind"`
+	// Fields names the spec fields that differ, for updates.
+	Fields []string `json:"fields,omitempty"`
+	// From and To are replica counts.
+	From int `json:"from"`
+	To   int `json:"to"`
+}
+
+// DeployResponse says what a deploy changed (or would change, for a dry run).
+type DeployResponse struct {
+	Project string   `json:"project"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+	Changes []Change `json:"changes"`
+}
+
+// ScaleRequest is the body of POST /v1/projects/{p}/services/{s}/scale.
+type ScaleRequest struct {
+	Replicas int `json:"replicas"`
+}
+
+// RemoveRequest is the body of DELETE /v1/projects/{name}.
+type RemoveRequest struct {
+	// Volumes also removes the project's named volumes. Never implied.
+	Volumes bool `json:"volumes,omitempty"`
+}
+
+// Error is the JSON body of every API error.
+type Error struct {
+	Status  int    `json:"status"`
+	Code    string `json:"code"` // "invalid", "not_found", "conflict", "unauthorized", ...
+	Message string `json:"message"`
+	// Details lists one line per problem when there are several (each key of a
+	// compose file that is not supported, with its line).
+	Details []string `json:"details,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }

@@ -1,0 +1,3 @@
+module github.com/ruche-platform/ruche
+
+go 1.26.0
