@@ -92,7 +92,8 @@ func (m *Memory) Txn(ctx context.Context, cmps []Cmp, ops ...Op) (int64, error) 
 		return 0, ErrClosed
 	}
 	for _, c := range cmps {
-		if m.kvs[c.key].ModRevision != c.modRev {
+		rev := m.kvs[c.key].ModRevision
+		if (c.exists && rev == 0) || (!c.exists && rev != c.modRev) {
 			return 0, ErrConflict
 		}
 	}

@@ -38,6 +38,17 @@ type ServiceRecord struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// TaskRecord is a replica assignment: everything the agent of Node needs to
+// run it, so that it never has to look anything else up (except secret and
+// config contents). Replica.Status is always zero here: the agent's report
+// lives under TaskStatusKey.
+type TaskRecord struct {
+	client.Replica
+	Spec     client.ServiceSpec            `json:"spec"`
+	Volumes  map[string]client.VolumeSpec  `json:"volumes,omitempty"`  // the project volumes Spec mounts
+	Networks map[string]client.NetworkSpec `json:"networks,omitempty"` // the project networks Spec joins
+}
+
 // SecretRecord is a secret's content, sealed (see package secret).
 type SecretRecord struct {
 	Sealed []byte `json:"sealed"`

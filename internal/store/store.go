@@ -69,12 +69,16 @@ func DeletePrefix(prefix string) Op { return Op{kind: opDeletePrefix, key: prefi
 type Cmp struct {
 	key    string
 	modRev int64
+	exists bool // the condition is "key exists" rather than a revision
 }
 
 // ModRevisionIs holds when key was last written at rev; rev 0 means "key is
 // absent". It is the optimistic-concurrency check: read, change, write if
 // unchanged.
 func ModRevisionIs(key string, rev int64) Cmp { return Cmp{key: key, modRev: rev} }
+
+// KeyExists holds when key is present, whatever its revision.
+func KeyExists(key string) Cmp { return Cmp{key: key, exists: true} }
 
 // EventType is what happened to a key.
 type EventType int
