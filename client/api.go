@@ -25,6 +25,9 @@ type Change struct {
 	// From and To are replica counts.
 	From int `json:"from"`
 	To   int `json:"to"`
+	// Revision is the store revision the change was written at (0 for a
+	// dry run or no change): wait for UpdateStatus.ObservedRevision >= it.
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // DeployResponse says what a deploy changed (or would change, for a dry run).
@@ -32,6 +35,9 @@ type DeployResponse struct {
 	Project string   `json:"project"`
 	DryRun  bool     `json:"dry_run,omitempty"`
 	Changes []Change `json:"changes"`
+	// Revision is the store revision the deploy was written at (0 for a
+	// dry run or no change).
+	Revision int64 `json:"revision,omitempty"`
 }
 
 // ScaleRequest is the body of POST /v1/projects/{p}/services/{s}/scale.

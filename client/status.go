@@ -79,11 +79,15 @@ const (
 
 // UpdateStatus tells where a service's latest change is.
 type UpdateStatus struct {
-	State       string    `json:"state"`
-	Message     string    `json:"message,omitempty"`
-	Version     int64     `json:"version"` // the version being rolled out (or rolled back to)
-	StartedAt   time.Time `json:"started_at,omitempty"`
-	CompletedAt time.Time `json:"completed_at,omitempty"`
+	State   string `json:"state"`
+	Message string `json:"message,omitempty"`
+	Version int64  `json:"version"` // the version being rolled out (or rolled back to)
+	// ObservedRevision is the store revision of the service record this
+	// status is about: a client that changed the record at revision R
+	// waits for ObservedRevision >= R before trusting Terminal().
+	ObservedRevision int64     `json:"observed_revision"`
+	StartedAt        time.Time `json:"started_at,omitempty"`
+	CompletedAt      time.Time `json:"completed_at,omitempty"`
 }
 
 // Terminal reports whether the update has stopped moving: converged or given up.
