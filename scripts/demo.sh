@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The quick start: build ruche, start `ruche up` (default data dir) if it is
+# not running, build the example image and deploy examples/hello.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+log() { printf '==> %s\n' "$*" >&2; }
+
+RUCHE=bin/ruche
+mkdir -p .demo
+if ! $RUCHE status >/dev/null 2>&1; then
+	log "starting ruche up (log: .demo/ruche.log)"
+	nohup $RUCHE up >.demo/ruche.log 2>&1 &
+	echo $! >.demo/ruche.pid
+	for _ in $(seq 1 120); do
+		$RUCHE status >/dev/null 2>&1 && break
+		if ! kill -0 "$(cat .demo/ruche.pid)" 2>/dev/null; then
+			echo "ruche up exited:" >&2
+			tail -n 20 .demo/ruche.log >&2
+			exit 1
+		fi
+		sleep 0.5
+	done
+	$RUCHE status >/dev/null
+fi
+
+log "building the example image ruche-hello:latest (FROM scratch + a static Go binary)"
+CGO_ENABLED=0 go build -trimpath -o examples/hello/hello ./examples/hello
+DOCKER_BUILDKIT=0 docker build -q -t ruche-hello:latest examples/hello >/dev/null 2>&1 || \
+	docker build -q -t ruche-hello:latest examples/hello >/dev/null
+
+log "deploying examples/hello/compose.yml"
+$RUCHE deploy -f examples/hello/compose.yml
+echo
+$RUCHE ps hello
+port=$($RUCHE ps hello -o json | sed -n 's/.*"published": \([0-9]*\).*/\1/p' | head -n1)
+echo
+echo "ruche is running (pid $(cat .demo/ruche.pid 2>/dev/null || echo '?'), log .demo/ruche.log)."
+if [ -n "$port" ]; then
+	echo "Try it:   curl http://127.0.0.1:$port/"
+	curl -s "http://127.0.0.1:$port/" || true
+fi
+echo "Then:     bin/ruche ps | bin/ruche logs hello/web | bin/ruche scale hello/web=5 | bin/ruche status"
+echo "Stop:     kill \$(cat .demo/ruche.pid)   (containers keep running; the next ruche up adopts them)"
