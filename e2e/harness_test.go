@@ -1,0 +1,270 @@
+// Package e2e runs the real ruche binary against the real Docker engine, as
+// a user would: `ruche up`, then the CLI. It needs a dockerd on the default
+// socket (make test starts one); outside CI it skips when there is none.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dockerclient "github.com/docker/docker/client"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/testimage"
+)
+
+const image = "ruche-e2e-hello:latest"
+
+var rucheBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if testing.Short() {
+		return m.Run()
+	}
+	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = cli.Ping(ctx)
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "e2e: no Docker engine, and CI=true makes that a failure:", err)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "e2e: skipping, no Docker engine:", err)
+		return m.Run() // each test skips through needDocker
+	}
+	dockerOK = true
+	dir, err := os.MkdirTemp("", "ruche-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	rucheBin = filepath.Join(dir, "ruche")
+	build := exec.Command("go", "build", "-o", rucheBin, "../cmd/ruche")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build ruche: %v\n%s", err, out)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := testimage.Build(ctx, cli, "../examples/hello", image); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+var dockerOK bool
+
+func needDocker(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: not with -short")
+	}
+	if !dockerOK {
+		t.Skip("no Docker engine (outside CI)")
+	}
+}
+
+// platform is one `ruche up` process with its own data dir and ports.
+type platform struct {
+	t       *testing.T
+	dataDir string
+	args    []string
+	cmd     *exec.Cmd
+	logPath string
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startPlatform runs `ruche up` and waits until its API answers.
+func startPlatform(t *testing.T) *platform {
+	t.Helper()
+	needDocker(t)
+	p := &platform{t: t, dataDir: t.TempDir()}
+	p.args = []string{"up", "--data-dir", p.dataDir, "--api-addr", freePort(t), "--store-addr", freePort(t),
+		"--store-peer-addr", freePort(t), "--node-name", uniq("e2e")}
+	p.logPath = filepath.Join(p.dataDir, "ruche.log")
+	p.start()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(p.logPath)
+			t.Logf("ruche up log:\n%s", tail(string(b), 60))
+		}
+	})
+	return p
+}
+
+func (p *platform) start() {
+	p.t.Helper()
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer logf.Close()
+	p.cmd = exec.Command(rucheBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, _, code := p.ruche("status"); code == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(p.logPath)
+			p.t.Fatalf("ruche up did not answer within 60s:\n%s", tail(string(b), 40))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// stop ends `ruche up` with SIGTERM (by its pid) and waits for it.
+func (p *platform) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+		p.t.Errorf("ruche up did not stop within 30s of SIGTERM")
+	}
+	p.cmd = nil
+}
+
+// ruche runs the CLI against this platform.
+func (p *platform) ruche(args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command(rucheBin, args...)
+	cmd.Env = append(os.Environ(), "RUCHE_CONFIG="+filepath.Join(p.dataDir, "admin.conf"))
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return o.String(), e.String(), code
+}
+
+// must runs the CLI and fails the test on a non-zero exit.
+func (p *platform) must(args ...string) string {
+	p.t.Helper()
+	out, errOut, code := p.ruche(args...)
+	if code != 0 {
+		p.t.Fatalf("ruche %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// project reads `ruche ps project -o json`.
+func (p *platform) project(name string) client.Project {
+	p.t.Helper()
+	var ps []client.Project
+	if err := json.Unmarshal([]byte(p.must("ps", name, "-o", "json")), &ps); err != nil || len(ps) != 1 {
+		p.t.Fatalf("ps -o json: %v (%d projects)", err, len(ps))
+	}
+	return ps[0]
+}
+
+// writeCompose writes a compose file for a test and returns its path.
+func writeCompose(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "compose.yml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "IMAGE", image)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// running lists the replicas meant to run.
+func running(s client.Service) []client.Replica {
+	var out []client.Replica
+	for _, r := range s.Replicas {
+		if r.DesiredState == client.DesiredRunning {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func service(t *testing.T, p client.Project, name string) client.Service {
+	t.Helper()
+	for _, s := range p.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("project %s has no service %s", p.Name, name)
+	return client.Service{}
+}
+
+// get does an HTTP GET on a port published on 127.0.0.1.
+func get(t *testing.T, port uint16, path string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+	if err != nil {
+		t.Fatalf("GET %s on port %d: %v", path, port, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// eventually polls cond; the CLI has no watch for tests to block on.
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
