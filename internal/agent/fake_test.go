@@ -1,0 +1,397 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/runtime"
+)
+
+// fakeRuntime is an in-memory engine for the agent's unit tests. It uses
+// only time and channels, so it runs inside a synctest bubble. Containers
+// behave by their environment:
+//
+//	FAKE_EXIT_AFTER=<duration>  exit after running that long
+//	FAKE_EXIT_CODE=<n>          with that code (default 1)
+//	FAKE_UNHEALTHY=1            healthcheck fails
+//	FAKE_LOG=<text>             what the container writes to stdout
+type fakeRuntime struct {
+	mu         sync.Mutex
+	nextID     int
+	containers map[string]*fakeContainer
+	images     map[string]bool // present
+	pullable   map[string]bool
+	networks   map[string]runtime.Network
+	volumes    map[string]runtime.Volume
+	subs       map[*fakeSub]bool
+	stops      []fakeStop
+	creates    int
+	starts     int
+	startErr   error
+}
+
+type fakeContainer struct {
+	c     runtime.Container
+	spec  runtime.ContainerSpec
+	timer *time.Timer
+	gen   int // bumps on every start/stop so stale timers do nothing
+}
+
+type fakeStop struct {
+	id     string
+	signal string
+	grace  time.Duration
+}
+
+type fakeSub struct {
+	labels map[string]string
+	ch     chan runtime.Event
+	errc   chan error
+}
+
+func newFakeRuntime(images ...string) *fakeRuntime {
+	f := &fakeRuntime{
+		containers: map[string]*fakeContainer{},
+		images:     map[string]bool{},
+		pullable:   map[string]bool{},
+		networks:   map[string]runtime.Network{},
+		volumes:    map[string]runtime.Volume{},
+		subs:       map[*fakeSub]bool{},
+	}
+	for _, i := range images {
+		f.images[i] = true
+	}
+	return f
+}
+
+func matches(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func env(spec runtime.ContainerSpec, key string) string {
+	for _, e := range spec.Env {
+		if k, v, _ := strings.Cut(e, "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// emit sends an event to matching subscribers. f.mu is held.
+func (f *fakeRuntime) emit(fc *fakeContainer, action, health string) {
+	ev := runtime.Event{ContainerID: fc.c.ID, Action: action, Health: health, Labels: fc.c.Labels, Time: time.Now()}
+	for s := range f.subs {
+		if matches(ev.Labels, s.labels) {
+			select {
+			case s.ch <- ev:
+			default: // a slow reader loses events, as with a real engine
+			}
+		}
+	}
+}
+
+func (f *fakeRuntime) Info(ctx context.Context) (runtime.Info, error) {
+	return runtime.Info{Name: "fake", Version: "1", NCPU: 2, MemTotal: 1 << 30}, nil
+}
+
+func (f *fakeRuntime) ImagePresent(ctx context.Context, ref string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.images[ref], nil
+}
+
+func (f *fakeRuntime) PullImage(ctx context.Context, ref string, progress func(string)) error {
+	f.mu.Lock()
+	ok := f.pullable[ref]
+	f.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: image %s not found locally and could not be pulled: no such image", runtime.ErrPull, ref)
+	}
+	if progress != nil {
+		progress("Downloading")
+	}
+	time.Sleep(time.Second)
+	f.mu.Lock()
+	f.images[ref] = true
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeRuntime) EnsureNetwork(ctx context.Context, n runtime.Network) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.networks[n.Name]; !ok {
+		f.networks[n.Name] = n
+	}
+	return nil
+}
+
+func (f *fakeRuntime) RemoveNetwork(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.networks, name)
+	return nil
+}
+
+func (f *fakeRuntime) Networks(ctx context.Context, labels map[string]string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for name, n := range f.networks {
+		if matches(n.Labels, labels) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeRuntime) EnsureVolume(ctx context.Context, v runtime.Volume) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.volumes[v.Name]; !ok {
+		f.volumes[v.Name] = v
+	}
+	return nil
+}
+
+func (f *fakeRuntime) RemoveVolume(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.volumes, name)
+	return nil
+}
+
+func (f *fakeRuntime) Volumes(ctx context.Context, labels map[string]string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for name, v := range f.volumes {
+		if matches(v.Labels, labels) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeRuntime) Create(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.images[spec.Image] {
+		return "", fmt.Errorf("create: %w: no image %s", runtime.ErrNotFound, spec.Image)
+	}
+	for _, c := range f.containers {
+		if c.c.Name == spec.Name {
+			return "", fmt.Errorf("create: name %s in use", spec.Name)
+		}
+	}
+	f.nextID++
+	f.creates++
+	id := fmt.Sprintf("c%03d", f.nextID)
+	f.containers[id] = &fakeContainer{
+		c:    runtime.Container{ID: id, Name: spec.Name, Image: spec.Image, Labels: spec.Labels, Status: runtime.StatusCreated},
+		spec: spec,
+	}
+	return id, nil
+}
+
+// addContainer puts a container in the engine as if a previous agent had
+// created it.
+func (f *fakeRuntime) addContainer(spec runtime.ContainerSpec, running bool) string {
+	id, err := f.Create(context.Background(), spec)
+	if err != nil {
+		panic(err)
+	}
+	if running {
+		if err := f.Start(context.Background(), id); err != nil {
+			panic(err)
+		}
+	}
+	return id
+}
+
+func (f *fakeRuntime) Start(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fc, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("start: %w", runtime.ErrNotFound)
+	}
+	if f.startErr != nil {
+		return f.startErr
+	}
+	if fc.c.Running {
+		return nil
+	}
+	f.starts++
+	fc.gen++
+	gen := fc.gen
+	fc.c.Running, fc.c.Status, fc.c.StartedAt, fc.c.ExitCode = true, runtime.StatusRunning, time.Now(), 0
+	fc.c.Health = ""
+	fc.c.Ports = nil
+	for i, p := range fc.spec.Ports {
+		pub := p.Published
+		if pub == 0 {
+			pub = uint16(40000 + i)
+		}
+		fc.c.Ports = append(fc.c.Ports, client.PortBinding{Target: p.Target, Published: pub, Protocol: "tcp", HostIP: "0.0.0.0"})
+	}
+	fc.c.Addresses = map[string]string{}
+	for i, n := range fc.spec.Networks {
+		fc.c.Addresses[n.Network] = fmt.Sprintf("10.0.%d.%d", i, f.nextID)
+	}
+	f.emit(fc, runtime.EventStart, "")
+	if hc := fc.spec.Healthcheck; hc != nil && !hc.Disable {
+		fc.c.Health = runtime.HealthStarting
+		time.AfterFunc(hc.Interval.D(), func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if fc.gen != gen {
+				return
+			}
+			fc.c.Health = runtime.HealthHealthy
+			if env(fc.spec, "FAKE_UNHEALTHY") == "1" {
+				fc.c.Health = runtime.HealthUnhealthy
+			}
+			f.emit(fc, runtime.EventHealth, fc.c.Health)
+		})
+	}
+	if d := env(fc.spec, "FAKE_EXIT_AFTER"); d != "" {
+		after, _ := time.ParseDuration(d)
+		code := 1
+		fmt.Sscan(env(fc.spec, "FAKE_EXIT_CODE"), &code)
+		fc.timer = time.AfterFunc(after, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if fc.gen == gen {
+				f.exit(fc, code)
+			}
+		})
+	}
+	return nil
+}
+
+// exit stops a running container. f.mu is held.
+func (f *fakeRuntime) exit(fc *fakeContainer, code int) {
+	if !fc.c.Running {
+		return
+	}
+	fc.gen++
+	fc.c.Running, fc.c.Status, fc.c.ExitCode, fc.c.FinishedAt = false, runtime.StatusExited, code, time.Now()
+	fc.c.Health = ""
+	f.emit(fc, runtime.EventDie, "")
+}
+
+func (f *fakeRuntime) Stop(ctx context.Context, id string, signal string, grace time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fc, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("stop: %w", runtime.ErrNotFound)
+	}
+	f.stops = append(f.stops, fakeStop{id, signal, grace})
+	f.exit(fc, 0)
+	return nil
+}
+
+func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fc, ok := f.containers[id]
+	if !ok {
+		return nil
+	}
+	f.exit(fc, 137)
+	delete(f.containers, id)
+	f.emit(fc, runtime.EventDestroy, "")
+	return nil
+}
+
+func (f *fakeRuntime) Inspect(ctx context.Context, id string) (runtime.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fc, ok := f.containers[id]
+	if !ok {
+		return runtime.Container{}, fmt.Errorf("inspect: %w", runtime.ErrNotFound)
+	}
+	return fc.c, nil
+}
+
+func (f *fakeRuntime) List(ctx context.Context, labels map[string]string) ([]runtime.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []runtime.Container
+	for _, fc := range f.containers {
+		if matches(fc.c.Labels, labels) {
+			out = append(out, fc.c)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeRuntime) Events(ctx context.Context, labels map[string]string) (<-chan runtime.Event, <-chan error) {
+	errc := make(chan error, 2)
+	s := &fakeSub{labels: labels, ch: make(chan runtime.Event, 256), errc: errc}
+	f.mu.Lock()
+	f.subs[s] = true
+	f.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		delete(f.subs, s)
+		f.mu.Unlock()
+		errc <- ctx.Err()
+	})
+	return s.ch, errc
+}
+
+// breakEvents ends every event stream, as a daemon restart would.
+func (f *fakeRuntime) breakEvents() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.subs {
+		delete(f.subs, s)
+		s.errc <- errors.New("event stream broken")
+	}
+}
+
+func (f *fakeRuntime) Logs(ctx context.Context, id string, opts runtime.LogOptions, stdout, stderr io.Writer) error {
+	f.mu.Lock()
+	fc, ok := f.containers[id]
+	f.mu.Unlock()
+	if !ok {
+		return errors.New("logs: no such container")
+	}
+	_, err := io.WriteString(stdout, env(fc.spec, "FAKE_LOG"))
+	if err == nil {
+		_, err = io.WriteString(stderr, "err line\n")
+	}
+	return err
+}
+
+// container returns the container of a task, if any.
+func (f *fakeRuntime) container(task string) (runtime.Container, runtime.ContainerSpec, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fc := range f.containers {
+		if fc.c.Labels[runtime.LabelTask] == task {
+			return fc.c, fc.spec, true
+		}
+	}
+	return runtime.Container{}, runtime.ContainerSpec{}, false
+}
+
+func (f *fakeRuntime) counts() (creates, starts int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.creates, f.starts
+}
