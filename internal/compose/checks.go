@@ -1,0 +1,329 @@
+package compose
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/format"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/ruche-platform/ruche/client"
+	"gopkg.in/yaml.v3"
+)
+
+// Value checks, called by the walker through rules. Each returns whether
+// the walk goes on below the value.
+
+// needsFilesReason is why a file reference cannot work in LoadBytes.
+const needsFilesReason = "not available when the compose file is sent to the API: it names a file on the client; deploy with ruche deploy -f, which reads it"
+
+func checkProjectName(w *walker, e entry) bool {
+	if s, ok := w.interp(e.value); ok {
+		w.name = s
+	}
+	return false
+}
+
+func checkVersion(w *walker, e entry) bool {
+	w.warn(e, "the version key is obsolete and ignored")
+	w.prune(e) // compose-go would log the same warning on its own
+	return false
+}
+
+func checkNeedsFiles(w *walker, e entry) bool {
+	if w.mode == noFiles {
+		w.problem(e, "%s", needsFilesReason)
+		w.prune(e)
+		return false
+	}
+	return true
+}
+
+// child returns the value of key in mapping m, with its entry.
+func child(m *yaml.Node, key, path string) (entry, bool) {
+	if m.Kind != yaml.MappingNode {
+		return entry{}, false
+	}
+	for _, p := range pairs(m) {
+		if p.key.Value == key {
+			return entry{parent: p.owner, node: p.key, value: resolve(p.value), path: path + "." + key, line: p.key.Line}, true
+		}
+	}
+	return entry{}, false
+}
+
+// checkVolumeDecl allows name: on external volumes only: ruche names the
+// volumes it creates itself.
+func checkVolumeDecl(w *walker, e entry) bool {
+	name, ok := child(e.value, "name", e.path)
+	if !ok {
+		return true
+	}
+	external := false
+	if x, ok := child(e.value, "external", e.path); ok {
+		if x.value.Kind == yaml.MappingNode {
+			external = true // the deprecated external: {name: ...}, refused on its own
+		} else if s, ok := w.interp(x.value); ok {
+			external, _ = strconv.ParseBool(s)
+		}
+	}
+	if !external {
+		w.refuse(name, "ruche names the volumes it creates <project>_<volume>; to use an existing Docker volume, add external: true")
+	}
+	return true
+}
+
+func checkNetworkDriver(w *walker, e entry) bool {
+	if s, ok := w.interp(e.value); ok && s != "bridge" && s != "" {
+		w.refuse(e, fmt.Sprintf("ruche builds each project's network itself, spanning every node; leave driver %q out", s))
+	}
+	return false
+}
+
+// parseRestart maps compose's restart: onto a restart policy condition and
+// a maximum number of attempts.
+func parseRestart(s string) (condition string, maxAttempts int, err error) {
+	switch s {
+	case types.RestartPolicyNo:
+		return client.RestartNone, 0, nil
+	case types.RestartPolicyAlways, types.RestartPolicyUnlessStopped:
+		return client.RestartAny, 0, nil
+	case types.RestartPolicyOnFailure:
+		return client.RestartOnFailure, 0, nil
+	}
+	if n, ok := strings.CutPrefix(s, types.RestartPolicyOnFailure+":"); ok {
+		if max, err := strconv.Atoi(n); err == nil && max >= 0 {
+			return client.RestartOnFailure, max, nil
+		}
+	}
+	return "", 0, fmt.Errorf("%q is not no, always, on-failure, on-failure:<max-retries> or unless-stopped", s)
+}
+
+func checkRestart(w *walker, e entry) bool {
+	s, ok := w.interp(e.value)
+	if !ok {
+		return false
+	}
+	if _, _, err := parseRestart(s); err != nil {
+		w.problem(e, "%v", err)
+		w.prune(e)
+	}
+	return false
+}
+
+func checkPullPolicy(w *walker, e entry) bool {
+	s, ok := w.interp(e.value)
+	if !ok {
+		return false
+	}
+	switch s {
+	case types.PullPolicyMissing, types.PullPolicyIfNotPresent:
+		// what ruche does anyway
+	default:
+		w.refuse(e, fmt.Sprintf("pull_policy %s: ruche uses a locally present image and pulls a missing one, as pull_policy: missing does", s))
+	}
+	return false
+}
+
+func checkDeployMode(w *walker, e entry) bool {
+	s, ok := w.interp(e.value)
+	if !ok {
+		return false
+	}
+	switch s {
+	case "replicated":
+	case "global":
+		w.refuse(e, "global mode is not supported yet: set deploy.replicas and x-ruche: {spread: max_availability} to put replicas on distinct nodes")
+	default:
+		w.refuse(e, fmt.Sprintf("mode %s is not supported: ruche runs replicated services", s))
+	}
+	return false
+}
+
+const portRangeReason = "published port ranges are not supported: publish one host port per container port"
+
+// checkPort checks one item of ports:, in short ("8080:80/udp") or long
+// syntax.
+func checkPort(w *walker, e entry) bool {
+	if e.value.Kind == yaml.MappingNode {
+		if pub, ok := child(e.value, "published", e.path); ok {
+			if s, ok := w.interp(pub.value); ok && strings.Contains(s, "-") {
+				w.refuse(e, portRangeReason)
+				return false
+			}
+		}
+		return true
+	}
+	s, ok := w.interp(e.value)
+	if !ok {
+		return false
+	}
+	ports, err := types.ParsePortConfig(s)
+	if err != nil {
+		w.problem(e, "invalid port %q: %v", s, err)
+		w.prune(e)
+		return false
+	}
+	for _, p := range ports {
+		if strings.Contains(p.Published, "-") {
+			w.refuse(e, portRangeReason)
+			return false
+		}
+	}
+	return false
+}
+
+func checkPortMode(w *walker, e entry) bool {
+	if s, ok := w.interp(e.value); ok && s != "host" {
+		w.refuse(e, fmt.Sprintf("mode %s: ruche publishes a port on the node that runs the replica, as mode: host does; route HTTP with labels rather than a routing mesh", s))
+	}
+	return false
+}
+
+// checkVolume checks one item of volumes:, in short
+// ("data:/var/lib/data:ro,z") or long syntax.
+func checkVolume(w *walker, e entry) bool {
+	if e.value.Kind == yaml.MappingNode {
+		typ := ""
+		if t, ok := child(e.value, "type", e.path); ok {
+			typ, _ = w.interp(t.value)
+		}
+		switch typ {
+		case types.VolumeTypeVolume, types.VolumeTypeTmpfs, "":
+		case types.VolumeTypeBind:
+			if src, ok := child(e.value, "source", e.path); ok {
+				if s, ok := w.interp(src.value); ok && !w.bindSourceOK(s) {
+					w.problem(src, "relative bind source %q is %s", s, needsFilesReason)
+					w.prune(e)
+					return false
+				}
+			}
+		default:
+			w.refuse(e, fmt.Sprintf("mount type %s: use volume, bind or tmpfs", typ))
+			return false
+		}
+		return true
+	}
+	s, ok := w.interp(e.value)
+	if !ok {
+		return false
+	}
+	vol, err := format.ParseVolume(s)
+	if err != nil {
+		w.problem(e, "invalid volume %q: %v", s, err)
+		w.prune(e)
+		return false
+	}
+	bad := false
+	if vol.Type == types.VolumeTypeBind && !w.bindSourceOK(vol.Source) {
+		w.problem(e, "relative bind source %q is %s", vol.Source, needsFilesReason)
+		bad = true
+	}
+	if parts := strings.Split(s, ":"); len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro", "rw":
+			case types.SELinuxShared, types.SELinuxPrivate:
+				w.warn(e, "SELinux option :%s dropped: ruche does not relabel mounts", o)
+			case "cached", "delegated", "consistent":
+				w.warn(e, "option :%s dropped: it has no effect on Linux", o)
+			case "nocopy":
+				w.problem(e, "not supported by ruche (nocopy: a new volume is filled from the image)")
+				bad = true
+			case types.PropagationRPrivate, types.PropagationPrivate, types.PropagationRShared,
+				types.PropagationShared, types.PropagationRSlave, types.PropagationSlave:
+				w.problem(e, "not supported by ruche (mount propagation %s)", o)
+				bad = true
+			default:
+				w.problem(e, "unknown volume option %q (ro, rw, z and Z are understood)", o)
+				bad = true
+			}
+		}
+	}
+	if bad {
+		w.prune(e)
+	}
+	return false
+}
+
+// bindSourceOK says whether a bind source can be used in this mode: on the
+// API server only an absolute path on the node makes sense.
+func (w *walker) bindSourceOK(src string) bool {
+	return w.mode == readFiles || filepath.IsAbs(src)
+}
+
+func checkConsistency(w *walker, e entry) bool {
+	w.warn(e, "consistency dropped: it has no effect on Linux")
+	return false
+}
+
+func checkSELinux(w *walker, e entry) bool {
+	w.warn(e, "SELinux option dropped: ruche does not relabel mounts")
+	return false
+}
+
+// checkTmpfs checks tmpfs:, a path or a list of paths.
+func checkTmpfs(w *walker, e entry) bool {
+	one := func(e entry) {
+		if s, ok := w.interp(e.value); ok && strings.Contains(s, ":") {
+			w.refuse(e, "tmpfs options are not supported yet: write the path alone")
+		}
+	}
+	switch e.value.Kind {
+	case yaml.ScalarNode:
+		one(e)
+	case yaml.SequenceNode:
+		w.list(e.value, e.path)
+		for i, item := range e.value.Content {
+			ie := entry{parent: e.value, node: item, value: resolve(item), path: fmt.Sprintf("%s[%d]", e.path, i), line: item.Line}
+			w.index[ie.path] = loc{w.file, ie.line}
+			one(ie)
+		}
+	}
+	return false
+}
+
+// xruche parses a service's x-ruche strictly: unlike other extensions, it
+// is ruche's own, so a typo in it is an error.
+func (w *walker) xruche(e entry) {
+	e.pattern = "services.*.x-ruche"
+	if e.value.Kind != yaml.MappingNode {
+		if e.value.Kind == yaml.ScalarNode && e.value.Tag == "!!null" {
+			return
+		}
+		w.problem(e, "x-ruche is a mapping (public:, spread:)")
+		w.prune(e)
+		return
+	}
+	bad := false
+	for _, p := range pairs(e.value) {
+		ke := entry{parent: p.owner, node: p.key, value: resolve(p.value), path: e.path + "." + p.key.Value, line: p.key.Line}
+		w.index[ke.path] = loc{w.file, ke.line}
+		s, ok := w.interp(ke.value)
+		switch p.key.Value {
+		case "public":
+			if _, err := strconv.ParseBool(s); ok && err != nil || !ok && ke.value.Kind != yaml.ScalarNode {
+				w.problem(ke, "must be true or false")
+				bad = true
+			}
+		case "spread":
+			if ok && s != client.SpreadDefault && s != client.SpreadMaxAvailability || !ok && ke.value.Kind != yaml.ScalarNode {
+				w.problem(ke, "%q is not a spread mode (use %s)", s, client.SpreadMaxAvailability)
+				bad = true
+			}
+		default:
+			msg := "unknown key in x-ruche (it knows public and spread)"
+			if d := distance(p.key.Value, "public"); d <= 2 {
+				msg = "unknown key in x-ruche (did you mean public?)"
+			} else if d := distance(p.key.Value, "spread"); d <= 2 {
+				msg = "unknown key in x-ruche (did you mean spread?)"
+			}
+			w.problem(ke, "%s", msg)
+			bad = true
+		}
+	}
+	if bad {
+		w.prune(e)
+	}
+}
