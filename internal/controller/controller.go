@@ -1,0 +1,348 @@
+// Package controller is the reconciler: it watches desired state (service
+// records) and reported state (task statuses, nodes) in the store, and
+// writes task assignments and service update statuses until the two agree.
+// It converges replica counts, rolls updates out (and back), honours
+// depends_on, and removes what was removed. See README.md for the design.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/scheduler"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// ErrWatchClosed is returned (and the cache rebuilt) when the store closes
+// the watch without saying why.
+var ErrWatchClosed = errors.New("controller: store watch closed")
+
+// Config tunes the controller. Zero values take the defaults.
+type Config struct {
+	// ResyncInterval is how often every service is reconciled again even
+	// if nothing changed: a safety net, not the mechanism. Default 1m.
+	ResyncInterval time.Duration
+	// RetryMin and RetryMax bound the backoff after a failed write or a
+	// lost watch. Defaults 500ms and 30s.
+	RetryMin, RetryMax time.Duration
+	// MaxTxnOps caps the operations of one transaction (etcd refuses more
+	// than --max-txn-ops, 128 by default). Default 100.
+	MaxTxnOps int
+	// Seed seeds the scheduler's tie breaking; 0 picks a random seed.
+	Seed uint64
+}
+
+func (c Config) withDefaults() Config {
+	if c.ResyncInterval <= 0 {
+		c.ResyncInterval = time.Minute
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 500 * time.Millisecond
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 30 * time.Second
+	}
+	if c.MaxTxnOps <= 0 {
+		c.MaxTxnOps = 100
+	}
+	if c.MaxTxnOps < 8 {
+		c.MaxTxnOps = 8
+	}
+	if c.Seed == 0 {
+		c.Seed = rand.Uint64()
+	}
+	return c
+}
+
+// Deps are the controller's collaborators.
+type Deps struct {
+	Store   store.Store
+	Log     *slog.Logger
+	Metrics prometheus.Registerer // may be nil
+	Events  *events.Recorder      // may be nil
+}
+
+// Controller reconciles services. Run it only while holding leadership.
+type Controller struct {
+	cfg    Config
+	st     store.Store
+	log    *slog.Logger
+	events *events.Recorder
+	m      *metrics
+	rng    *rand.Rand
+}
+
+// New returns a Controller. It does no I/O.
+func New(cfg Config, deps Deps) *Controller {
+	cfg = cfg.withDefaults()
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{
+		cfg:    cfg,
+		st:     deps.Store,
+		log:    log.With("component", "controller"),
+		events: deps.Events,
+		m:      newMetrics(deps.Metrics),
+		rng:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+	}
+}
+
+// Run reconciles until ctx ends, then returns nil. A lost watch rebuilds
+// the cache from a fresh list.
+func (c *Controller) Run(ctx context.Context) error {
+	backoff := c.cfg.RetryMin
+	for {
+		caughtUp, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if caughtUp {
+			backoff = c.cfg.RetryMin
+		}
+		c.log.Warn("store watch lost, listing again", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.cfg.RetryMax)
+	}
+}
+
+// run is the state of one session: a cache built from one list and kept
+// current by one watch.
+type run struct {
+	c       *Controller
+	cache   *cache
+	planner *scheduler.Planner
+	dirty   map[svcKey]bool
+	wakes   map[svcKey]time.Time // timers: monitor windows, delays, retries
+	retries map[svcKey]time.Duration
+	// waitRev is the revision the cache must reach before reconciling:
+	// the end of the initial replay, then the controller's own last
+	// write, so a pass never acts on a state older than its last write.
+	waitRev int64
+}
+
+// session lists, watches and reconciles until the watch fails or ctx ends.
+func (c *Controller) session(ctx context.Context) (caughtUp bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &run{c: c, cache: newCache(), dirty: map[svcKey]bool{}, wakes: map[svcKey]time.Time{}, retries: map[svcKey]time.Duration{}}
+	minRev, maxRev, err := r.list(ctx)
+	if err != nil {
+		cancel()
+		return false, err
+	}
+	watch := c.st.Watch(ctx, store.Root, minRev+1)
+	defer func() {
+		cancel()
+		for range watch { // the watch's goroutine ends before Run returns
+		}
+	}()
+	r.cache.rev, r.waitRev = minRev, maxRev
+	r.markAll()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	resync := time.NewTicker(c.cfg.ResyncInterval)
+	defer resync.Stop()
+	for {
+		now := time.Now()
+		r.due(now)
+		if r.cache.rev >= r.waitRev && len(r.dirty) > 0 {
+			caughtUp = true
+			r.reconcileDirty(ctx, now)
+			if ctx.Err() != nil {
+				return caughtUp, ctx.Err()
+			}
+		}
+		r.resetTimer(timer, now)
+		select {
+		case <-ctx.Done():
+			return caughtUp, ctx.Err()
+		case resp, ok := <-watch:
+			for {
+				if !ok {
+					return caughtUp, ErrWatchClosed
+				}
+				if resp.Err != nil {
+					return caughtUp, fmt.Errorf("watch: %w", resp.Err)
+				}
+				r.applyWatch(resp)
+				// Fold in whatever else is queued before reconciling.
+				select {
+				case resp, ok = <-watch:
+					continue
+				default:
+				}
+				break
+			}
+		case <-timer.C:
+		case <-resync.C:
+			r.markAll()
+		}
+	}
+}
+
+// list reads every prefix the controller needs into the cache.
+func (r *run) list(ctx context.Context) (minRev, maxRev int64, err error) {
+	now := time.Now()
+	for _, prefix := range listPrefixes {
+		kvs, rev, err := r.c.st.List(ctx, prefix)
+		if err != nil {
+			return 0, 0, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		if minRev == 0 || rev < minRev {
+			minRev = rev
+		}
+		maxRev = max(maxRev, rev)
+		for _, kv := range kvs {
+			if _, err := r.cache.apply(store.Event{Type: store.EventPut, KV: kv}, now); err != nil {
+				r.c.log.Warn("record ignored", "key", kv.Key, "err", err)
+			}
+		}
+	}
+	return minRev, maxRev, nil
+}
+
+func (r *run) applyWatch(resp store.WatchResponse) {
+	now := time.Now()
+	for _, ev := range resp.Events {
+		t, err := r.cache.apply(ev, now)
+		if err != nil {
+			r.c.log.Warn("record ignored", "key", ev.KV.Key, "err", err)
+		}
+		if t.all {
+			r.markAll()
+		}
+		for _, k := range t.services {
+			r.dirty[k] = true
+		}
+	}
+	r.cache.rev = max(r.cache.rev, resp.Revision)
+}
+
+func (r *run) markAll() {
+	for _, k := range r.cache.allServices() {
+		r.dirty[k] = true
+	}
+}
+
+// due marks the services whose timer has fired.
+func (r *run) due(now time.Time) {
+	for k, t := range r.wakes {
+		if !now.Before(t) {
+			delete(r.wakes, k)
+			r.dirty[k] = true
+		}
+	}
+}
+
+func (r *run) resetTimer(t *time.Timer, now time.Time) {
+	var next time.Time
+	for _, w := range r.wakes {
+		if next.IsZero() || w.Before(next) {
+			next = w
+		}
+	}
+	if next.IsZero() {
+		t.Stop()
+		return
+	}
+	t.Reset(max(next.Sub(now), 0))
+}
+
+// reconcileDirty reconciles every dirty service once, with one scheduler
+// plan shared by all, so that placements of one round see each other.
+func (r *run) reconcileDirty(ctx context.Context, now time.Time) {
+	keys := make([]svcKey, 0, len(r.dirty))
+	for k := range r.dirty {
+		keys = append(keys, k)
+	}
+	clear(r.dirty)
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	r.planner = scheduler.NewPlanner(r.snapshot(), scheduler.Options{Rand: r.c.rng})
+	for _, k := range keys {
+		if ctx.Err() != nil {
+			return
+		}
+		r.reconcile(ctx, k, now)
+	}
+}
+
+func (r *run) reconcile(ctx context.Context, k svcKey, now time.Time) {
+	r.c.m.passes.Inc()
+	p := newPass(r, r.cache.view(k), now)
+	p.reconcile()
+	rev, err := p.commit(ctx)
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrConflict):
+		// Someone wrote what the pass read: retry once the watch brings it.
+		r.c.log.Debug("conflict, retrying with fresh state", "service", k)
+		r.dirty[k] = true
+		r.waitRev = max(r.waitRev, r.cache.rev+1)
+		return
+	case ctx.Err() != nil:
+		return
+	default:
+		backoff := r.retries[k]
+		backoff = min(max(backoff*2, r.c.cfg.RetryMin), r.c.cfg.RetryMax)
+		r.retries[k] = backoff
+		r.wakes[k] = now.Add(backoff)
+		r.c.log.Error("reconcile failed", "service", k, "err", err, "retry_in", backoff)
+		return
+	}
+	delete(r.retries, k)
+	if rev > 0 {
+		r.waitRev = max(r.waitRev, rev)
+	}
+	delete(r.wakes, k)
+	if !p.wake.IsZero() {
+		r.wakes[k] = p.wake
+	}
+	if p.full {
+		r.dirty[k] = true
+	}
+	r.c.m.created.Add(float64(p.created))
+	for _, res := range p.results {
+		r.c.m.updates.WithLabelValues(res).Inc()
+	}
+	for _, ev := range p.events {
+		r.c.events.Record(ctx, ev)
+	}
+	if p.statusSet {
+		r.c.log.Info("service status", "service", k, "state", p.status.State, "version", p.status.Version, "message", p.status.Message)
+	}
+}
+
+// snapshot is the cluster for the scheduler: nodes, and the tasks that
+// still hold resources on them.
+func (r *run) snapshot() scheduler.Snapshot {
+	var snap scheduler.Snapshot
+	for _, n := range r.cache.nodes {
+		snap.Nodes = append(snap.Nodes, n.v)
+	}
+	for id, t := range r.cache.tasks {
+		if se := r.cache.statuses[id]; se != nil {
+			switch se.st.State {
+			case client.StateShutdown, client.StateFailed, client.StateComplete:
+				continue
+			}
+		}
+		snap.Tasks = append(snap.Tasks, scheduler.TaskOf(t.rec.Replica, t.rec.Spec))
+	}
+	return snap
+}

@@ -1,0 +1,138 @@
+package controller
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// task is one task of a service as a reconcile pass sees it: the
+// assignment, the agent's report (if any) and the revisions to compare.
+type task struct {
+	key        string
+	rec        store.TaskRecord
+	rev        int64
+	status     *client.ReplicaStatus // nil until the agent reports
+	statusRev  int64
+	readySince time.Time
+	nodeGone   bool // its node is down or unknown: no report will come
+}
+
+func (t *task) id() string    { return t.rec.ID }
+func (t *task) name() string  { return t.rec.Replica.Name() }
+func (t *task) running() bool { return t.rec.DesiredState == client.DesiredRunning }
+func (t *task) ready() bool   { return t.status != nil && t.status.Ready }
+func (t *task) state() string {
+	if t.status == nil {
+		return client.StatePending
+	}
+	return t.status.State
+}
+
+// terminal: the agent gave up on it (restart policy) or it completed.
+func (t *task) terminal() bool {
+	s := t.state()
+	return s == client.StateFailed || s == client.StateComplete
+}
+
+// gone: its container is removed, or can no longer be waited for.
+func (t *task) gone() bool { return t.state() == client.StateShutdown || t.nodeGone }
+
+// settled: Ready for the whole monitor window (or completed, for one-shot
+// services).
+func (t *task) settled(now time.Time, monitor time.Duration) bool {
+	if t.state() == client.StateComplete {
+		return true
+	}
+	return t.ready() && !t.failing() && !now.Before(t.readySince.Add(monitor))
+}
+
+// failing says why a task counts as a failed replica during a rollout, or "".
+func (t *task) failing() bool { return t.failure() != "" }
+
+func (t *task) failure() string {
+	st := t.status
+	if st == nil {
+		return ""
+	}
+	detail := ""
+	if st.Message != "" {
+		detail = ": " + st.Message
+	}
+	switch {
+	case st.State == client.StateFailed:
+		if detail == "" && st.ExitCode != 0 {
+			detail = ": exit code " + strconv.Itoa(st.ExitCode)
+		}
+		return "failed" + detail
+	case st.State == client.StateUnhealthy:
+		return "became unhealthy" + detail
+	case st.State == client.StateRestarting, st.Restarts > 0:
+		return "restarted" + detail
+	}
+	return ""
+}
+
+// view is everything one reconcile pass of a service reads.
+type view struct {
+	key       svcKey
+	rec       *store.ServiceRecord // nil: the service was removed
+	recRev    int64
+	status    *client.UpdateStatus // nil: never written
+	statusRev int64
+	project   store.ProjectRecord
+	tasks     []*task // sorted by slot, then creation
+	orphans   []orphan
+}
+
+// orphan is a status key whose task key is gone (a late report).
+type orphan struct {
+	id  string
+	rev int64
+}
+
+func (c *cache) view(k svcKey) *view {
+	v := &view{key: k, project: c.projects[k.project].v}
+	if e, ok := c.services[k]; ok {
+		rec := e.v
+		v.rec, v.recRev = &rec, e.rev
+	}
+	if e, ok := c.svcStatus[k]; ok {
+		st := e.v
+		v.status, v.statusRev = &st, e.rev
+	}
+	for id := range c.byService[k] {
+		te := c.tasks[id]
+		se := c.statuses[id]
+		if te == nil {
+			if se != nil {
+				v.orphans = append(v.orphans, orphan{id: id, rev: se.rev})
+			}
+			continue
+		}
+		t := &task{key: te.key, rec: te.rec, rev: te.rev}
+		if se != nil {
+			st := se.st
+			t.status, t.statusRev, t.readySince = &st, se.rev, se.readySince
+		}
+		if n, ok := c.nodes[te.rec.Node]; !ok || n.v.Status == "down" {
+			t.nodeGone = true
+		}
+		v.tasks = append(v.tasks, t)
+	}
+	sort.Slice(v.tasks, func(i, j int) bool {
+		a, b := v.tasks[i].rec, v.tasks[j].rec
+		if a.Slot != b.Slot {
+			return a.Slot < b.Slot
+		}
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.ID < b.ID
+	})
+	sort.Slice(v.orphans, func(i, j int) bool { return v.orphans[i].id < v.orphans[j].id })
+	return v
+}
