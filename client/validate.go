@@ -56,6 +56,10 @@ var (
 	placementKey = regexp.MustCompile(`^(node\.(id|hostname|role|platform\.os|platform\.arch)|node\.labels\.[A-Za-z0-9_.-]+)$`)
 )
 
+// dockerSocket are where the node's Docker socket lives: whoever reaches it
+// owns the node, and every project on it.
+var dockerSocket = map[string]bool{"/var/run/docker.sock": true, "/run/docker.sock": true}
+
 // Validate checks p for everything the manager cannot deploy: names,
 // references between services, volumes, networks, secrets and configs,
 // ports, durations, and the enumerated values of compose. It returns a
@@ -326,8 +330,11 @@ func (v *validator) mounts(at string, mounts []MountSpec) {
 				v.addf(p, "volume %q is not declared in the top-level volumes", m.Source)
 			}
 		case MountBind:
-			if !strings.HasPrefix(m.Source, "/") {
+			switch {
+			case !strings.HasPrefix(m.Source, "/"):
 				v.addf(p, "bind source %q must be an absolute path", m.Source)
+			case dockerSocket[path.Clean(m.Source)]:
+				v.addf(p, "a replica never gets the node's Docker socket (ruche reads Traefik labels itself)")
 			}
 		case MountTmpfs:
 			if m.Source != "" {

@@ -132,6 +132,7 @@ func TestValidate(t *testing.T) {
 					MountSpec{Type: MountVolume, Source: "data", Target: "/data/"},
 					MountSpec{Type: MountTmpfs, Target: "/"},
 					MountSpec{Type: MountTmpfs},
+					MountSpec{Type: MountBind, Source: "/var/run//docker.sock", Target: "/var/run/docker.sock"},
 				)
 			})
 		}, []string{
@@ -143,6 +144,7 @@ func TestValidate(t *testing.T) {
 			`services.web.volumes[9]: target "/data/" is mounted twice`,
 			`services.web.volumes[10]: target "/": cannot mount over /`,
 			`services.web.volumes[11]: a tmpfs mount needs a target`,
+			`services.web.volumes[12]: a replica never gets the node's Docker socket (ruche reads Traefik labels itself)`,
 		}},
 		{"healthcheck", func(p *ProjectSpec) {
 			service(p, "web", func(s *ServiceSpec) {

@@ -160,7 +160,7 @@ func (l *load) run(ctx context.Context, inputs []input, explicitName, dirName st
 		pruned = append(pruned, types.ConfigFile{Filename: in.path, Content: content})
 	}
 	if syntax {
-		return nil, l.fail(nil)
+		return nil, l.result(nil)
 	}
 
 	name := explicitName
@@ -172,31 +172,31 @@ func (l *load) run(ctx context.Context, inputs []input, explicitName, dirName st
 		if name = normaliseDirName(dirName); name == "" {
 			l.problems = append(l.problems, Problem{File: inputs[0].name, Path: "name",
 				Message: fmt.Sprintf("cannot make a project name of directory %q: pass -p or set name:", dirName)})
-			return nil, l.fail(nil)
+			return nil, l.result(nil)
 		}
 	default:
 		l.problems = append(l.problems, Problem{File: inputs[0].name, Path: "name", Message: "the project needs a name: set name: or pass one"})
-		return nil, l.fail(nil)
+		return nil, l.result(nil)
 	}
 
 	project, err := l.compose(ctx, pruned, name)
 	if err != nil {
-		if p := l.composeProblem(err); !l.causedByPruning(p.Path) {
+		if p := l.composeProblem(err); !l.causedByPruning(p.Path) || len(l.problems) == 0 {
 			l.problems = append(l.problems, p)
 		}
-		return nil, l.fail(nil)
+		return nil, l.result(nil)
 	}
 	spec := l.convert(project)
 	spec.Name = name
-	if err := l.fail(spec); err != nil {
+	if err := l.result(spec); err != nil {
 		return nil, err
 	}
 	return spec, nil
 }
 
-// fail validates spec, if any, and returns every problem found so far as
+// result validates spec, if any, and returns every problem found so far as
 // an *Error, or nil when there is none.
-func (l *load) fail(spec *client.ProjectSpec) error {
+func (l *load) result(spec *client.ProjectSpec) error {
 	if spec != nil {
 		var verr *client.ValidationError
 		if err := spec.Validate(); errors.As(err, &verr) {

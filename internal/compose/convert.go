@@ -310,9 +310,9 @@ func (l *load) restartPolicy(path string, s types.ServiceConfig) client.RestartP
 	return out
 }
 
-// float widens a compose-go float32 without the noise of its binary
+// widen widens a compose-go float32 without the noise of its binary
 // representation (0.1 stays 0.1, not 0.10000000149011612).
-func float(f float32) float64 {
+func widen(f float32) float64 {
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
 	return v
 }
@@ -321,7 +321,7 @@ func amounts(r *types.Resource) client.ResourceAmounts {
 	if r == nil {
 		return client.ResourceAmounts{}
 	}
-	return client.ResourceAmounts{CPUs: float(float32(r.NanoCPUs)), Memory: int64(r.MemoryBytes)}
+	return client.ResourceAmounts{CPUs: widen(float32(r.NanoCPUs)), Memory: int64(r.MemoryBytes)}
 }
 
 func updateConfig(u *types.UpdateConfig) client.UpdateConfig {
@@ -332,7 +332,7 @@ func updateConfig(u *types.UpdateConfig) client.UpdateConfig {
 		Delay:           client.Duration(u.Delay),
 		FailureAction:   u.FailureAction,
 		Monitor:         client.Duration(u.Monitor),
-		MaxFailureRatio: float(u.MaxFailureRatio),
+		MaxFailureRatio: widen(u.MaxFailureRatio),
 		Order:           u.Order,
 	}
 	if u.Parallelism != nil {
