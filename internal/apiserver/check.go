@@ -1,0 +1,153 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// portKey is a published host port.
+type portKey struct {
+	proto string
+	port  uint16
+}
+
+func (k portKey) String() string { return fmt.Sprintf("%d/%s", k.port, k.proto) }
+
+func publishedPorts(spec client.ServiceSpec) []portKey {
+	var out []portKey
+	for _, p := range spec.Ports {
+		if p.Published == 0 {
+			continue
+		}
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		out = append(out, portKey{proto, p.Published})
+	}
+	return out
+}
+
+// check does what validation of the spec alone cannot: images exist, host
+// ports are free, and what asks for more nodes than there are. It collects
+// every problem.
+func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current, changes []client.Change) error {
+	var problems []string
+	owners, err := s.portOwners(ctx, p.Name)
+	if err != nil {
+		return err
+	}
+	nodes, err := s.readyNodes(ctx)
+	if err != nil {
+		return err
+	}
+	checkedImages := map[string]bool{}
+	for _, c := range changes {
+		if c.Kind == client.ChangeRemove || c.Kind == client.ChangeUnchanged {
+			continue
+		}
+		spec := p.Services[c.Service]
+		if s.d.Checker != nil && (c.Kind == client.ChangeCreate || c.Kind == client.ChangeUpdate) && !checkedImages[spec.Image] {
+			checkedImages[spec.Image] = true
+			if err := s.d.Checker.CheckImage(ctx, spec.Image); err != nil {
+				problems = append(problems, fmt.Sprintf("service %s: %v", c.Service, err))
+			}
+		}
+		old, had := cur.services[c.Service]
+		for _, k := range publishedPorts(spec) {
+			if owner, ok := owners[k]; ok {
+				problems = append(problems, fmt.Sprintf("service %s: host port %s is already used by %s", c.Service, k, owner))
+				continue
+			}
+			if had && containsPort(publishedPorts(old.Spec), k) {
+				continue // its own replicas hold it
+			}
+			if s.d.Checker != nil {
+				if err := s.d.Checker.CheckPort(ctx, k.proto, "", k.port); err != nil {
+					problems = append(problems, fmt.Sprintf("service %s: host port %s: %v", c.Service, k, err))
+				}
+			}
+		}
+		if fixed := publishedPorts(spec); len(fixed) > 0 && nodes > 0 {
+			if spec.Replicas > nodes {
+				problems = append(problems, fmt.Sprintf("service %s: %d replicas each publish host port %s, but there %s; a host port can be used once per node (publish an ephemeral port, e.g. \"%d\", or lower replicas)",
+					c.Service, spec.Replicas, fixed[0], nodeCount(nodes), spec.Ports[0].Target))
+			} else if spec.Replicas == nodes && (spec.UpdateConfig.Order == client.OrderStartFirst || spec.RollbackConfig.Order == client.OrderStartFirst) {
+				problems = append(problems, fmt.Sprintf("service %s: order start-first needs host port %s free for the new replica while the old one still holds it, and there %s; use stop-first",
+					c.Service, fixed[0], nodeCount(nodes)))
+			}
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	sort.Strings(problems)
+	msg := problems[0]
+	if len(problems) > 1 {
+		msg = fmt.Sprintf("%d problems: %s", len(problems), strings.Join(problems, "; "))
+	}
+	return invalid(msg, problems...)
+}
+
+func containsPort(ks []portKey, k portKey) bool {
+	for _, x := range ks {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func nodeCount(n int) string {
+	if n == 1 {
+		return "is 1 node"
+	}
+	return fmt.Sprintf("are %d nodes", n)
+}
+
+// portOwners maps each host port published by a service of another project
+// to "project/service".
+func (s *Server) portOwners(ctx context.Context, project string) (map[portKey]string, error) {
+	kvs, _, err := s.d.Store.List(ctx, store.ServicesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := map[portKey]string{}
+	for _, kv := range kvs {
+		p, svc, ok := store.SplitService(kv.Key)
+		if !ok || p == project {
+			continue
+		}
+		var rec store.ServiceRecord
+		if err := store.Decode(kv, &rec); err != nil {
+			return nil, err
+		}
+		for _, k := range publishedPorts(rec.Spec) {
+			out[k] = p + "/" + svc
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) readyNodes(ctx context.Context) (int, error) {
+	kvs, _, err := s.d.Store.List(ctx, store.NodesPrefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, kv := range kvs {
+		var node client.Node
+		if err := store.Decode(kv, &node); err != nil {
+			return 0, err
+		}
+		if node.Status != "down" && node.Availability != "drain" {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,208 @@
+// Package apiserver is ruche's HTTP API: desired state goes in here and only
+// here. Handlers validate a request in full before writing anything, write it
+// in one store transaction, and map package errors to HTTP statuses (the only
+// place that does).
+package apiserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// DefaultMaxBody is the largest request body accepted (a compose file with
+// its secrets and configs).
+const DefaultMaxBody = 8 << 20
+
+// Config tunes the server.
+type Config struct {
+	MaxBodyBytes int64
+	Version      string
+	ClusterID    string
+	// ManagerName and APIAddr describe this manager in `ruche status`.
+	ManagerName, APIAddr string
+}
+
+// Sealer encrypts secret contents before they are stored.
+type Sealer interface {
+	Seal(plain []byte) ([]byte, error)
+}
+
+// Checker checks what only a node can: that an image exists (locally or by
+// pulling it) and that a host port is free. In `ruche up` it is the local
+// node; nil skips those checks.
+type Checker interface {
+	CheckImage(ctx context.Context, ref string) error
+	CheckPort(ctx context.Context, protocol, hostIP string, port uint16) error
+}
+
+// LogOptions select what `ruche logs` shows.
+type LogOptions struct {
+	Follow bool
+	Since  time.Time
+	Tail   int
+}
+
+// LogSource streams the logs of a service's replicas to w, each line
+// prefixed with its replica ("web.2 | ").
+type LogSource interface {
+	Logs(ctx context.Context, project, service string, opts LogOptions, w io.Writer) error
+}
+
+// StoreStatus reports the store's health and size for `ruche status`.
+type StoreStatus func(ctx context.Context) client.StoreStatus
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Store       store.Store
+	Secrets     Sealer
+	Checker     Checker     // may be nil
+	Logs        LogSource   // may be nil: logs answer 501
+	StoreStatus StoreStatus // may be nil
+	Events      *events.Recorder
+	Log         *slog.Logger
+	Registry    *prometheus.Registry // /metrics serves it; may be nil
+}
+
+// Server is the API.
+type Server struct {
+	cfg Config
+	d   Deps
+	log *slog.Logger
+	m   *metrics
+	mux *http.ServeMux
+}
+
+// New wires the routes. It does no I/O.
+func New(cfg Config, d Deps) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBody
+	}
+	s := &Server{cfg: cfg, d: d, log: d.Log.With("component", "apiserver"), mux: http.NewServeMux()}
+	s.m = newMetrics(d.Registry)
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.handle("GET /v1/status", s.getStatus)
+	s.handle("GET /v1/nodes", s.listNodes)
+	s.handle("GET /v1/projects", s.listProjects)
+	s.handle("GET /v1/projects/{project}", s.getProject)
+	s.handle("PUT /v1/projects/{project}", s.deploy)
+	s.handle("DELETE /v1/projects/{project}", s.removeProject)
+	s.handle("GET /v1/projects/{project}/watch", s.watchProject)
+	s.handle("POST /v1/projects/{project}/services/{service}/scale", s.scale)
+	s.handle("POST /v1/projects/{project}/services/{service}/rollback", s.rollback)
+	s.handle("GET /v1/projects/{project}/services/{service}/logs", s.logs)
+	s.handle("GET /v1/events", s.events)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	if s.d.Registry != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.d.Registry, promhttp.HandlerOpts{}))
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
+	})
+}
+
+// Handler is the server's http.Handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle registers an authenticated route with metrics, panic recovery and
+// error mapping.
+func (s *Server) handle(pattern string, h handlerFunc) {
+	route := pattern[strings.IndexByte(pattern, ' ')+1:]
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("handler panic", "route", route, "panic", p, "stack", string(debug.Stack()))
+				if !rec.wrote {
+					writeError(rec, errors.New("internal error"))
+				}
+			}
+			s.m.observe(r.Method, route, rec.status, time.Since(start))
+		}()
+		if err := s.authenticate(r); err != nil {
+			writeError(rec, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
+		if err := h(rec, r); err != nil {
+			if isInternal(err) {
+				s.log.Error("request failed", "route", route, "err", err)
+			}
+			if !rec.wrote {
+				writeError(rec, err)
+			}
+		}
+	})
+}
+
+// authenticate checks the bearer token against the store.
+func (s *Server) authenticate(r *http.Request) error {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing bearer token (Authorization: Bearer <token>)"}
+	}
+	var rec store.TokenRecord
+	if _, err := store.GetJSON(r.Context(), s.d.Store, store.TokenKey(HashToken(tok)), &rec); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "invalid token"}
+		}
+		return err
+	}
+	if !rec.Expires.IsZero() && time.Now().After(rec.Expires) {
+		return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "token expired"}
+	}
+	return nil
+}
+
+// HashToken is how tokens are stored: never in clear.
+func HashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -1,0 +1,305 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/secret"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+const token = "test-token"
+
+type fakeChecker struct {
+	missingImages map[string]bool
+	busyPorts     map[uint16]bool
+}
+
+func (f fakeChecker) CheckImage(ctx context.Context, ref string) error {
+	if f.missingImages[ref] {
+		return errors.New("image " + ref + " not found locally and could not be pulled")
+	}
+	return nil
+}
+
+func (f fakeChecker) CheckPort(ctx context.Context, proto, ip string, port uint16) error {
+	if f.busyPorts[port] {
+		return errors.New("already in use on this node")
+	}
+	return nil
+}
+
+type env struct {
+	t   *testing.T
+	st  *store.Memory
+	srv *httptest.Server
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st := store.NewMemory()
+	t.Cleanup(st.Close)
+	ctx := context.Background()
+	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
+	st.Txn(ctx, nil, store.Put(store.NodeKey("n1"), store.Encode(client.Node{ID: "n1", Status: "ready", Availability: "active"})))
+	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := New(Config{MaxBodyBytes: 64 << 10}, Deps{
+		Store: st, Secrets: box, Log: log, Events: events.NewRecorder(st, log), Registry: prometheus.NewRegistry(),
+		Checker: fakeChecker{missingImages: map[string]bool{"nosuch:1": true}, busyPorts: map[uint16]bool{9999: true}},
+	})
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &env{t: t, st: st, srv: srv}
+}
+
+// call sends a request and returns status and body.
+func (e *env) call(method, path, tok, ctype string, body []byte) (int, []byte) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (e *env) deploy(p client.ProjectSpec, dryRun bool) (int, []byte) {
+	b, _ := json.Marshal(client.DeployRequest{Project: p, DryRun: dryRun})
+	return e.call("PUT", "/v1/projects/"+p.Name, token, "application/json", b)
+}
+
+func web(replicas int) client.ProjectSpec {
+	return client.ProjectSpec{Name: "shop", Services: map[string]client.ServiceSpec{
+		"web": {Name: "web", Image: "hello:1", Replicas: replicas},
+	}}
+}
+
+func decodeErr(t *testing.T, b []byte) client.Error {
+	t.Helper()
+	var e client.Error
+	if err := json.Unmarshal(b, &e); err != nil || e.Message == "" {
+		t.Fatalf("not a JSON error: %s", b)
+	}
+	return e
+}
+
+func TestAuth(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct{ name, tok string }{{"missing", ""}, {"wrong", "nope"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := e.call("GET", "/v1/projects", tc.tok, "", nil)
+			if code != http.StatusUnauthorized {
+				t.Fatalf("got %d, want 401", code)
+			}
+			if got := decodeErr(t, body); got.Code != "unauthorized" {
+				t.Fatalf("got code %q", got.Code)
+			}
+		})
+	}
+	if code, _ := e.call("GET", "/v1/projects", token, "", nil); code != http.StatusOK {
+		t.Fatalf("valid token: got %d", code)
+	}
+}
+
+func TestDeployBadInput(t *testing.T) {
+	e := newEnv(t)
+	neg := web(-1)
+	noImage := web(1)
+	noImage.Services["web"] = client.ServiceSpec{Name: "web", Replicas: 1}
+	missing := web(1)
+	missing.Services["web"] = client.ServiceSpec{Name: "web", Image: "nosuch:1", Replicas: 1}
+	busy := web(1)
+	busy.Services["web"] = client.ServiceSpec{Name: "web", Image: "hello:1", Replicas: 1, Ports: []client.PortSpec{{Target: 80, Published: 9999}}}
+	tooMany := web(2)
+	tooMany.Services["web"] = client.ServiceSpec{Name: "web", Image: "hello:1", Replicas: 2, Ports: []client.PortSpec{{Target: 80, Published: 8080}}}
+	for _, tc := range []struct {
+		name     string
+		ctype    string
+		body     []byte
+		wantCode int
+		wantMsg  string
+	}{
+		{"malformed json", "application/json", []byte(`{"project": {`), 400, "not a valid deploy request"},
+		{"unknown field", "application/json", []byte(`{"project": {"name": "shop"}, "bogus": 1}`), 400, "bogus"},
+		{"negative replicas", "application/json", mustJSON(client.DeployRequest{Project: neg}), 400, "replicas"},
+		{"no image", "application/json", mustJSON(client.DeployRequest{Project: noImage}), 400, "image"},
+		{"missing image", "application/json", mustJSON(client.DeployRequest{Project: missing}), 400, "nosuch:1"},
+		{"busy host port", "application/json", mustJSON(client.DeployRequest{Project: busy}), 400, "9999/tcp"},
+		{"replicas over nodes on a fixed port", "application/json", mustJSON(client.DeployRequest{Project: tooMany}), 400, "once per node"},
+		{"oversized body", "application/json", append([]byte(`{"project": {"name": "`), bytes.Repeat([]byte("a"), 100<<10)...), 413, "larger than"},
+		{"bad media type", "text/plain", []byte("hello"), 415, "Content-Type"},
+		{"malformed yaml", "application/yaml", []byte("services:\n  web:\n    image: [unclosed\n"), 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := e.call("PUT", "/v1/projects/shop", token, tc.ctype, tc.body)
+			if code != tc.wantCode {
+				t.Fatalf("got %d %s, want %d", code, body, tc.wantCode)
+			}
+			if got := decodeErr(t, body); !strings.Contains(got.Message+strings.Join(got.Details, " "), tc.wantMsg) {
+				t.Fatalf("message %q does not name %q", got.Message, tc.wantMsg)
+			}
+		})
+	}
+	// Nothing of any of them was written.
+	if kvs, _, _ := e.st.List(context.Background(), store.ServicesPrefix); len(kvs) != 0 {
+		t.Fatalf("a rejected deploy wrote %d service records", len(kvs))
+	}
+}
+
+func TestDeployDiffAndVersions(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	change := func(code int, body []byte) client.Change {
+		t.Helper()
+		if code != 200 {
+			t.Fatalf("got %d %s", code, body)
+		}
+		var r client.DeployResponse
+		json.Unmarshal(body, &r)
+		if len(r.Changes) != 1 {
+			t.Fatalf("changes %+v", r.Changes)
+		}
+		return r.Changes[0]
+	}
+	record := func() store.ServiceRecord {
+		var rec store.ServiceRecord
+		if _, err := store.GetJSON(ctx, e.st, store.ServiceKey("shop", "web"), &rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	if c := change(e.deploy(web(2), true)); c.Kind != client.ChangeCreate {
+		t.Fatalf("dry run: got %s", c.Kind)
+	}
+	if _, err := e.st.Get(ctx, store.ServiceKey("shop", "web")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("dry run wrote")
+	}
+	if c := change(e.deploy(web(2), false)); c.Kind != client.ChangeCreate || c.Revision != 0 {
+		// Revision lives on the response, not the change.
+		_ = c
+	}
+	if rec := record(); rec.Version != 1 || rec.Spec.Replicas != 2 {
+		t.Fatalf("after create: %+v", rec)
+	}
+	_, before, _ := e.st.List(ctx, store.Root)
+	if c := change(e.deploy(web(2), false)); c.Kind != client.ChangeUnchanged {
+		t.Fatalf("redeploy: got %s", c.Kind)
+	}
+	if _, after, _ := e.st.List(ctx, store.Root); after != before {
+		t.Fatalf("unchanged redeploy wrote: revision %d -> %d", before, after)
+	}
+	if c := change(e.deploy(web(3), false)); c.Kind != client.ChangeScale || c.From != 2 || c.To != 3 {
+		t.Fatalf("scale: got %+v", c)
+	}
+	if rec := record(); rec.Version != 1 {
+		t.Fatalf("scale bumped the version: %d", rec.Version)
+	}
+	v2 := web(3)
+	v2.Services["web"] = client.ServiceSpec{Name: "web", Image: "hello:2", Replicas: 3}
+	if c := change(e.deploy(v2, false)); c.Kind != client.ChangeUpdate || strings.Join(c.Fields, ",") != "image" {
+		t.Fatalf("update: got %+v", c)
+	}
+	if rec := record(); rec.Version != 2 || rec.Previous == nil || rec.Previous.Image != "hello:1" {
+		t.Fatalf("after update: %+v", rec)
+	}
+	code, body := e.call("POST", "/v1/projects/shop/services/web/rollback", token, "", nil)
+	if code != 200 {
+		t.Fatalf("rollback: %d %s", code, body)
+	}
+	if rec := record(); rec.Version != 3 || rec.Spec.Image != "hello:1" || !rec.Rollback {
+		t.Fatalf("after rollback: %+v", rec)
+	}
+}
+
+func TestScaleAndRemove(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if code, body := e.deploy(web(1), false); code != 200 {
+		t.Fatalf("deploy: %d %s", code, body)
+	}
+	for _, tc := range []struct {
+		body string
+		want int
+	}{{`{"replicas": -1}`, 400}, {`{"replicas": 100000}`, 400}, {`{"replicas": "x"}`, 400}, {`{"replicas": 4}`, 200}} {
+		if code, body := e.call("POST", "/v1/projects/shop/services/web/scale", token, "application/json", []byte(tc.body)); code != tc.want {
+			t.Errorf("scale %s: got %d %s, want %d", tc.body, code, body, tc.want)
+		}
+	}
+	if code, _ := e.call("POST", "/v1/projects/shop/services/nope/scale", token, "application/json", []byte(`{"replicas": 1}`)); code != 404 {
+		t.Errorf("scale unknown service: got %d", code)
+	}
+	if code, _ := e.call("POST", "/v1/projects/shop/services/web/rollback", token, "", nil); code != 409 {
+		t.Errorf("rollback without previous: got %d", code)
+	}
+	if code, _ := e.call("DELETE", "/v1/projects/nope", token, "", nil); code != 404 {
+		t.Errorf("remove unknown project: got %d", code)
+	}
+	if code, body := e.call("DELETE", "/v1/projects/shop", token, "", nil); code != 200 {
+		t.Fatalf("remove: %d %s", code, body)
+	}
+	var cl store.CleanupRecord
+	if _, err := store.GetJSON(ctx, e.st, store.CleanupKey("shop"), &cl); err != nil || cl.Volumes || len(cl.Nodes) != 1 {
+		t.Fatalf("cleanup record %+v %v: want volumes kept, one node", cl, err)
+	}
+	if code, body := e.deploy(web(1), false); code != 409 {
+		t.Fatalf("deploy during removal: got %d %s, want 409", code, body)
+	}
+}
+
+func TestEventsRecorded(t *testing.T) {
+	e := newEnv(t)
+	e.deploy(web(1), false)
+	code, body := e.call("GET", "/v1/events", token, "", nil)
+	if code != 200 || !strings.Contains(string(body), `"action":"applied"`) {
+		t.Fatalf("events: %d %s", code, body)
+	}
+}
+
+func TestWatchSendsChanges(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/projects/shop/watch", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	var p client.Project
+	if err := dec.Decode(&p); err != nil || len(p.Services) != 0 {
+		t.Fatalf("first view: %+v %v", p, err)
+	}
+	e.deploy(web(1), false)
+	if err := dec.Decode(&p); err != nil || len(p.Services) != 1 || p.Services[0].Desired != 1 {
+		t.Fatalf("view after deploy: %+v %v", p, err)
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
