@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -30,6 +31,8 @@ type Config struct {
 type Runtime struct {
 	cli         *dockerclient.Client
 	pullTimeout time.Duration
+	netMu       sync.Mutex // serialises network creation
+	volMu       sync.Mutex // serialises volume creation
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)

@@ -22,31 +22,58 @@ func labelFilters(labels map[string]string) filters.Args {
 }
 
 // EnsureNetwork creates a bridge network unless one of that name exists.
+// Docker does not enforce unique network names under concurrent creation
+// (20.10 creates both), so creations through one driver are serialised.
 func (r *Runtime) EnsureNetwork(ctx context.Context, n runtime.Network) error {
-	if _, err := r.cli.NetworkInspect(ctx, n.Name, network.InspectOptions{}); err == nil {
+	r.netMu.Lock()
+	defer r.netMu.Unlock()
+	if ids, err := r.networkIDs(ctx, n.Name); err != nil {
+		return fmt.Errorf("ensure network %s: %w", n.Name, err)
+	} else if len(ids) > 0 {
 		return nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("inspect network %s: %w", n.Name, err)
 	}
 	_, err := r.cli.NetworkCreate(ctx, n.Name, network.CreateOptions{
 		Driver:   "bridge",
 		Internal: n.Internal,
 		Labels:   n.Labels,
 	})
-	// Two replicas may race to create the same network: the loser gets a
-	// conflict and uses the winner's.
+	// Another process may have won the race: use its network.
 	if err != nil && !cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create network %s: %w", n.Name, err)
 	}
 	return nil
 }
 
-// RemoveNetwork removes a network by name.
+// RemoveNetwork removes the networks of that name: by ID, so that
+// duplicates left by a concurrent creation elsewhere go as well.
 func (r *Runtime) RemoveNetwork(ctx context.Context, name string) error {
-	if err := r.cli.NetworkRemove(ctx, name); err != nil && !cerrdefs.IsNotFound(err) {
+	ids, err := r.networkIDs(ctx, name)
+	if err != nil {
 		return fmt.Errorf("remove network %s: %w", name, err)
 	}
+	for _, id := range ids {
+		if err := r.cli.NetworkRemove(ctx, id); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove network %s: %w", name, err)
+		}
+	}
 	return nil
+}
+
+// networkIDs returns the IDs of the networks named name (several when a
+// concurrent creation made duplicates).
+func (r *Runtime) networkIDs(ctx context.Context, name string) ([]string, error) {
+	f := filters.NewArgs(filters.Arg("name", name))
+	list, err := r.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, n := range list {
+		if n.Name == name { // the name filter matches substrings
+			ids = append(ids, n.ID)
+		}
+	}
+	return ids, nil
 }
 
 // Networks lists networks by labels.
@@ -66,6 +93,8 @@ func (r *Runtime) Networks(ctx context.Context, labels map[string]string) ([]str
 // EnsureVolume creates a volume unless it exists (creating an existing
 // volume is a no-op in Docker, but it must not change its labels).
 func (r *Runtime) EnsureVolume(ctx context.Context, v runtime.Volume) error {
+	r.volMu.Lock()
+	defer r.volMu.Unlock()
 	if _, err := r.cli.VolumeInspect(ctx, v.Name); err == nil {
 		return nil
 	} else if !cerrdefs.IsNotFound(err) {

@@ -196,6 +196,39 @@ func (s *suite) testNetworksAndVolumes(t *testing.T) {
 	if contains(nets, n.Name) || contains(vols, v.Name) {
 		t.Errorf("after removal: networks %v, volumes %v", nets, vols)
 	}
+
+	// Replicas of one project ensure its network at the same time: one
+	// network comes out (Docker itself does not enforce unique names).
+	n.Name = s.name("net-race")
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.rt.EnsureNetwork(ctx, n)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent EnsureNetwork: %v", err)
+		}
+	}
+	nets, _ = s.rt.Networks(ctx, s.labels())
+	count := 0
+	for _, name := range nets {
+		if name == n.Name {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Errorf("concurrent EnsureNetwork: got %d networks named %s, want 1", count, n.Name)
+	}
+	if err := s.rt.RemoveNetwork(ctx, n.Name); err != nil {
+		t.Error(err)
+	}
 }
 
 // eventLog collects events in the background.
