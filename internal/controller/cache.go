@@ -24,9 +24,10 @@ type entry[T any] struct {
 }
 
 type taskEntry struct {
-	key string
-	rec store.TaskRecord
-	rev int64
+	key  string
+	rec  store.TaskRecord
+	rev  int64
+	tmpl []byte // template(rec.Spec)
 }
 
 type statusEntry struct {
@@ -159,7 +160,7 @@ func (c *cache) applyTask(ev store.Event) (touch, error) {
 		delete(c.tasks, id)
 		return touch{}, err
 	}
-	c.tasks[id] = &taskEntry{key: ev.KV.Key, rec: rec, rev: ev.KV.ModRevision}
+	c.tasks[id] = &taskEntry{key: ev.KV.Key, rec: rec, rev: ev.KV.ModRevision, tmpl: template(rec.Spec)}
 	k := svcKey{rec.Project, rec.Service}
 	setAdd(c.byService, k, id)
 	return touch{services: append([]svcKey{k}, c.dependents(k)...)}, nil

@@ -135,7 +135,15 @@ type run struct {
 	// the end of the initial replay, then the controller's own last
 	// write, so a pass never acts on a state older than its last write.
 	waitRev int64
+	// catchUpBy bounds the wait for the initial replay: if the lists'
+	// revisions differ because of writes outside store.Root (a shared
+	// etcd), no event will ever say so. Acting on a slightly mixed cache
+	// is safe: every write compares the revisions it read.
+	catchUpBy time.Time
 }
+
+// catchUpWait is how long the initial replay may take; see run.catchUpBy.
+const catchUpWait = time.Second
 
 // session lists, watches and reconciles until the watch fails or ctx ends.
 func (c *Controller) session(ctx context.Context) (caughtUp bool, err error) {
@@ -153,6 +161,9 @@ func (c *Controller) session(ctx context.Context) (caughtUp bool, err error) {
 		}
 	}()
 	r.cache.rev, r.waitRev = minRev, maxRev
+	if minRev < maxRev {
+		r.catchUpBy = time.Now().Add(catchUpWait)
+	}
 	r.markAll()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -161,6 +172,10 @@ func (c *Controller) session(ctx context.Context) (caughtUp bool, err error) {
 	for {
 		now := time.Now()
 		r.due(now)
+		if !r.catchUpBy.IsZero() && (r.cache.rev >= r.waitRev || !now.Before(r.catchUpBy)) {
+			r.cache.rev = max(r.cache.rev, r.waitRev)
+			r.catchUpBy = time.Time{}
+		}
 		if r.cache.rev >= r.waitRev && len(r.dirty) > 0 {
 			caughtUp = true
 			r.reconcileDirty(ctx, now)
@@ -251,7 +266,7 @@ func (r *run) due(now time.Time) {
 }
 
 func (r *run) resetTimer(t *time.Timer, now time.Time) {
-	var next time.Time
+	next := r.catchUpBy
 	for _, w := range r.wakes {
 		if next.IsZero() || w.Before(next) {
 			next = w
@@ -323,7 +338,7 @@ func (r *run) reconcile(ctx context.Context, k svcKey, now time.Time) {
 	for _, ev := range p.events {
 		r.c.events.Record(ctx, ev)
 	}
-	if p.statusSet {
+	if old := p.v.status; p.statusSet && (old == nil || old.State != p.status.State || old.Message != p.status.Message) {
 		r.c.log.Info("service status", "service", k, "state", p.status.State, "version", p.status.Version, "message", p.status.Message)
 	}
 }

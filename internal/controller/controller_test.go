@@ -530,3 +530,84 @@ func TestUnplaceableReplica(t *testing.T) {
 		})
 	})
 }
+
+// failure_action continue goes through every slot, and says at the end
+// which replicas failed.
+func TestFailedUpdateContinues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(map[string][]step{"v2": crashLoops(2 * time.Second)}))
+		defer h.close()
+		cfg := update(client.UpdateConfig{FailureAction: client.FailureContinue, Parallelism: 1})
+		h.deploy(web("v1", 3, cfg))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		h.deploy(web("v2", 3, cfg))
+		w := h.waitFor("version 2 done", limit, func(w world) bool {
+			return w.svcStatus["web"].Version == 2 && w.svcStatus["web"].Terminal()
+		})
+		st := w.svcStatus["web"]
+		if st.State != client.UpdateFailed || !strings.HasPrefix(st.Message, "version 2 rolled out with failed replicas: web.1 restarted") {
+			t.Errorf("status = %+v, want failed, naming the failed replicas", st)
+		}
+		for _, task := range w.running("web") {
+			if task.Version != 2 {
+				t.Errorf("slot %d runs version %d, want every slot updated", task.Slot, task.Version)
+			}
+		}
+	})
+}
+
+// update_config.delay rests each worker between two slots.
+func TestUpdateDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(nil))
+		defer h.close()
+		const monitor, delay = 2 * time.Second, 10 * time.Second
+		cfg := update(client.UpdateConfig{Delay: client.Duration(delay), Monitor: client.Duration(monitor)})
+		h.deploy(web("v1", 3, cfg))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		h.deploy(web("v2", 3, cfg))
+		h.waitFor("version 2 completed", limit, func(w world) bool {
+			return w.svcStatus["web"].Version == 2 && w.svcStatus["web"].State == client.UpdateCompleted
+		})
+		synctest.Wait()
+		var starts []time.Time
+		for _, ev := range h.world().events {
+			if ev.Action == "shutdown" {
+				starts = append(starts, ev.Time)
+			}
+		}
+		if len(starts) != 3 {
+			t.Fatalf("%d shutdowns, want 3", len(starts))
+		}
+		for i := 1; i < len(starts); i++ {
+			// Each slot: stop (0.3s), start, ready (1.1s), monitor, delay.
+			if gap := starts[i].Sub(starts[i-1]); gap < monitor+delay || gap > monitor+delay+3*time.Second {
+				t.Errorf("slot %d started %v after the previous one, want monitor + delay (%v) plus the replica's start", i+1, gap, monitor+delay)
+			}
+		}
+	})
+}
+
+// service_completed_successfully: a one-shot job runs to completion
+// first; its own rollout completes with it.
+func TestDependsOnCompletedJob(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(map[string][]step{"migrate": completes(5 * time.Second)}))
+		defer h.close()
+		h.deploy(client.ServiceSpec{Name: "migrate", Image: "migrate", Replicas: 1})
+		h.deploy(web("v1", 1, func(s *client.ServiceSpec) {
+			s.DependsOn = map[string]client.DependencySpec{"migrate": {Condition: client.ConditionCompleted, Required: true}}
+		}))
+		w := h.waitFor("both completed", limit, func(w world) bool {
+			return w.svcStatus["web"].State == client.UpdateCompleted && w.svcStatus["migrate"].State == client.UpdateCompleted
+		})
+		job := w.running("migrate")
+		app := w.running("web")
+		if len(job) != 1 || len(app) != 1 {
+			t.Fatalf("tasks: migrate %d, web %d; want 1 and 1", len(job), len(app))
+		}
+		if got := app[0].CreatedAt.Sub(job[0].CreatedAt); got < 5*time.Second {
+			t.Errorf("web created %v after migrate, want after it completed (5s)", got)
+		}
+	})
+}

@@ -94,7 +94,7 @@ func (p *pass) classify() *rollout {
 		switch {
 		case !t.running():
 			s.down = append(s.down, t)
-		case t.rec.Version == rec.Version || (!t.terminal() && bytes.Equal(template(t.rec.Spec), tmpl)):
+		case p.current(t, tmpl):
 			s.cur = append(s.cur, t)
 		default:
 			s.old = append(s.old, t)
@@ -129,9 +129,20 @@ func (p *pass) dedupe(s *slot) {
 	s.cur = s.cur[:1]
 }
 
+// current reports whether t runs what the record asks for: the record's
+// version with its template. A rollback also takes the replicas that still
+// run the template it restores, whatever their version: they are not
+// replaced for nothing. Outside rollbacks, the version decides, since a
+// new version can keep the template (new content of a secret it uses).
+func (p *pass) current(t *task, tmpl []byte) bool {
+	if !bytes.Equal(t.tmpl, tmpl) {
+		return false // also catches a task of an earlier life of the service
+	}
+	return t.rec.Version == p.v.rec.Version || (p.v.rec.Rollback && !t.terminal())
+}
+
 // template is the replica template of spec: everything but Replicas, as
-// canonical JSON. Tasks whose spec has the template of the record are
-// current whatever their version: a rollback finds them up to date.
+// canonical JSON.
 func template(spec client.ServiceSpec) []byte {
 	spec.Replicas = 0
 	b, _ := json.Marshal(spec)

@@ -15,6 +15,7 @@ type task struct {
 	key        string
 	rec        store.TaskRecord
 	rev        int64
+	tmpl       []byte // replica template of rec.Spec
 	status     *client.ReplicaStatus // nil until the agent reports
 	statusRev  int64
 	readySince time.Time
@@ -113,7 +114,7 @@ func (c *cache) view(k svcKey) *view {
 			}
 			continue
 		}
-		t := &task{key: te.key, rec: te.rec, rev: te.rev}
+		t := &task{key: te.key, rec: te.rec, rev: te.rev, tmpl: te.tmpl}
 		if se != nil {
 			st := se.st
 			t.status, t.statusRev, t.readySince = &st, se.rev, se.readySince
