@@ -34,14 +34,20 @@ type harness struct {
 	wg    sync.WaitGroup
 	agent *fakeAgent
 
+	cfg      Config // of the controllers the harness starts
 	ctrlStop context.CancelFunc
 	ctrlDone chan struct{}
 }
 
 func newHarness(t *testing.T, s script) *harness {
 	t.Helper()
+	return newHarnessWith(t, s, Config{Seed: 1})
+}
+
+func newHarnessWith(t *testing.T, s script, cfg Config) *harness {
+	t.Helper()
 	mem := store.NewMemory()
-	h := &harness{t: t, st: mem, mem: mem, reg: prometheus.NewRegistry()}
+	h := &harness{t: t, st: mem, mem: mem, reg: prometheus.NewRegistry(), cfg: cfg}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 	h.put(store.NodeKey("n1"), client.Node{
 		ID: "n1", Hostname: "box", Role: "manager+agent", Status: "ready", Availability: "active",
@@ -73,7 +79,7 @@ func (h *harness) startController() {
 
 func (h *harness) startControllerWith(st store.Store) {
 	log := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c := New(Config{Seed: 1}, Deps{Store: st, Log: log, Metrics: h.reg, Events: events.NewRecorder(h.st, log)})
+	c := New(h.cfg, Deps{Store: st, Log: log, Metrics: h.reg, Events: events.NewRecorder(h.st, log)})
 	ctx, cancel := context.WithCancel(h.ctx)
 	h.ctrlStop, h.ctrlDone = cancel, make(chan struct{})
 	go func() {

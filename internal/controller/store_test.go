@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,4 +204,38 @@ func TestCacheReadySince(t *testing.T) {
 	if got, want := c.statuses[id].readySince, t0.Add(3*time.Minute); !got.Equal(want) {
 		t.Errorf("readySince after a dip = %v, want %v", got, want)
 	}
+}
+
+// limitedStore refuses transactions larger than etcd's --max-txn-ops.
+type limitedStore struct {
+	store.Store
+	max int
+}
+
+func (l *limitedStore) Txn(ctx context.Context, cmps []store.Cmp, ops ...store.Op) (int64, error) {
+	if len(cmps) > l.max || len(ops) > l.max {
+		return 0, fmt.Errorf("too many operations in txn request: %d compares, %d ops", len(cmps), len(ops))
+	}
+	return l.Store.Txn(ctx, cmps, ops...)
+}
+
+// A deploy larger than one transaction can hold is written in several.
+func TestLargeDeployIsBatched(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxOps, n = 16, 60
+		h := newHarnessWith(t, byImage(nil), Config{Seed: 1, MaxTxnOps: maxOps})
+		defer h.close()
+		h.stopController()
+		h.startControllerWith(&limitedStore{Store: h.st, max: maxOps})
+		h.deploy(web("v1", n))
+		w := h.waitStatus("web", limit, client.UpdateCompleted)
+		if got := len(w.running("web")); got != n {
+			t.Errorf("running = %d, want %d", got, n)
+		}
+		h.remove("web")
+		h.waitFor("web removed", limit, func(w world) bool {
+			_, ok := w.svcStatus["web"]
+			return w.count("web") == 0 && !ok
+		})
+	})
 }
