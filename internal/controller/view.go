@@ -15,7 +15,7 @@ type task struct {
 	key        string
 	rec        store.TaskRecord
 	rev        int64
-	tmpl       []byte // replica template of rec.Spec
+	tmpl       []byte                // replica template of rec.Spec
 	status     *client.ReplicaStatus // nil until the agent reports
 	statusRev  int64
 	readySince time.Time
