@@ -11,10 +11,12 @@ import (
 // listPrefixes are what the controller reads. Each is listed on its own
 // (events and tokens are not worth listing), then one watch on store.Root
 // from the lowest list revision replays what changed in between; apply is
-// idempotent per key revision, so the replay converges.
+// idempotent per key revision, so the replay converges. Statuses are
+// listed before tasks: a status whose task is missing from the cache is
+// then really an orphan, never a task listed too early.
 var listPrefixes = []string{
 	store.ProjectsPrefix, store.ServicesPrefix, store.SvcStatusPrefix,
-	store.TasksPrefix, store.TaskStatusPrefix, store.NodesPrefix,
+	store.TaskStatusPrefix, store.TasksPrefix, store.NodesPrefix,
 }
 
 // entry is a decoded record and the revision it was written at.
