@@ -25,10 +25,10 @@ const project = "shop"
 // harness runs a controller and a fake agent on an in-memory store, inside
 // a synctest bubble.
 type harness struct {
-	t     *testing.T
-	st    store.Store
-	mem   *store.Memory
-	reg   *prometheus.Registry
+	t          *testing.T
+	st         store.Store
+	closeStore func()
+	reg        *prometheus.Registry
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -47,7 +47,12 @@ func newHarness(t *testing.T, s script) *harness {
 func newHarnessWith(t *testing.T, s script, cfg Config) *harness {
 	t.Helper()
 	mem := store.NewMemory()
-	h := &harness{t: t, st: mem, mem: mem, reg: prometheus.NewRegistry(), cfg: cfg}
+	return newHarnessOn(t, mem, mem.Close, s, cfg)
+}
+
+func newHarnessOn(t *testing.T, st store.Store, closeStore func(), s script, cfg Config) *harness {
+	t.Helper()
+	h := &harness{t: t, st: st, closeStore: closeStore, reg: prometheus.NewRegistry(), cfg: cfg}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 	h.put(store.NodeKey("n1"), client.Node{
 		ID: "n1", Hostname: "box", Role: "manager+agent", Status: "ready", Availability: "active",
@@ -58,7 +63,7 @@ func newHarnessWith(t *testing.T, s script, cfg Config) *harness {
 		Networks: map[string]client.NetworkSpec{"default": {Name: "default"}},
 		Volumes:  map[string]client.VolumeSpec{"data": {Name: "data"}},
 	})
-	h.agent = newFakeAgent(mem, "n1", s)
+	h.agent = newFakeAgent(st, "n1", s)
 	h.wg.Add(1)
 	go func() { defer h.wg.Done(); h.agent.run(h.ctx) }()
 	h.startController()
@@ -70,7 +75,7 @@ func (h *harness) close() {
 	h.stopController()
 	h.stop()
 	h.wg.Wait()
-	h.mem.Close()
+	h.closeStore()
 }
 
 func (h *harness) startController() {
