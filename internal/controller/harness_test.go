@@ -29,10 +29,10 @@ type harness struct {
 	st         store.Store
 	closeStore func()
 	reg        *prometheus.Registry
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	agent *fakeAgent
+	ctx        context.Context
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+	agent      *fakeAgent
 
 	cfg      Config // of the controllers the harness starts
 	ctrlStop context.CancelFunc
