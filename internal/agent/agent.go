@@ -74,9 +74,6 @@ func New(cfg Config, deps Deps) *Agent {
 	if cfg.Resync <= 0 {
 		cfg.Resync = 30 * time.Second
 	}
-	if cfg.Hostname == "" {
-		cfg.Hostname, _ = os.Hostname()
-	}
 	log := deps.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -110,6 +107,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	if err := a.register(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	taskc, err := a.conn.WatchTasks(ctx, a.cfg.NodeID)
@@ -167,6 +167,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // register announces the node, retrying until it works or ctx ends.
 func (a *Agent) register(ctx context.Context) error {
 	bo := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+	if a.cfg.Hostname == "" {
+		a.cfg.Hostname, _ = os.Hostname()
+	}
 	for {
 		n := client.Node{
 			ID: a.cfg.NodeID, Hostname: a.cfg.Hostname, Labels: a.cfg.Labels,

@@ -46,54 +46,25 @@ func (a *Agent) Logs(ctx context.Context, project, service string, opts LogOptio
 	}
 	sort.Slice(cs, func(i, j int) bool { return slotOf(cs[i]) < slotOf(cs[j]) })
 
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	streaming := map[string]bool{}
-	var firstErr error
-	stream := func(c runtime.Container, since time.Time, tail int) {
-		mu.Lock()
-		if streaming[c.ID] {
-			mu.Unlock()
-			return
-		}
-		streaming[c.ID] = true
-		mu.Unlock()
-		prefix := service + "." + c.Labels[runtime.LabelSlot] + " | "
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stdout, stderr := out.prefixed(prefix), out.prefixed(prefix)
-			err := a.rt.Logs(ctx, c.ID, runtime.LogOptions{Follow: opts.Follow, Since: since, Tail: tail}, stdout, stderr)
-			stdout.flush()
-			stderr.flush()
-			mu.Lock()
-			delete(streaming, c.ID)
-			if err != nil && !errors.Is(err, runtime.ErrNotFound) && firstErr == nil && ctx.Err() == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		}()
-	}
+	f := &follower{a: a, ctx: ctx, opts: opts, service: service, out: out,
+		streaming: map[string]bool{}, runs: map[string]time.Time{}, pending: map[string]time.Time{}}
 	for _, c := range cs {
-		stream(c, opts.Since, opts.Tail)
+		if c.StartedAt.IsZero() {
+			continue // never started: no output yet; its start event brings it
+		}
+		f.stream(c.ID, c.Labels[runtime.LabelSlot], c.StartedAt, opts.Since, opts.Tail)
 	}
 	if opts.Follow {
 	follow:
 		for {
 			select {
 			case ev := <-evs:
-				if ev.Action != runtime.EventStart {
-					continue
+				if ev.Action == runtime.EventStart {
+					f.started(ev)
 				}
-				// A new replica, or a restart of one whose stream ended
-				// when it stopped: only what it writes from now on.
-				c := runtime.Container{ID: ev.ContainerID, Labels: ev.Labels}
-				stream(c, ev.Time.Add(-time.Millisecond), 0)
 			case err := <-errc:
 				if ctx.Err() == nil {
-					mu.Lock()
-					firstErr = fmt.Errorf("logs: engine events: %w", err)
-					mu.Unlock()
+					f.fail(fmt.Errorf("logs: engine events: %w", err))
 				}
 				break follow
 			case <-ctx.Done():
@@ -102,8 +73,87 @@ func (a *Agent) Logs(ctx context.Context, project, service string, opts LogOptio
 		}
 		cancel()
 	}
-	wg.Wait()
-	return firstErr
+	f.wg.Wait()
+	return f.err
+}
+
+// follower streams the logs of a service's containers, one goroutine per
+// container, and starts a new stream for each new run of a container.
+type follower struct {
+	a       *Agent
+	ctx     context.Context
+	opts    LogOptions
+	service string
+	out     *lockedWriter
+	wg      sync.WaitGroup
+
+	mu        sync.Mutex
+	streaming map[string]bool      // container -> a stream runs
+	runs      map[string]time.Time // container -> StartedAt of the run streamed
+	pending   map[string]time.Time // container -> a newer run to stream next
+	err       error
+}
+
+func (f *follower) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+// started handles a start event: a new replica, or a new run of one.
+func (f *follower) started(ev runtime.Event) {
+	c, err := f.a.rt.Inspect(f.ctx, ev.ContainerID)
+	if err != nil {
+		return // already gone
+	}
+	f.mu.Lock()
+	seen := f.runs[c.ID].Equal(c.StartedAt)
+	f.mu.Unlock()
+	if !seen {
+		// Only what the new run writes: since its start (less a
+		// millisecond for clock rounding).
+		f.stream(c.ID, c.Labels[runtime.LabelSlot], c.StartedAt, c.StartedAt.Add(-time.Millisecond), 0)
+	}
+}
+
+// stream copies a container's output, or queues the run if a stream of
+// the container's previous run has not ended yet.
+func (f *follower) stream(id, slot string, run, since time.Time, tail int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.streaming[id] {
+		f.pending[id] = run
+		return
+	}
+	f.streaming[id] = true
+	f.runs[id] = run
+	prefix := f.service + "." + slot + " | "
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			stdout, stderr := f.out.prefixed(prefix), f.out.prefixed(prefix)
+			err := f.a.rt.Logs(f.ctx, id, runtime.LogOptions{Follow: f.opts.Follow, Since: since, Tail: tail}, stdout, stderr)
+			stdout.flush()
+			stderr.flush()
+			if err != nil && !errors.Is(err, runtime.ErrNotFound) && f.ctx.Err() == nil {
+				f.fail(err)
+			}
+			f.mu.Lock()
+			next, again := f.pending[id]
+			delete(f.pending, id)
+			if !again || f.ctx.Err() != nil {
+				delete(f.streaming, id)
+				f.mu.Unlock()
+				return
+			}
+			f.runs[id] = next
+			f.mu.Unlock()
+			since, tail = next.Add(-time.Millisecond), 0
+		}
+	}()
 }
 
 func slotOf(c runtime.Container) int {

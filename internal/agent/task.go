@@ -224,9 +224,36 @@ func (s *supervisor) findContainer(ctx context.Context) error {
 		s.cid = cs[0].ID
 		s.runSeen = cs[0].StartedAt
 		s.everStart = !cs[0].StartedAt.IsZero()
+		if ps, ok := s.a.loadState(s.id); ok {
+			s.restarts, s.failures, s.terminal = ps.Restarts, ps.Failures, ps.Terminal
+			if s.terminal {
+				s.adoptTerminal(cs[0])
+			}
+		}
 		s.log.Info("adopted container", "container", cs[0].Name, "status", cs[0].Status)
 	}
 	return nil
+}
+
+// adoptTerminal reports a replica the restart policy had given up on
+// before the agent restarted.
+func (s *supervisor) adoptTerminal(c runtime.Container) {
+	state := client.StateFailed
+	if c.ExitCode == 0 {
+		state = client.StateComplete
+	}
+	s.set(client.ReplicaStatus{
+		State: state, ContainerID: c.ID, ExitCode: c.ExitCode, StartedAt: c.StartedAt,
+		Message: fmt.Sprintf("exited with code %d", c.ExitCode),
+	})
+}
+
+// persist saves the restart policy's counters (see state.go).
+func (s *supervisor) persist() {
+	err := s.a.saveState(s.id, taskState{Restarts: s.restarts, Failures: s.failures, Terminal: s.terminal})
+	if err != nil {
+		s.log.Warn("task state not saved", "err", err)
+	}
 }
 
 // teardown stops and removes the task's container and files. With report,
@@ -387,12 +414,14 @@ func (s *supervisor) start(ctx context.Context, rec store.TaskRecord) {
 		} else {
 			s.terminal = true
 			d.state = client.StateFailed
+			s.persist()
 			s.a.record(ctx, rec, "failed", msg)
 		}
 		s.set(client.ReplicaStatus{State: d.state, ContainerID: s.cid, Message: msg})
 		return
 	}
 	s.a.m.starts.Inc()
+	s.persist()
 	if !s.everStart {
 		s.everStart = true
 		s.a.record(ctx, rec, "started", "")
@@ -449,6 +478,7 @@ func (s *supervisor) exited(ctx context.Context, rec store.TaskRecord, c runtime
 		s.due = time.Now().Add(d.delay)
 	} else {
 		s.terminal = true
+		s.persist()
 		action := "failed"
 		if d.state == client.StateComplete {
 			action = "completed"
