@@ -611,3 +611,41 @@ func TestDependsOnCompletedJob(t *testing.T) {
 		}
 	})
 }
+
+// An update whose replicas fit nowhere, even once the old ones stop, does
+// not stop them: the service keeps running and the status says why.
+func TestUpdateThatFitsNowhereKeepsOldReplicas(t *testing.T) {
+	for _, order := range []string{client.OrderStopFirst, client.OrderStartFirst} {
+		t.Run(order, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, byImage(nil))
+				defer h.close()
+				spec := func(image string, cpus float64) client.ServiceSpec {
+					return web(image, 2, update(client.UpdateConfig{Order: order}), func(s *client.ServiceSpec) {
+						s.Resources.Reservations.CPUs = cpus
+					})
+				}
+				h.deploy(spec("v1", 1))
+				h.waitStatus("web", limit, client.UpdateCompleted)
+				h.deploy(spec("v2", 5)) // the node has 4
+				want := "no node can run shop/web.1: node box: not enough cpu: 5 reserved, "
+				w := h.waitFor("the reason", limit, func(w world) bool { return strings.HasPrefix(w.svcStatus["web"].Message, want) })
+				time.Sleep(time.Minute)
+				w = h.world()
+				if st := w.svcStatus["web"]; st.State != client.UpdateUpdating {
+					t.Errorf("status = %+v, want updating", st)
+				}
+				if r := w.ready("web"); r != 2 || w.count("web") != 2 {
+					t.Errorf("%d ready of %d tasks, want the 2 old replicas untouched:\n%s", r, w.count("web"), w)
+				}
+				h.deploy(spec("v3", 1.5))
+				w = h.waitFor("v3 completed", limit, func(w world) bool {
+					return w.svcStatus["web"].Version == 3 && w.svcStatus["web"].Terminal()
+				})
+				if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
+					t.Errorf("status = %+v, want completed", st)
+				}
+			})
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/scheduler"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -370,12 +371,17 @@ func (p *pass) progress(ro *rollout) {
 		if free <= 0 || p.full {
 			break
 		}
-		free--
 		if ro.cfg.Order == client.OrderStartFirst && p.create(s.n, false) {
+			free--
 			continue
 		}
 		// stop-first, or start-first with no node able to run both (a
-		// host port, a full node): the old one must go first.
+		// host port, a full node): the old one must go first, but only
+		// if the new one will have a node then.
+		if !p.placeable(s) {
+			continue
+		}
+		free--
 		for _, t := range s.old {
 			p.shutdown(t, fmt.Sprintf("update to version %d", rec.Version))
 		}
@@ -388,6 +394,26 @@ func (p *pass) progress(ro *rollout) {
 			}
 		}
 	}
+}
+
+// placeable reports whether the new replica of slot s will find a node
+// once its old tasks are gone, and books it in the round's plan. If not,
+// the old replica keeps running and the status says why.
+func (p *pass) placeable(s *slot) bool {
+	ids := make([]string, len(s.old))
+	for i, t := range s.old {
+		ids[i] = t.id()
+	}
+	_, err := p.r.planner.Place(scheduler.Request{
+		Project: p.v.key.project, Service: p.v.key.service, Slot: s.n, Spec: p.v.rec.Spec, Replaces: ids,
+	})
+	if err != nil {
+		if p.note == "" {
+			p.note = err.Error()
+		}
+		return false
+	}
+	return true
 }
 
 func anyReady(ts []*task) bool {

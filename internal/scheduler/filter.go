@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+
+	"github.com/ruche-platform/ruche/client"
 )
 
 // rejected is what check returns when it is not asked to explain: the
@@ -27,8 +29,8 @@ func (p *Planner) check(n *nodeState, req Request, d demand, cons []Constraint, 
 		}
 	}
 	for _, port := range d.ports {
-		if by, used := n.ports[port]; used {
-			return pick(explain, func() string { return "host port " + port.String() + " in use by " + by })
+		if use, used := n.ports[port]; used && !d.replacing(use.task) {
+			return pick(explain, func() string { return "host port " + port.String() + " in use by " + use.service })
 		}
 	}
 	if !fits(n, d) {
@@ -42,6 +44,17 @@ func (p *Planner) check(n *nodeState, req Request, d demand, cons []Constraint, 
 	return ""
 }
 
+// booked is what n has reserved, less what the tasks d replaces free.
+func booked(n *nodeState, d demand) client.ResourceAmounts {
+	used := n.reserved
+	if len(d.replaces) > 0 {
+		f := n.freed(d)
+		used.CPUs -= f.CPUs
+		used.Memory -= f.Memory
+	}
+	return used
+}
+
 func pick(explain bool, reason func() string) string {
 	if explain {
 		return reason()
@@ -52,7 +65,7 @@ func pick(explain bool, reason func() string) string {
 // fits checks reservations against capacity. A capacity of 0 means the node
 // did not report it: no limit.
 func fits(n *nodeState, d demand) bool {
-	capa, used := n.node.Capacity, n.reserved
+	capa, used := n.node.Capacity, booked(n, d)
 	if want := d.reserved.CPUs; want > 0 && capa.CPUs > 0 && used.CPUs+want > capa.CPUs+1e-9 {
 		return false
 	}
@@ -64,7 +77,7 @@ func fits(n *nodeState, d demand) bool {
 
 // resources says why d does not fit on n.
 func resources(n *nodeState, d demand) string {
-	capa, used := n.node.Capacity, n.reserved
+	capa, used := n.node.Capacity, booked(n, d)
 	if want := d.reserved.CPUs; want > 0 && capa.CPUs > 0 && used.CPUs+want > capa.CPUs+1e-9 {
 		return fmt.Sprintf("not enough cpu: %s reserved, %s of %s free",
 			cpus(want), cpus(max(capa.CPUs-used.CPUs, 0)), cpus(capa.CPUs))

@@ -12,12 +12,13 @@ type nodeState struct {
 	scoreCPU float64                // sum of scoring amounts (see demand)
 	scoreMem float64
 	inFlight int                     // placements of this plan
-	ports    map[Port]string         // host port -> "project/service" using it
+	ports    map[Port]portUse        // host ports in use
 	services map[string]map[int]bool // "project/service" -> slots on this node
+	tasks    map[string]Task         // the snapshot's tasks on this node, by ID
 }
 
 func newNodeState(n client.Node) *nodeState {
-	return &nodeState{node: n, ports: map[Port]string{}, services: map[string]map[int]bool{}}
+	return &nodeState{node: n, ports: map[Port]portUse{}, services: map[string]map[int]bool{}, tasks: map[string]Task{}}
 }
 
 func (n *nodeState) name() string {
@@ -35,7 +36,10 @@ func (n *nodeState) add(t Task, inFlight bool) {
 	n.scoreMem += mem
 	svc := t.Project + "/" + t.Service
 	for _, p := range t.Ports {
-		n.ports[p] = svc
+		n.ports[p] = portUse{service: svc, task: t.ID}
+	}
+	if t.ID != "" {
+		n.tasks[t.ID] = t
 	}
 	slots := n.services[svc]
 	if slots == nil {
@@ -58,14 +62,43 @@ func (n *nodeState) others(service string, slot int) int {
 	return len(slots)
 }
 
+// portUse is who holds a host port.
+type portUse struct {
+	service string // "project/service"
+	task    string // task ID; "" for a placement of this plan
+}
+
+// freed is what the tasks d replaces hold on n: stopped before the replica
+// starts, they leave it to it.
+func (n *nodeState) freed(d demand) client.ResourceAmounts {
+	var r client.ResourceAmounts
+	for _, id := range d.replaces {
+		if t, ok := n.tasks[id]; ok {
+			r.CPUs += t.Reserved.CPUs
+			r.Memory += t.Reserved.Memory
+		}
+	}
+	return r
+}
+
 // demand is what one replica asks of a node.
 type demand struct {
 	service  string // "project/service"
 	slot     int
 	reserved client.ResourceAmounts
 	ports    []Port
+	replaces []string // task IDs
 	scoreCPU float64
 	scoreMem float64
+}
+
+func (d demand) replacing(id string) bool {
+	for _, r := range d.replaces {
+		if r == id && id != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func newDemand(req Request) demand {
@@ -74,6 +107,7 @@ func newDemand(req Request) demand {
 		slot:     req.Slot,
 		reserved: req.Spec.Resources.Reservations,
 		ports:    HostPorts(req.Spec),
+		replaces: req.Replaces,
 	}
 	d.scoreCPU, d.scoreMem = scoringAmounts(d.reserved)
 	return d

@@ -78,6 +78,10 @@ type Request struct {
 	Service string
 	Slot    int
 	Spec    client.ServiceSpec
+	// Replaces are the IDs of tasks this replica replaces and that stop
+	// before it starts (a stop-first update): their host ports and
+	// reservations count as free for it.
+	Replaces []string
 }
 
 func (r Request) replica() string { return r.Project + "/" + r.Service + "." + strconv.Itoa(r.Slot) }

@@ -58,6 +58,11 @@ func req(service string, slot int, mods ...func(*client.ServiceSpec)) Request {
 	return Request{Project: "shop", Service: service, Slot: slot, Spec: spec}
 }
 
+func replacing(r Request, ids ...string) Request {
+	r.Replaces = ids
+	return r
+}
+
 func constraints(cs ...string) func(*client.ServiceSpec) {
 	return func(s *client.ServiceSpec) { s.Placement.Constraints = cs }
 }
@@ -196,6 +201,34 @@ func TestPlaceFilters(t *testing.T) {
 			tasks: []Task{task("a", "shop", "web", 1), task("b", "shop", "web", 2), task("b", "shop", "web", 3)},
 			req:   req("web", 4, replicas(4), spreadMax),
 			want:  "a",
+		},
+		{
+			name:  "a replaced task leaves its host port",
+			nodes: []client.Node{node("a")},
+			tasks: []Task{task("a", "shop", "web", 1, withPort(8080), func(t *Task) { t.ID = "shop.web.1.old" })},
+			req:   replacing(req("web", 1, publish(8080)), "shop.web.1.old"),
+			want:  "a",
+		},
+		{
+			name:    "replacing another task frees nothing of this one",
+			nodes:   []client.Node{node("a")},
+			tasks:   []Task{task("a", "shop", "web", 1, withPort(8080), func(t *Task) { t.ID = "shop.web.1.old" })},
+			req:     replacing(req("web", 2, publish(8080)), "shop.web.2.old"),
+			wantErr: "no node can run shop/web.2: node a: host port 8080/tcp in use by shop/web",
+		},
+		{
+			name:  "a replaced task leaves its reservations",
+			nodes: []client.Node{node("a", capa(2, 0))},
+			tasks: []Task{task("a", "shop", "web", 1, withCPU(1.5), func(t *Task) { t.ID = "shop.web.1.old" })},
+			req:   replacing(req("web", 1, reserve(2, 0)), "shop.web.1.old"),
+			want:  "a",
+		},
+		{
+			name:    "reservations that do not fit even once the old one stops",
+			nodes:   []client.Node{node("a", capa(2, 0))},
+			tasks:   []Task{task("a", "shop", "web", 1, withCPU(1.5), func(t *Task) { t.ID = "shop.web.1.old" }), task("a", "shop", "db", 1, withCPU(0.5))},
+			req:     replacing(req("web", 1, reserve(2, 0)), "shop.web.1.old"),
+			wantErr: "no node can run shop/web.1: node a: not enough cpu: 2 reserved, 1.5 of 2 free",
 		},
 		{
 			name:  "the replica being replaced does not repel its successor",
