@@ -13,9 +13,6 @@ import (
 // time with short durations: transactions with compares on absent keys,
 // watch revisions and batching behave as the in-memory store says.
 func TestOnEtcd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts an embedded etcd")
-	}
 	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir(), ClientAddr: loopbackAddr(t), PeerAddr: loopbackAddr(t)})
 	if err != nil {
 		t.Fatal(err)
