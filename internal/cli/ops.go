@@ -1,0 +1,366 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ruche-platform/ruche/client"
+)
+
+func (g *globals) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+}
+
+func newPsCmd(g *globals) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "ps [project]",
+		Short: "List replicas: where they run, their state and ports",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := g.json()
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var projects []client.Project
+			if len(args) == 1 {
+				p, err := c.Project(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				projects = []client.Project{*p}
+			} else if projects, err = c.Projects(cmd.Context()); err != nil {
+				return err
+			}
+			if asJSON {
+				return g.printJSON(projects)
+			}
+			tw := g.table()
+			fmt.Fprintln(tw, "PROJECT\tREPLICA\tSTATE\tREADY\tVERSION\tNODE\tPORTS\tRESTARTS\tMESSAGE")
+			for _, p := range projects {
+				for _, s := range p.Services {
+					for _, r := range s.Replicas {
+						if r.DesiredState == client.DesiredShutdown && !all && r.Status.State == client.StateShutdown {
+							continue
+						}
+						state := r.Status.State
+						if state == "" {
+							state = client.StatePending
+						}
+						if r.DesiredState == client.DesiredShutdown && state != client.StateShutdown {
+							state += " (stopping)"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Name, r.Name(), state, yesNo(r.Status.Ready),
+							r.Version, r.Node, ports(r.Status.Ports), r.Status.Restarts, r.Status.Message)
+					}
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also show replicas already shut down")
+	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func ports(ps []client.PortBinding) string {
+	var out []string
+	for _, p := range ps {
+		host := p.HostIP
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		out = append(out, fmt.Sprintf("%s:%d->%d/%s", host, p.Published, p.Target, p.Protocol))
+	}
+	return strings.Join(out, ",")
+}
+
+func newScaleCmd(g *globals) *cobra.Command {
+	var detach bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "scale project/service=N ...",
+		Short: "Set the number of replicas of services",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			type req struct {
+				project, service string
+				n                int
+			}
+			var reqs []req
+			for _, a := range args {
+				ps, n, ok := strings.Cut(a, "=")
+				if !ok {
+					return fmt.Errorf("%q: expected project/service=N", a)
+				}
+				p, s, err := splitService(ps)
+				if err != nil {
+					return err
+				}
+				v, err := strconv.Atoi(n)
+				if err != nil || v < 0 {
+					return fmt.Errorf("%q: replicas must be a whole number >= 0", a)
+				}
+				reqs = append(reqs, req{p, s, v})
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			for _, r := range reqs {
+				ch, err := c.Scale(cmd.Context(), r.project, r.service, r.n)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "%s/%s: replicas %d -> %d\n", r.project, r.service, ch.From, ch.To)
+				if !detach && ch.Revision > 0 {
+					if err := g.wait(cmd.Context(), c, waitSpec{project: r.project, rev: ch.Revision, services: []string{r.service}, timeout: timeout}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once, without waiting")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for convergence")
+	return cmd
+}
+
+func newRollbackCmd(g *globals) *cobra.Command {
+	var detach bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rollback project/service",
+		Short: "Put a service back on its previous version",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, s, err := splitService(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ch, err := c.Rollback(cmd.Context(), p, s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "%s/%s: rolling back (%s)\n", p, s, strings.Join(ch.Fields, ", "))
+			if detach {
+				return nil
+			}
+			return g.wait(cmd.Context(), c, waitSpec{project: p, rev: ch.Revision, services: []string{s}, timeout: timeout})
+		},
+	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once, without waiting")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for convergence")
+	return cmd
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var opts client.LogOptions
+	cmd := &cobra.Command{
+		Use:   "logs [-f] [--since 10m] project/service",
+		Short: "Show the logs of every replica of a service, each line prefixed with its replica",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, s, err := splitService(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return c.Logs(cmd.Context(), p, s, opts, g.stdout)
+		},
+	}
+	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "keep streaming new lines")
+	cmd.Flags().StringVar(&opts.Since, "since", "", "only lines since a duration ago (10m) or an RFC 3339 time")
+	cmd.Flags().IntVar(&opts.Tail, "tail", -1, "only the last N lines of each replica")
+	return cmd
+}
+
+func newEventsCmd(g *globals) *cobra.Command {
+	var follow bool
+	var since, project string
+	cmd := &cobra.Command{
+		Use:   "events [-f] [--since 1h] [-p project]",
+		Short: "Show what happened: deploys, replica changes, rollbacks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := g.json()
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return c.Events(cmd.Context(), since, project, follow, func(ev client.Event) {
+				if asJSON {
+					g.printJSON(ev)
+					return
+				}
+				what := ev.Project
+				if ev.Replica != "" {
+					what += "/" + ev.Replica
+				} else if ev.Service != "" {
+					what += "/" + ev.Service
+				}
+				fmt.Fprintf(g.stdout, "%s  %-8s %-12s %-24s %s\n", ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Type, ev.Action, what, ev.Message)
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new events")
+	cmd.Flags().StringVar(&since, "since", "", "only events since a duration ago (1h) or an RFC 3339 time")
+	cmd.Flags().StringVarP(&project, "project", "p", "", "only events of this project")
+	return cmd
+}
+
+func newRmCmd(g *globals) *cobra.Command {
+	var volumes, detach bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rm project [--volumes]",
+		Short: "Remove a project: its replicas and networks; its named volumes only with --volumes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.Remove(cmd.Context(), args[0], volumes)
+			if err != nil {
+				return err
+			}
+			for _, ch := range resp.Changes {
+				fmt.Fprintf(g.stdout, "  - %s: remove %d replica(s)\n", ch.Service, ch.From)
+			}
+			if !volumes {
+				fmt.Fprintln(g.stdout, "named volumes are kept (use --volumes to delete them)")
+			}
+			if detach {
+				return nil
+			}
+			if err := g.wait(cmd.Context(), c, waitSpec{project: args[0], projectGone: true, timeout: timeout}); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "%s removed\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&volumes, "volumes", false, "also delete the project's named volumes (their data is lost)")
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once, without waiting")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the platform: managers, store, nodes, totals",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := g.json()
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return g.printJSON(st)
+			}
+			fmt.Fprintf(g.stdout, "ruche %s, cluster %s\n", st.Version, st.ClusterID)
+			for _, m := range st.Managers {
+				role := "manager"
+				if m.Leader {
+					role = "manager (leader)"
+				}
+				fmt.Fprintf(g.stdout, "%s: %s at %s, healthy=%v\n", role, m.Name, m.APIAddr, m.Healthy)
+			}
+			fmt.Fprintf(g.stdout, "store: %s, %s of %s, revision %d, healthy=%v\n", st.Store.Endpoint,
+				bytesHuman(st.Store.DBSize), bytesHuman(st.Store.Quota), st.Store.Revision, st.Store.Healthy)
+			fmt.Fprintf(g.stdout, "projects: %d, services: %d, replicas: %d/%d ready\n", st.Projects, st.Services, st.Ready, st.Replicas)
+			return printNodes(g, st.Nodes)
+		},
+	}
+}
+
+func newNodeCmd(g *globals) *cobra.Command {
+	node := &cobra.Command{Use: "node", Short: "Manage nodes"}
+	node.AddCommand(&cobra.Command{
+		Use:   "ls",
+		Short: "List nodes with their status, capacity and replicas",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, err := g.json()
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := c.Nodes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return g.printJSON(nodes)
+			}
+			return printNodes(g, nodes)
+		},
+	})
+	return node
+}
+
+func printNodes(g *globals, nodes []client.Node) error {
+	tw := g.table()
+	fmt.Fprintln(tw, "NODE\tHOSTNAME\tSTATUS\tAVAILABILITY\tCPUS\tMEMORY\tREPLICAS\tLABELS")
+	for _, n := range nodes {
+		var labels []string
+		for k, v := range n.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\t%d\t%s\n", n.ID, n.Hostname, n.Status, n.Availability, n.Capacity.CPUs,
+			bytesHuman(n.Capacity.Memory), n.Replicas, strings.Join(labels, ","))
+	}
+	return tw.Flush()
+}
+
+func bytesHuman(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

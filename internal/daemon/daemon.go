@@ -1,0 +1,278 @@
+// Package daemon wires ruche's parts together in one place (as Tailscale's
+// tsd does): `ruche up` is a manager (store, API, controllers) and an agent
+// in one process. Every dependency is built here and passed down
+// explicitly; no package reaches for a global.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/apiserver"
+	"github.com/ruche-platform/ruche/internal/controller"
+	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/runtime/docker"
+	"github.com/ruche-platform/ruche/internal/secret"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// Config is what `ruche up` takes.
+type Config struct {
+	DataDir   string
+	APIAddr   string // default 127.0.0.1:7443
+	HTTPAddr  string // ingress, not served yet
+	HTTPSAddr string // ingress, not served yet
+	// StoreAddr and StorePeerAddr are the embedded etcd's loopback
+	// listeners (defaults 127.0.0.1:7479 and :7480).
+	StoreAddr, StorePeerAddr string
+	NodeID                   string // default: the host name
+	Labels                   map[string]string
+	DockerHost               string // default: DOCKER_HOST, else the default socket
+	Version                  string
+	Log                      *slog.Logger
+}
+
+// Up runs the platform until ctx ends. Containers keep running after it
+// returns; the next Up adopts them.
+func Up(ctx context.Context, cfg Config) error {
+	log := cfg.Log
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = "127.0.0.1:7443"
+	}
+	host, _ := os.Hostname()
+	if cfg.NodeID == "" {
+		cfg.NodeID = nodeName(host)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	st, err := store.StartEmbedded(store.EmbeddedConfig{
+		Dir: filepath.Join(cfg.DataDir, "store"), Name: cfg.NodeID,
+		ClientAddr: cfg.StoreAddr, PeerAddr: cfg.StorePeerAddr,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	clusterID, err := ensureCluster(ctx, st)
+	if err != nil {
+		return err
+	}
+	box, err := secret.LoadOrCreate(filepath.Join(cfg.DataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+	ca, err := pki.LoadOrCreateCA(filepath.Join(cfg.DataDir, "pki"), clusterID)
+	if err != nil {
+		return err
+	}
+	apiHost, _, err := net.SplitHostPort(cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("--api-addr %q: %w", cfg.APIAddr, err)
+	}
+	hosts := []string{"127.0.0.1", "::1", "localhost", host}
+	if apiHost != "" && apiHost != "0.0.0.0" && apiHost != "::" {
+		hosts = append(hosts, apiHost)
+	}
+	cert, err := ca.ServerCert(filepath.Join(cfg.DataDir, "pki"), hosts)
+	if err != nil {
+		return fmt.Errorf("api certificate: %w", err)
+	}
+	confPath := filepath.Join(cfg.DataDir, "admin.conf")
+	if err := ensureAdmin(ctx, st, confPath, apiURL(cfg.APIAddr), string(ca.CertPEM)); err != nil {
+		return err
+	}
+
+	rt, err := docker.New(docker.Config{Host: cfg.DockerHost})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = rt.Ping(pctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cannot reach the Docker engine (is dockerd running?): %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rec := events.NewRecorder(st, log)
+
+	ag := agent.New(agent.Config{NodeID: cfg.NodeID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
+		agent.Deps{Runtime: rt, Conn: agent.NewLocalConn(st, box), Log: log, Metrics: reg, Events: rec})
+	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec})
+	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr},
+		apiserver.Deps{
+			Store: st, Secrets: box, Checker: localChecker{rt}, Logs: agentLogs{ag}, Events: rec, Log: log, Registry: reg,
+			StoreStatus: func(ctx context.Context) client.StoreStatus {
+				size, quota := st.DBSize()
+				_, rev, err := st.List(ctx, store.ClusterKey)
+				return client.StoreStatus{Endpoint: "embedded etcd", DBSize: size, Quota: quota, Revision: rev, Healthy: err == nil}
+			},
+		})
+
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api listener: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		TLSConfig:         tlsConfig(cert),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("agent", func() error { return ag.Run(ctx) })
+	run("controller", func() error {
+		return st.RunElected(ctx, "controller", cfg.NodeID, func(ctx context.Context) {
+			log.Info("leading: controllers started")
+			if err := ctl.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("controller stopped", "err", err)
+			}
+		})
+	})
+	run("api", func() error {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	log.Info("ruche is up", "api", apiURL(cfg.APIAddr), "node", cfg.NodeID, "admin_config", confPath, "data_dir", cfg.DataDir)
+	if cfg.HTTPAddr != "" || cfg.HTTPSAddr != "" {
+		log.Warn("--http-addr and --https-addr are accepted but the ingress proxy is not part of this version yet")
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	case err := <-st.Err():
+		runErr = fmt.Errorf("store: %w", err)
+	}
+	stop()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(sctx)
+	scancel()
+	wg.Wait()
+	log.Info("ruche stopped; containers keep running and are adopted at the next start")
+	return runErr
+}
+
+func apiURL(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// nodeName makes a host name usable as a node ID and store key element.
+func nodeName(host string) string {
+	host = strings.ToLower(strings.SplitN(host, ".", 2)[0])
+	var b strings.Builder
+	for _, r := range host {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "node1"
+	}
+	return b.String()
+}
+
+// lockDataDir makes sure only one `ruche up` uses a data directory.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another ruche (%w)", dir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func ensureCluster(ctx context.Context, st store.Store) (string, error) {
+	var rec store.ClusterRecord
+	if _, err := store.GetJSON(ctx, st, store.ClusterKey, &rec); err == nil {
+		return rec.ID, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	rec = store.ClusterRecord{ID: randomHex(8), Created: time.Now().UTC()}
+	if _, err := st.Txn(ctx, []store.Cmp{store.ModRevisionIs(store.ClusterKey, 0)}, store.Put(store.ClusterKey, store.Encode(rec))); err != nil {
+		return "", fmt.Errorf("create cluster record: %w", err)
+	}
+	return rec.ID, nil
+}
+
+// ensureAdmin keeps the admin config if its token is still valid, else
+// makes a new admin token and writes the config (mode 0600).
+func ensureAdmin(ctx context.Context, st store.Store, path, server, caPEM string) error {
+	if cfg, err := client.LoadConfig(path); err == nil {
+		if _, err := st.Get(ctx, store.TokenKey(apiserver.HashToken(cfg.Token))); err == nil {
+			if cfg.CA != caPEM || len(cfg.Servers) == 0 || cfg.Servers[0] != server {
+				cfg.CA, cfg.Servers = caPEM, []string{server}
+				return cfg.Write(path)
+			}
+			return nil
+		}
+	}
+	token := "ruche_" + randomHex(24)
+	rec := store.TokenRecord{Name: "admin", Role: "admin", Created: time.Now().UTC()}
+	if _, err := st.Txn(ctx, nil, store.Put(store.TokenKey(apiserver.HashToken(token)), store.Encode(rec))); err != nil {
+		return fmt.Errorf("store admin token: %w", err)
+	}
+	cfg := &client.Config{Servers: []string{server}, CA: caPEM, Token: token}
+	if err := cfg.Write(path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/apiserver"
+	"github.com/ruche-platform/ruche/internal/runtime/docker"
+)
+
+// localChecker answers the API's deploy checks for the node this process
+// runs on.
+type localChecker struct{ rt *docker.Runtime }
+
+func (c localChecker) CheckImage(ctx context.Context, ref string) error {
+	ok, err := c.rt.ImagePresent(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return c.rt.PullImage(ctx, ref, nil)
+}
+
+// CheckPort tries to bind the port: a port another program (or a container
+// ruche does not manage) holds is refused before anything changes.
+func (c localChecker) CheckPort(ctx context.Context, protocol, hostIP string, port uint16) error {
+	addr := net.JoinHostPort(hostIP, strconv.Itoa(int(port)))
+	switch protocol {
+	case "udp":
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("already in use on this node")
+		}
+		return pc.Close()
+	default:
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("already in use on this node")
+		}
+		return ln.Close()
+	}
+}
+
+// agentLogs serves the API's log requests from the local agent.
+type agentLogs struct{ a *agent.Agent }
+
+func (l agentLogs) Logs(ctx context.Context, project, service string, o apiserver.LogOptions, w io.Writer) error {
+	return l.a.Logs(ctx, project, service, agent.LogOptions{Follow: o.Follow, Since: o.Since, Tail: o.Tail}, w)
+}
+
+func tlsConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+}
