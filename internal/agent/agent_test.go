@@ -700,3 +700,38 @@ func TestLineWriter(t *testing.T) {
 		t.Errorf("after flush: got %q, want %q", got, want)
 	}
 }
+
+func TestMissedEventsCaughtByResync(t *testing.T) {
+	tests := []struct {
+		name    string
+		recover func(h *harness)
+		wantBy  time.Duration // after the exit
+	}{
+		// The periodic resync (30s) is the safety net.
+		{"periodic resync", func(h *harness) {}, 31 * time.Second},
+		// A broken event stream is reconnected and followed by a resync.
+		{"reconnect", func(h *harness) { h.rt.breakEvents() }, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, newFakeRuntime(testImage))
+				h.start()
+				defer h.stop()
+				tk := task(1, "a1", client.ServiceSpec{Environment: map[string]string{"FAKE_EXIT_AFTER": "5s"}})
+				h.put(tk)
+				h.waitState(tk.ID, client.StateRunning)
+				h.rt.mute()
+				advance(5 * time.Second) // the container exits, unseen
+				if got := h.status(tk.ID).State; got != client.StateRunning {
+					t.Fatalf("got %s right after an unseen exit, want running (the agent does not poll)", got)
+				}
+				tt.recover(h)
+				advance(tt.wantBy)
+				if got := h.status(tk.ID); got.State != client.StateRunning || got.Restarts != 1 {
+					t.Errorf("got %s with %d restarts, want running again after 1 restart", got.State, got.Restarts)
+				}
+			})
+		})
+	}
+}

@@ -34,6 +34,7 @@ type fakeRuntime struct {
 	creates    int
 	starts     int
 	startErr   error
+	muted      bool // events are lost
 }
 
 type fakeContainer struct {
@@ -90,6 +91,9 @@ func env(spec runtime.ContainerSpec, key string) string {
 
 // emit sends an event to matching subscribers. f.mu is held.
 func (f *fakeRuntime) emit(fc *fakeContainer, action, health string) {
+	if f.muted {
+		return
+	}
 	ev := runtime.Event{ContainerID: fc.c.ID, Action: action, Health: health, Labels: fc.c.Labels, Time: time.Now()}
 	for s := range f.subs {
 		if matches(ev.Labels, s.labels) {
@@ -354,10 +358,18 @@ func (f *fakeRuntime) Events(ctx context.Context, labels map[string]string) (<-c
 	return s.ch, errc
 }
 
+// mute loses every event until breakEvents.
+func (f *fakeRuntime) mute() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.muted = true
+}
+
 // breakEvents ends every event stream, as a daemon restart would.
 func (f *fakeRuntime) breakEvents() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.muted = false
 	for s := range f.subs {
 		delete(f.subs, s)
 		s.errc <- errors.New("event stream broken")
