@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -34,6 +35,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
 	if testing.Short() {
 		return m.Run()
 	}
@@ -208,7 +210,7 @@ func (p *platform) project(name string) client.Project {
 func writeCompose(t *testing.T, body string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "compose.yml")
-	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "IMAGE", image)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "@IMAGE@", image)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

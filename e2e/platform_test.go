@@ -80,9 +80,9 @@ func cleanupProject(t *testing.T, p *platform, project string) {
 const webCompose = `
 services:
   web:
-    image: IMAGE
+    image: @IMAGE@
     environment:
-      HELLO_VERSION: "VERSION"
+      HELLO_VERSION: "@VERSION@"
     ports: ["8080"]
     healthcheck:
       test: ["CMD", "/hello", "health"]
@@ -90,7 +90,7 @@ services:
       timeout: 2s
       retries: 2
     deploy:
-      replicas: REPLICAS
+      replicas: @REPLICAS@
       update_config:
         parallelism: 1
         order: start-first
@@ -100,7 +100,7 @@ services:
 `
 
 func webFile(t *testing.T, version string, replicas int) string {
-	body := strings.NewReplacer("VERSION", version, "REPLICAS", fmt.Sprint(replicas)).Replace(webCompose)
+	body := strings.NewReplacer("@VERSION@", version, "@REPLICAS@", fmt.Sprint(replicas)).Replace(webCompose)
 	return writeCompose(t, body)
 }
 
@@ -173,7 +173,7 @@ func TestCrashRestartsWithBackoff(t *testing.T) {
 	file := writeCompose(t, `
 services:
   crashy:
-    image: IMAGE
+    image: @IMAGE@
     environment:
       HELLO_CRASH_AFTER: 1s
     deploy:
@@ -201,9 +201,9 @@ func TestFailedUpdateRollsBack(t *testing.T) {
 	cleanupProject(t, p, proj)
 	p.must("deploy", "-f", webFile(t, "1", 2), "-p", proj)
 
-	bad := strings.Replace(webCompose, `HELLO_VERSION: "VERSION"`, `HELLO_VERSION: "2"
+	bad := strings.Replace(webCompose, `HELLO_VERSION: "@VERSION@"`, `HELLO_VERSION: "2"
       HELLO_UNHEALTHY: "1"`, 1)
-	file := writeCompose(t, strings.Replace(bad, "REPLICAS", "2", 1))
+	file := writeCompose(t, strings.Replace(bad, "@REPLICAS@", "2", 1))
 	out, errOut, code := p.ruche("deploy", "-f", file, "-p", proj)
 	if code != 1 {
 		t.Fatalf("deploy of a failing version: exit %d, want 1\n%s%s", code, out, errOut)
@@ -272,11 +272,11 @@ func TestVolumesAndSecrets(t *testing.T) {
 	compose := `
 services:
   store:
-    image: IMAGE
+    image: @IMAGE@
     environment:
       HELLO_DATA_DIR: /data
       HELLO_READ_FILES: "1"
-      HELLO_VERSION: "VERSION"
+      HELLO_VERSION: "@VERSION@"
     ports: ["8080"]
     volumes: ["data:/data"]
     secrets: [pw]
@@ -288,7 +288,7 @@ secrets:
 `
 	write := func(version string) string {
 		path := filepath.Join(dir, "compose.yml")
-		os.WriteFile(path, []byte(strings.NewReplacer("IMAGE", image, "VERSION", version).Replace(compose)), 0o644)
+		os.WriteFile(path, []byte(strings.NewReplacer("@IMAGE@", image, "@VERSION@", version).Replace(compose)), 0o644)
 		return path
 	}
 	port := func() uint16 {
@@ -341,11 +341,11 @@ func TestBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name, compose, want string
 	}{
-		{"malformed yaml", "services:\n  web:\n    image: [unclosed\n", "line"},
-		{"unknown key", "services:\n  web:\n    image: IMAGE\n    privileged: true\n", "privileged"},
-		{"negative replicas", "services:\n  web:\n    image: IMAGE\n    deploy:\n      replicas: -1\n", "replicas"},
+		{"malformed yaml", "services:\n  web:\n    image: [unclosed\n", "compose.yml:2: invalid YAML"},
+		{"unknown key", "services:\n  web:\n    image: @IMAGE@\n    privileged: true\n", "privileged"},
+		{"negative replicas", "services:\n  web:\n    image: @IMAGE@\n    deploy:\n      replicas: -1\n", "replicas"},
 		{"missing image", "services:\n  web:\n    image: ruche-e2e-nosuch:1\n", "ruche-e2e-nosuch:1"},
-		{"busy host port", fmt.Sprintf("services:\n  web:\n    image: IMAGE\n    ports: [\"%d:8080\"]\n", busyPort), fmt.Sprint(busyPort)},
+		{"busy host port", fmt.Sprintf("services:\n  web:\n    image: @IMAGE@\n    ports: [\"%d:8080\"]\n", busyPort), fmt.Sprint(busyPort)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, code := p.ruche("deploy", "-f", writeCompose(t, tc.compose), "-p", proj)

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"sort"
 	"strings"
@@ -16,6 +17,10 @@ type snapshot struct {
 	services map[string]map[string]store.ServiceRecord // project -> service
 	updates  map[string]client.UpdateStatus            // "p/s"
 	tasks    []client.Replica
+	// current holds the IDs of tasks that run their service's current
+	// replica template, whatever their version number (a rollback keeps
+	// the replicas that already run the spec it restores).
+	current  map[string]bool
 	nodes    []client.Node
 	cleanups map[string]bool
 }
@@ -26,6 +31,7 @@ func (s *Server) loadSnapshot(ctx context.Context) (*snapshot, error) {
 		services: map[string]map[string]store.ServiceRecord{},
 		updates:  map[string]client.UpdateStatus{},
 		cleanups: map[string]bool{},
+		current:  map[string]bool{},
 	}
 	list := func(prefix string, each func(store.KV) error) error {
 		kvs, _, err := s.d.Store.List(ctx, prefix)
@@ -86,6 +92,9 @@ func (s *Server) loadSnapshot(ctx context.Context) (*snapshot, error) {
 				}
 				r := t.Replica
 				r.Status = statuses[r.ID]
+				if rec, ok := snap.services[r.Project][r.Service]; ok && bytes.Equal(template(t.Spec), template(rec.Spec)) {
+					snap.current[r.ID] = true
+				}
 				snap.tasks = append(snap.tasks, r)
 				return nil
 			})
@@ -122,6 +131,13 @@ func (s *Server) loadSnapshot(ctx context.Context) (*snapshot, error) {
 		return a.Version < b.Version
 	})
 	return snap, nil
+}
+
+// template is a spec without its replica count: what makes two replicas
+// interchangeable.
+func template(spec client.ServiceSpec) []byte {
+	spec.Replicas = 0
+	return store.Encode(spec)
 }
 
 func firstErr(fns ...func() error) error {
@@ -185,7 +201,7 @@ func (snap *snapshot) project(name string) (client.Project, bool) {
 			sv.Desired = rec.Spec.Replicas
 		}
 		for _, r := range sv.Replicas {
-			if r.DesiredState == client.DesiredRunning && r.Status.Ready && r.Version == rec.Version {
+			if r.DesiredState == client.DesiredRunning && r.Status.Ready && snap.current[r.ID] {
 				sv.Ready++
 			}
 		}
