@@ -12,6 +12,7 @@ const (
 	ChangeCreate    = "create"
 	ChangeUpdate    = "update"
 	ChangeScale     = "scale"
+	ChangeRoutes    = "routes" // only the routes changed: no replica is touched
 	ChangeRemove    = "remove"
 	ChangeUnchanged = "unchanged"
 )

@@ -127,6 +127,50 @@ type ServiceSpec struct {
 	RollbackConfig UpdateConfig   `json:"rollback_config,omitempty"`
 	Placement      Placement      `json:"placement,omitempty"`
 	Ruche          RucheExtension `json:"x-ruche,omitempty"`
+
+	// Routes expose the service through the ingress proxy. They are not
+	// part of the replica template: changing a route never restarts a
+	// replica.
+	Routes []RouteSpec `json:"routes,omitempty"`
+}
+
+// Template is the replica template of s: everything that, when it
+// changes, needs new replicas (a rolling update). Replicas (a scale) and
+// Routes (a proxy change) are left out.
+func (s ServiceSpec) Template() []byte {
+	s.Replicas = 0
+	s.Routes = nil
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(fmt.Sprintf("client: marshal service spec: %v", err))
+	}
+	return b
+}
+
+// TLS modes of a route.
+const (
+	TLSAuto     = ""         // ACME when the platform has an ACME issuer, else plain HTTP
+	TLSACME     = "acme"     // a certificate from the ACME issuer
+	TLSInternal = "internal" // a certificate from the cluster's own CA
+	TLSFiles    = "files"    // the certificate and key the user gave
+	TLSNone     = "none"     // plain HTTP only
+)
+
+// RouteSpec sends the requests for Host (and, if set, paths under
+// PathPrefix) to container port Port of the service's ready replicas.
+type RouteSpec struct {
+	Host       string `json:"host"`
+	PathPrefix string `json:"path_prefix,omitempty"`
+	Port       uint16 `json:"port"`
+	TLS        string `json:"tls,omitempty"`
+	// Cert and Key are PEM contents for TLSFiles, loaded by the CLI from
+	// the files the compose file names; sent in requests, stored sealed,
+	// never returned.
+	Cert []byte `json:"cert,omitempty"`
+	Key  []byte `json:"key,omitempty"`
+	// Source says where the route came from, for messages:
+	// "x-ruche.routes[0]", "label ruche.route", "traefik router web".
+	Source string `json:"source,omitempty"`
 }
 
 // PortSpec publishes a container port on the node. Published 0 asks for an

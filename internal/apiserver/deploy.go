@@ -187,11 +187,12 @@ func (s *Server) deployOps(cur *current, p *client.ProjectSpec, changes []client
 				Spec: p.Services[c.Service], Version: old.Version + 1,
 				Previous: &prev, PreviousVersion: old.Version, UpdatedAt: now,
 			})))
-		case client.ChangeScale:
+		case client.ChangeScale, client.ChangeRoutes:
 			if !had {
 				continue
 			}
 			old.Spec.Replicas = p.Services[c.Service].Replicas
+			old.Spec.Routes = p.Services[c.Service].Routes
 			old.UpdatedAt = now
 			ops = append(ops, store.Put(key, store.Encode(old)))
 		}
@@ -250,6 +251,8 @@ func diff(cur *current, p *client.ProjectSpec, secretHashes, configHashes map[st
 			c.Kind = client.ChangeUpdate
 		case c.From != c.To:
 			c.Kind = client.ChangeScale
+		case string(store.Encode(old.Spec.Routes)) != string(store.Encode(spec.Routes)):
+			c.Kind = client.ChangeRoutes
 		default:
 			c.Kind = client.ChangeUnchanged
 		}
@@ -264,10 +267,12 @@ func diff(cur *current, p *client.ProjectSpec, secretHashes, configHashes map[st
 	return out
 }
 
-// changedFields lists the top-level spec fields (JSON names) that differ,
-// replicas excepted: a change of replicas alone is a scale, not an update.
+// changedFields lists the top-level fields (JSON names) of the replica
+// template that differ: a change of replicas alone is a scale, of routes
+// alone a proxy change; neither is an update.
 func changedFields(a, b client.ServiceSpec) []string {
 	a.Replicas, b.Replicas = 0, 0
+	a.Routes, b.Routes = nil, nil
 	var ma, mb map[string]json.RawMessage
 	json.Unmarshal(store.Encode(a), &ma)
 	json.Unmarshal(store.Encode(b), &mb)

@@ -135,10 +135,7 @@ func (s *Server) loadSnapshot(ctx context.Context) (*snapshot, error) {
 
 // template is a spec without its replica count: what makes two replicas
 // interchangeable.
-func template(spec client.ServiceSpec) []byte {
-	spec.Replicas = 0
-	return store.Encode(spec)
-}
+func template(spec client.ServiceSpec) []byte { return spec.Template() }
 
 func firstErr(fns ...func() error) error {
 	for _, f := range fns {

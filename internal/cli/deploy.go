@@ -61,7 +61,7 @@ and follows each service until the stack has converged (exit 0) or failed (exit 
 				switch ch.Kind {
 				case client.ChangeRemove:
 					w.gone = append(w.gone, ch.Service)
-				case client.ChangeCreate, client.ChangeUpdate, client.ChangeScale:
+				case client.ChangeCreate, client.ChangeUpdate, client.ChangeScale, client.ChangeRoutes:
 					w.services = append(w.services, ch.Service)
 				}
 			}
@@ -100,6 +100,8 @@ func printChanges(g *globals, resp *client.DeployResponse) {
 			fmt.Fprintf(g.stdout, "  ~ %s: update %s%s\n", c.Service, strings.Join(c.Fields, ", "), scale)
 		case client.ChangeScale:
 			fmt.Fprintf(g.stdout, "  ~ %s: scale %d -> %d\n", c.Service, c.From, c.To)
+		case client.ChangeRoutes:
+			fmt.Fprintf(g.stdout, "  ~ %s: routes\n", c.Service)
 		default:
 			fmt.Fprintf(g.stdout, "  = %s: unchanged\n", c.Service)
 		}

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -144,11 +143,7 @@ func (p *pass) current(t *task, tmpl []byte) bool {
 
 // template is the replica template of spec: everything but Replicas, as
 // canonical JSON.
-func template(spec client.ServiceSpec) []byte {
-	spec.Replicas = 0
-	b, _ := json.Marshal(spec)
-	return b
-}
+func template(spec client.ServiceSpec) []byte { return spec.Template() }
 
 // config is the update config in force: the rollback config of the
 // record's spec when the record is a rollback, with defaults.
