@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The scenarios run.sh measures, in the order of the table.
+const (
+	scenarioDockerRun = "docker-run"
+	scenarioRuche     = "ruche"
+	scenarioSwarm     = "swarm"
+	processRuche      = "ruche-up"
+	processDockerd    = "dockerd"
+)
+
+// Goals of issue 2.
+const (
+	maxRatioToDockerRun = 1.3
+	maxIdleRSSBytes     = 100e6 // 100 MB, decimal: the stricter reading
+)
+
+var scenarioLabels = map[string]string{
+	scenarioDockerRun: "20 × `docker run -d` in parallel (baseline)",
+	scenarioRuche:     "`ruche deploy` (ruche up)",
+	scenarioSwarm:     "`docker service create --detach=false` (Swarm)",
+}
+
+// trial is one converge measurement, in seconds.
+type trial struct {
+	running float64 // launch until every replica's container was running
+	command float64 // launch until the command returned
+}
+
+type results struct {
+	order    []string
+	trials   map[string][]trial
+	failures map[string][]string
+	rss      map[string]int64 // process -> max KiB
+	rssN     map[string]int   // process -> samples
+}
+
+// parseResults reads the lines run.sh collects:
+//
+//	converge <scenario> <trial> <running_s> <command_s>
+//	failed   <scenario> <trial> <message>
+//	rss      <process>  <max_kib> <samples,...>
+func parseResults(r io.Reader) (*results, error) {
+	res := &results{trials: map[string][]trial{}, failures: map[string][]string{}, rss: map[string]int64{}, rssN: map[string]int{}}
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		f := strings.Split(text, "\t")
+		bad := func(why string) error { return fmt.Errorf("%w: line %d: %s: %q", errParse, line, why, text) }
+		switch f[0] {
+		case "converge":
+			if len(f) != 5 {
+				return nil, bad("want 5 fields")
+			}
+			run, err1 := strconv.ParseFloat(f[3], 64)
+			cmd, err2 := strconv.ParseFloat(f[4], 64)
+			if err1 != nil || err2 != nil || run < 0 || cmd < 0 {
+				return nil, bad("bad seconds")
+			}
+			res.add(f[1])
+			res.trials[f[1]] = append(res.trials[f[1]], trial{running: run, command: cmd})
+		case "failed":
+			if len(f) < 3 {
+				return nil, bad("want scenario, trial, message")
+			}
+			res.add(f[1])
+			res.failures[f[1]] = append(res.failures[f[1]], "trial "+f[2]+": "+strings.Join(f[3:], " "))
+		case "rss":
+			if len(f) != 4 {
+				return nil, bad("want 4 fields")
+			}
+			kib, err := strconv.ParseInt(f[2], 10, 64)
+			if err != nil || kib <= 0 {
+				return nil, bad("bad KiB")
+			}
+			res.rss[f[1]] = kib
+			res.rssN[f[1]] = len(strings.Split(f[3], ","))
+		default:
+			return nil, bad("unknown record")
+		}
+	}
+	return res, sc.Err()
+}
+
+func (r *results) add(scenario string) {
+	if !slices.Contains(r.order, scenario) {
+		r.order = append(r.order, scenario)
+	}
+}
+
+// stats of one series: the median (mean of the two middle values for an
+// even count) and the worst (largest).
+type stats struct {
+	n             int
+	median, worst float64
+}
+
+func summarize(v []float64) stats {
+	if len(v) == 0 {
+		return stats{}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return stats{n: len(s), median: m, worst: s[len(s)-1]}
+}
+
+func (r *results) series(scenario string, pick func(trial) float64) stats {
+	var v []float64
+	for _, t := range r.trials[scenario] {
+		v = append(v, pick(t))
+	}
+	return summarize(v)
+}
+
+func running(t trial) float64 { return t.running }
+func command(t trial) float64 { return t.command }
+
+func reportCmd(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	replicas := fs.Int("replicas", 20, "replicas in the converge scenarios")
+	idle := fs.Int("idle-replicas", 50, "replicas running during the RSS samples")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: report results.tsv", errUsage)
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := parseResults(f)
+	if err != nil {
+		return err
+	}
+	writeReport(os.Stdout, res, *replicas, *idle)
+	return nil
+}
+
+func secs(v float64) string { return fmt.Sprintf("%.2f s", v) }
+
+func writeReport(w io.Writer, r *results, replicas, idle int) {
+	fmt.Fprintf(w, "#### Convergence: %d replicas of ruche-hello:latest\n\n", replicas)
+	fmt.Fprintf(w, "Converged = all %d containers running (first moment, from Docker's event stream, same rule for all three).\n", replicas)
+	fmt.Fprintf(w, "Returned = the command came back (`docker run -d` ×%d: the last one; ruche: every replica ready; Swarm: after its 5 s stability check).\n\n", replicas)
+	fmt.Fprintln(w, "| scenario | trials ok | converged, median | converged, worst | returned, median | returned, worst |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, sc := range r.order {
+		label := scenarioLabels[sc]
+		if label == "" {
+			label = sc
+		}
+		run, cmd := r.series(sc, running), r.series(sc, command)
+		total := run.n + len(r.failures[sc])
+		if run.n == 0 {
+			fmt.Fprintf(w, "| %s | 0/%d | – | – | – | – |\n", label, total)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d/%d | %s | %s | %s | %s |\n", label, run.n, total, secs(run.median), secs(run.worst), secs(cmd.median), secs(cmd.worst))
+	}
+	for _, sc := range r.order {
+		for _, f := range r.failures[sc] {
+			fmt.Fprintf(w, "\nFailed, %s: %s\n", sc, f)
+		}
+	}
+
+	fmt.Fprintf(w, "\n#### Idle memory: `ruche up` with %d replicas running\n\n", idle)
+	fmt.Fprintln(w, "| process | VmRSS, max of samples | samples |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, p := range []string{processRuche, processDockerd} {
+		kib, ok := r.rss[p]
+		if !ok {
+			fmt.Fprintf(w, "| %s | not measured | 0 |\n", p)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %d |\n", p, memory(kib), r.rssN[p])
+	}
+
+	fmt.Fprintln(w, "\n#### Goals (medians)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| goal | measured | verdict |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, g := range goals(r, replicas, idle) {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", g.goal, g.measured, g.verdict)
+	}
+}
+
+func memory(kib int64) string {
+	return fmt.Sprintf("%.1f MiB (%.1f MB)", float64(kib)/1024, float64(kib)*1024/1e6)
+}
+
+type goal struct{ goal, measured, verdict string }
+
+const (
+	verdictMet         = "met"
+	verdictNotMet      = "not met"
+	verdictNotMeasured = "not measured"
+)
+
+func verdict(ok bool) string {
+	if ok {
+		return verdictMet
+	}
+	return verdictNotMet
+}
+
+// goals compares medians. A failed ruche trial fails the ruche goals: a
+// deploy that did not converge is not a fast one.
+func goals(r *results, replicas, idle int) []goal {
+	var out []goal
+	base := r.series(scenarioDockerRun, running)
+	swarmRun, swarmCmd := r.series(scenarioSwarm, running), r.series(scenarioSwarm, command)
+	rRun, rCmd := r.series(scenarioRuche, running), r.series(scenarioRuche, command)
+	rucheFailed := len(r.failures[scenarioRuche]) > 0
+	failNote := ""
+	if rucheFailed {
+		failNote = fmt.Sprintf("; %d ruche trial(s) failed", len(r.failures[scenarioRuche]))
+	}
+	ratio := func(name string, a, b stats) goal {
+		g := goal{goal: name}
+		if a.n == 0 || b.n == 0 || b.median == 0 {
+			g.measured, g.verdict = "–", verdictNotMeasured
+			return g
+		}
+		q := a.median / b.median
+		g.measured = fmt.Sprintf("%.2f× (%s vs %s)%s", q, secs(a.median), secs(b.median), failNote)
+		g.verdict = verdict(q <= maxRatioToDockerRun && !rucheFailed)
+		return g
+	}
+	faster := func(name string, a, b stats) goal {
+		g := goal{goal: name}
+		if a.n == 0 || b.n == 0 {
+			g.measured, g.verdict = "–", verdictNotMeasured
+			return g
+		}
+		g.measured = fmt.Sprintf("%s vs %s%s", secs(a.median), secs(b.median), failNote)
+		g.verdict = verdict(a.median < b.median && !rucheFailed)
+		return g
+	}
+	out = append(out,
+		ratio(fmt.Sprintf("%d replicas converge in ≤ %.1f× the time of %d parallel `docker run` (both: all running)", replicas, maxRatioToDockerRun, replicas), rRun, base),
+		ratio("same, counting ruche until `ruche deploy` returns (every replica ready)", rCmd, base),
+		faster("faster than Swarm (both: all running)", rRun, swarmRun),
+		faster("faster than Swarm, command to command (`ruche deploy` vs `docker service create --detach=false`)", rCmd, swarmCmd),
+	)
+	g := goal{goal: fmt.Sprintf("idle `ruche up` with %d replicas under 100 MB RSS", idle)}
+	if kib, ok := r.rss[processRuche]; ok {
+		g.measured = memory(kib)
+		g.verdict = verdict(float64(kib)*1024 < maxIdleRSSBytes)
+	} else {
+		g.measured, g.verdict = "–", verdictNotMeasured
+	}
+	return append(out, g)
+}

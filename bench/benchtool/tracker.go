@@ -1,0 +1,44 @@
+package main
+
+import (
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+)
+
+// tracker follows container events and remembers the first moment want
+// containers of a name prefix were running at once.
+type tracker struct {
+	prefix      string
+	want        int
+	launch      time.Time
+	running     map[string]bool // container ID -> running
+	convergedAt time.Time
+}
+
+func newTracker(prefix string, want int, launch time.Time) *tracker {
+	return &tracker{prefix: prefix, want: want, launch: launch, running: map[string]bool{}}
+}
+
+func (t *tracker) observe(m events.Message) {
+	if m.Type != "" && m.Type != events.ContainerEventType {
+		return
+	}
+	if !strings.HasPrefix(m.Actor.Attributes["name"], t.prefix) {
+		return
+	}
+	at := time.Unix(0, m.TimeNano)
+	if at.Before(t.launch) {
+		return // replayed by "since": before our command ran
+	}
+	switch m.Action {
+	case events.ActionStart:
+		t.running[m.Actor.ID] = true
+		if len(t.running) >= t.want && t.convergedAt.IsZero() {
+			t.convergedAt = at
+		}
+	case events.ActionDie, events.ActionDestroy:
+		delete(t.running, m.Actor.ID)
+	}
+}

@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# The single-node benchmark (`make bench`), see bench/README.md and
+# docs/benchmarks.md. In one run on this machine:
+#   1. time for 20 replicas of ruche-hello:latest to converge, three ways:
+#      20 parallel `docker run -d` (baseline), `ruche deploy`, and
+#      `docker service create --replicas 20 --detach=false` (Swarm);
+#      trials are interleaved (one of each per round) so background load
+#      falls on all three alike;
+#   2. VmRSS of an idle `ruche up` running 50 replicas (and of dockerd).
+# Progress goes to stderr, the Markdown report to stdout and to
+# $BENCH_OUT/report.md with the logs.
+#
+# Everything it creates is named bench-*: containers bench-run-*, the ruche
+# projects bench-ruche and bench-idle, the Swarm service bench-swarm. It
+# refuses to run when Swarm is already active (someone else's swarm), and
+# always leaves the swarm it created, also on failure or Ctrl-C.
+#
+# Knobs: BENCH_TRIALS (5), BENCH_IDLE_WAIT seconds (60),
+# BENCH_SCENARIOS ("docker-run ruche swarm rss"), BENCH_OUT (a new /tmp dir),
+# BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH"
+export DOCKER_CLI_HINTS=false
+
+TRIALS=${BENCH_TRIALS:-5}
+REPLICAS=20
+IDLE_REPLICAS=50
+IDLE_WAIT=${BENCH_IDLE_WAIT:-60}
+SCENARIOS=${BENCH_SCENARIOS:-"docker-run ruche swarm rss"}
+TRIAL_TIMEOUT=3m
+IMAGE=ruche-hello:latest
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${BENCH_OUT:-/tmp/ruche-bench-$STAMP}
+mkdir -p "$OUT"
+WORK=$(mktemp -d /tmp/bench-ruche-work.XXXXXX)
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
+RUCHE=$PWD/bin/ruche
+TOOL=$WORK/benchtool
+
+log() { printf '==> %s\n' "$*" >&2; }
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# --- cleanup: only what this run created, found by its bench- names -------
+
+RUCHE_PID=""
+SWARM_OURS=0
+GWBRIDGE_EXISTED=1
+
+# containers_named PREFIX: IDs of containers whose name starts with PREFIX.
+containers_named() {
+	docker ps -a --format '{{.ID}} {{.Names}}' | awk -v p="$1" 'index($2, p) == 1 { print $1 }'
+}
+
+remove_containers() {
+	local ids
+	ids=$(containers_named "$1")
+	[ -z "$ids" ] || docker rm -f $ids >/dev/null
+}
+
+# wait_gone PREFIX SECONDS: until no container is named PREFIX*.
+wait_gone() {
+	local end=$((SECONDS + $2))
+	while [ -n "$(containers_named "$1")" ]; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.2
+	done
+}
+
+leave_swarm() {
+	[ "$SWARM_OURS" = 1 ] || return 0
+	log "leaving the swarm"
+	docker service rm bench-swarm >/dev/null 2>&1 || true
+	docker swarm leave --force >/dev/null || log "docker swarm leave failed: check \`docker info\`"
+	SWARM_OURS=0
+	remove_containers bench-swarm. || true
+	if [ "$GWBRIDGE_EXISTED" = 0 ]; then
+		# Swarm created it for this run; it stays after leaving.
+		docker network rm docker_gwbridge >/dev/null 2>&1 || log "could not remove docker_gwbridge (in use?)"
+	fi
+}
+
+stop_ruche() {
+	[ -n "$RUCHE_PID" ] || return 0
+	if kill -0 "$RUCHE_PID" 2>/dev/null; then
+		for p in bench-ruche bench-idle; do
+			timeout 90 "$RUCHE" rm "$p" --timeout 60s >>"$OUT/ruche-cli.log" 2>&1 || true
+		done
+		log "stopping ruche up (pid $RUCHE_PID)"
+		kill -TERM "$RUCHE_PID" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "$RUCHE_PID" 2>/dev/null || break
+			sleep 0.3
+		done
+		if kill -0 "$RUCHE_PID" 2>/dev/null; then
+			log "ruche up did not stop on SIGTERM; killing pid $RUCHE_PID"
+			kill -KILL "$RUCHE_PID" 2>/dev/null || true
+		fi
+		wait "$RUCHE_PID" 2>/dev/null || true
+	fi
+	RUCHE_PID=""
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	leave_swarm
+	stop_ruche
+	remove_containers bench-run-
+	remove_containers bench-ruche-
+	remove_containers bench-idle-
+	# Networks ruche made for the bench projects and could not remove itself.
+	for p in bench-ruche bench-idle; do
+		for id in $(docker network ls -q --filter "label=ruche.project=$p"); do
+			docker network rm "$id" >/dev/null || log "could not remove network $id of project $p"
+		done
+	done
+	rm -rf "$WORK"
+	if [ "$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null)" = active ] && [ "$SWARM_PREEXISTING" = 0 ]; then
+		log "WARNING: Swarm is still active on this daemon: run \`docker swarm leave --force\`"
+	fi
+	exit "$rc"
+}
+SWARM_PREEXISTING=0
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- preflight -------------------------------------------------------------
+
+docker version --format '{{.Server.Version}}' >/dev/null || { echo "no Docker engine answers" >&2; exit 1; }
+if want swarm && [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != inactive ]; then
+	SWARM_PREEXISTING=1
+	echo "Swarm is already active on this daemon (state $(docker info --format '{{.Swarm.LocalNodeState}}')):" >&2
+	echo "it is not this benchmark's to change. Leave it first, or run with BENCH_SCENARIOS=\"docker-run ruche rss\"." >&2
+	exit 1
+fi
+for p in bench-run- bench-ruche- bench-idle- bench-swarm.; do
+	if [ -n "$(containers_named "$p")" ]; then
+		log "removing leftover containers $p* of an earlier run"
+		remove_containers "$p"
+	fi
+done
+DOCKERD_PID=$(ss -Hxlp src /var/run/docker.sock | sed -n 's/.*"dockerd",pid=\([0-9]*\).*/\1/p' | head -n1)
+
+# --- build -----------------------------------------------------------------
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+	log "building ruche (make build)"
+	make -s build >&2
+	log "building the image $IMAGE (FROM scratch + static examples/hello)"
+	CGO_ENABLED=0 go build -trimpath -o examples/hello/hello ./examples/hello
+	DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" examples/hello >/dev/null 2>"$WORK/build.err" || {
+		cat "$WORK/build.err" >&2
+		exit 1
+	}
+fi
+go build -o "$TOOL" ./bench/benchtool
+IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+
+# --- the machine -------------------------------------------------------------
+
+{
+	echo "- ruche: version $("$RUCHE" --version 2>/dev/null | awk '{print $NF}') (bin/ruche; HEAD is $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+	echo "- CPU: $(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+	echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "- kernel: $(uname -sr)"
+	echo "- OS: $(. /etc/os-release && echo "$PRETTY_NAME")"
+	echo "- Docker engine: $(docker version --format '{{.Server.Version}}') (API $(docker version --format '{{.Server.APIVersion}}')), CLI $(docker version --format '{{.Client.Version}}'), storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
+	echo "- Go: $(go env GOVERSION)"
+	echo "- image: $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }'))"
+	echo "- trials: $TRIALS per scenario, interleaved; $REPLICAS replicas; idle RSS with $IDLE_REPLICAS replicas after ${IDLE_WAIT}s idle"
+} >"$OUT/machine.md"
+cat "$OUT/machine.md" >&2
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- the scenes ----------------------------------------------------------------
+
+cat >"$WORK/docker-run.sh" <<EOF
+#!/usr/bin/env bash
+# $REPLICAS × docker run -d, all launched at once; fails if one fails.
+pids=()
+for n in \$(seq 1 $REPLICAS); do
+	docker run -d --name bench-run-\$n -e HELLO_VERSION=bench $IMAGE >/dev/null &
+	pids+=(\$!)
+done
+rc=0
+for p in "\${pids[@]}"; do wait "\$p" || rc=1; done
+exit \$rc
+EOF
+chmod +x "$WORK/docker-run.sh"
+
+compose_file() { # project replicas
+	cat <<EOF
+name: $1
+services:
+  web:
+    image: $IMAGE
+    environment:
+      HELLO_VERSION: bench
+    deploy:
+      replicas: $2
+EOF
+}
+compose_file bench-ruche "$REPLICAS" >"$WORK/compose-bench-ruche.yml"
+compose_file bench-idle "$IDLE_REPLICAS" >"$WORK/compose-bench-idle.yml"
+
+if want ruche || want rss; then
+	mapfile -t PORTS < <("$TOOL" ports 3)
+	export RUCHE_CONFIG=$WORK/ruche/admin.conf
+	log "starting ruche up (data dir $WORK/ruche, API 127.0.0.1:${PORTS[0]}, log $OUT/ruche-up.log)"
+	# A node name of its own: an agent removes the containers of its node
+	# that its store does not know, so two ruche up sharing a node name on
+	# one dockerd would remove each other's replicas.
+	"$RUCHE" up --data-dir "$WORK/ruche" --node-name "bench-node-$$" \
+		--api-addr "127.0.0.1:${PORTS[0]}" --store-addr "127.0.0.1:${PORTS[1]}" \
+		--store-peer-addr "127.0.0.1:${PORTS[2]}" >"$OUT/ruche-up.log" 2>&1 &
+	RUCHE_PID=$!
+	for _ in $(seq 1 120); do
+		"$RUCHE" status >/dev/null 2>&1 && break
+		kill -0 "$RUCHE_PID" 2>/dev/null || { tail -n 20 "$OUT/ruche-up.log" >&2; echo "ruche up exited" >&2; exit 1; }
+		sleep 0.5
+	done
+	"$RUCHE" status >&2
+fi
+
+if want swarm; then
+	docker network inspect docker_gwbridge >/dev/null 2>&1 || GWBRIDGE_EXISTED=0
+	log "docker swarm init on loopback (advertise and listen 127.0.0.1)"
+	SWARM_OURS=1
+	docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
+	# A single-node swarm has no peer to talk to; check that what it
+	# listens on is loopback only.
+	if ss -Hltunp | grep '"dockerd"' | awk '{print $5}' | grep -Ev '^(127\.0\.0\.1|\[::1\]):' >&2; then
+		echo "Swarm listens on a non-loopback address (above): refusing to go on" >&2
+		exit 1
+	fi
+	echo "- Swarm: single node, advertise/listen 127.0.0.1:2377; dockerd listening sockets during the run: $(ss -Hltunp | grep '"dockerd"' | awk '{print $1 " " $5}' | paste -sd, | sed 's/,/, /g')" >>"$OUT/machine.md"
+fi
+
+# Swarm's worker pulls the image of every task it starts unless the image is
+# given by ID: with a tag it would ask a registry (traffic off this machine,
+# and a failing pull per task). The service therefore uses the image ID, and
+# the dockerd log (when it is a file) is watched for pull attempts.
+DOCKERD_LOG=""
+if [ -n "$DOCKERD_PID" ]; then
+	l=$(readlink "/proc/$DOCKERD_PID/fd/2" 2>/dev/null || true)
+	[ -f "$l" ] && DOCKERD_LOG=$l
+fi
+DOCKERD_LOG_START=0
+[ -z "$DOCKERD_LOG" ] || DOCKERD_LOG_START=$(wc -l <"$DOCKERD_LOG")
+swarm_pulled() {
+	[ -n "$DOCKERD_LOG" ] || return 1
+	tail -n "+$((DOCKERD_LOG_START + 1))" "$DOCKERD_LOG" | grep 'module=node/agent/taskmanager' | grep -qi pull
+}
+
+# --- trials ------------------------------------------------------------------
+
+declare -A BROKEN=()
+
+# measure SCENARIO TRIAL PREFIX -- command...: one converge measurement.
+measure() {
+	local sc=$1 i=$2 prefix=$3
+	shift 4
+	local out
+	if out=$("$TOOL" converge -prefix "$prefix" -count "$REPLICAS" -timeout "$TRIAL_TIMEOUT" -- "$@" 2>>"$OUT/$sc.log"); then
+		printf 'converge\t%s\t%s\t%s\n' "$sc" "$i" "$out" >>"$RESULTS"
+		log "$sc trial $i: $(echo "$out" | awk '{ printf "all running after %.2f s, command returned after %.2f s", $1, $2 }')"
+		return 0
+	fi
+	local why
+	why=$(grep -h 'benchtool:' "$OUT/$sc.log" | tail -n1 | cut -c1-300)
+	printf 'failed\t%s\t%s\t%s\n' "$sc" "$i" "${why:-see $sc.log}" >>"$RESULTS"
+	log "$sc trial $i FAILED: $why (log $OUT/$sc.log)"
+	return 1
+}
+
+skip() { # scenario trial
+	printf 'failed\t%s\t%s\t%s\n' "$1" "$2" "not run: an earlier trial failed or could not be cleaned up" >>"$RESULTS"
+}
+
+trial_docker_run() {
+	echo "--- trial $1" >>"$OUT/docker-run.log"
+	measure docker-run "$1" bench-run- -- "$WORK/docker-run.sh" || true
+	remove_containers bench-run-
+}
+
+trial_ruche() {
+	if [ -n "${BROKEN[ruche]:-}" ]; then skip ruche "$1"; return; fi
+	echo "--- trial $1" >>"$OUT/ruche.log"
+	measure ruche "$1" bench-ruche- -- "$RUCHE" deploy -f "$WORK/compose-bench-ruche.yml" --timeout "$TRIAL_TIMEOUT" || BROKEN[ruche]=1
+	if ! timeout 150 "$RUCHE" rm bench-ruche --timeout 2m >>"$OUT/ruche.log" 2>&1 || [ -n "$(containers_named bench-ruche-)" ]; then
+		log "ruche rm bench-ruche did not finish cleanly; no more ruche trials"
+		BROKEN[ruche]=1
+	fi
+}
+
+trial_swarm() {
+	if [ -n "${BROKEN[swarm]:-}" ]; then skip swarm "$1"; return; fi
+	echo "--- trial $1" >>"$OUT/swarm.log"
+	measure swarm "$1" bench-swarm. -- docker service create --name bench-swarm --replicas "$REPLICAS" \
+		--detach=false --no-resolve-image -e HELLO_VERSION=bench "$IMAGE_ID" || BROKEN[swarm]=1
+	docker service rm bench-swarm >>"$OUT/swarm.log" 2>&1 || true
+	if ! wait_gone bench-swarm. 120; then
+		log "Swarm did not remove bench-swarm's containers in 120 s; no more Swarm trials"
+		BROKEN[swarm]=1
+	fi
+	if swarm_pulled; then
+		log "dockerd tried to pull an image for a Swarm task (see its log): no more Swarm trials"
+		BROKEN[swarm]=1
+	fi
+}
+
+ALL=(docker-run ruche swarm)
+ACTIVE=()
+for sc in "${ALL[@]}"; do want "$sc" && ACTIVE+=("$sc"); done
+
+if [ ${#ACTIVE[@]} -gt 0 ]; then
+	log "warm-up: one container of $IMAGE"
+	docker run -d --name bench-run-warmup -e HELLO_VERSION=bench "$IMAGE" >/dev/null
+	remove_containers bench-run-
+fi
+for i in $(seq 1 "$TRIALS"); do
+	[ ${#ACTIVE[@]} -gt 0 ] || break
+	# Rotate the order each round so no scenario always goes first.
+	for k in $(seq 0 $((${#ACTIVE[@]} - 1))); do
+		sc=${ACTIVE[$(((i - 1 + k) % ${#ACTIVE[@]}))]}
+		case $sc in
+		docker-run) trial_docker_run "$i" ;;
+		ruche) trial_ruche "$i" ;;
+		swarm) trial_swarm "$i" ;;
+		esac
+	done
+done
+leave_swarm
+
+# --- idle memory -----------------------------------------------------------------
+
+if want rss; then
+	log "idle RSS: deploying $IDLE_REPLICAS replicas (project bench-idle)"
+	if timeout 360 "$RUCHE" deploy -f "$WORK/compose-bench-idle.yml" --timeout 5m >"$OUT/rss.log" 2>&1; then
+		log "converged; idle for ${IDLE_WAIT}s, then 7 samples over 30 s"
+		sleep "$IDLE_WAIT"
+		running=$(containers_named bench-idle- | wc -l)
+		echo "containers bench-idle-* before sampling: $running" >>"$OUT/rss.log"
+		procs=("ruche-up=$RUCHE_PID")
+		[ -z "$DOCKERD_PID" ] || procs+=("dockerd=$DOCKERD_PID")
+		"$TOOL" rss -samples 7 -every 5s "${procs[@]}" >>"$RESULTS"
+		grep '^rss' "$RESULTS" | awk -F'\t' '{ printf "==> %s VmRSS max %.1f MiB (samples KiB: %s)\n", $2, $3 / 1024, $4 }' >&2
+	else
+		log "deploying $IDLE_REPLICAS replicas failed (log $OUT/rss.log): RSS not measured"
+	fi
+	timeout 150 "$RUCHE" rm bench-idle --timeout 2m >>"$OUT/rss.log" 2>&1 || log "ruche rm bench-idle failed"
+fi
+stop_ruche
+
+# --- report ---------------------------------------------------------------------
+
+echo "- load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (dockerd and the machine are shared with whatever else runs)" >>"$OUT/machine.md"
+if want swarm; then
+	if [ -z "$DOCKERD_LOG" ]; then
+		echo "- image pulls by Swarm tasks: not checked (dockerd's log is not a file)" >>"$OUT/machine.md"
+	elif swarm_pulled; then
+		echo "- image pulls by Swarm tasks: ATTEMPTED, see $DOCKERD_LOG" >>"$OUT/machine.md"
+	else
+		echo "- image pulls by Swarm tasks: none (image given by ID; checked in dockerd's log)" >>"$OUT/machine.md"
+	fi
+fi
+{
+	echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC') (\`make bench\`)"
+	echo
+	cat "$OUT/machine.md"
+	echo
+	"$TOOL" report -replicas "$REPLICAS" -idle-replicas "$IDLE_REPLICAS" "$RESULTS"
+} >"$OUT/report.md"
+cat "$OUT/report.md"
+log "report, raw results and logs: $OUT"
