@@ -1,0 +1,151 @@
+// Package routing derives the ingress routing table from the store: for
+// every route of every service, the replicas that may take traffic and how
+// to reach them. The proxy and the certificate manager consume it; neither
+// reads the store.
+//
+// A replica is a backend only while its task is meant to run
+// (DesiredState running) and its agent reports it Ready. So a replica told
+// to shut down leaves the table at once, before its agent stops it; the agent
+// then drains it through the proxy. A replica on this node is reached at its
+// container address on its project network; a replica on another node
+// through the port its agent publishes on that node (until private
+// networks exist).
+package routing
+
+import (
+	"net"
+	"sort"
+	"strconv"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// Backend is one replica behind a route.
+type Backend struct {
+	TaskID string
+	Name   string // "web.2"
+	Node   string
+	Addr   string // host:port; empty if it cannot be reached from this node
+	Ready  bool
+	State  string
+}
+
+// Route is one host (and path prefix) and where its requests go.
+type Route struct {
+	Project, Service string
+	Host, PathPrefix string
+	Port             uint16
+	TLS              string // resolved: client.TLSACME, TLSInternal, TLSFiles or TLSNone
+	// Backends holds every replica of the service meant to run; only the
+	// Ready ones with an Addr take traffic.
+	Backends []Backend
+}
+
+// Table is the routing table at a store revision.
+type Table struct {
+	Revision int64
+	Routes   []Route
+}
+
+// Input is what a table is built from.
+type Input struct {
+	Services map[string]store.ServiceRecord // "project/service"
+	Tasks    []store.TaskRecord
+	Statuses map[string]client.ReplicaStatus // by task ID
+	Nodes    map[string]client.Node
+	// LocalNode is the node the table is for.
+	LocalNode string
+	// DefaultTLS is what TLS "" (auto) means: client.TLSACME when an ACME
+	// issuer is configured, else client.TLSNone.
+	DefaultTLS string
+}
+
+// Build computes the table. It is pure.
+func Build(in Input, rev int64) *Table {
+	byService := map[string][]store.TaskRecord{}
+	for _, t := range in.Tasks {
+		if t.DesiredState == client.DesiredRunning {
+			k := t.Project + "/" + t.Service
+			byService[k] = append(byService[k], t)
+		}
+	}
+	t := &Table{Revision: rev}
+	for key, rec := range in.Services {
+		project, service := split(key)
+		for _, r := range rec.Spec.Routes {
+			route := Route{Project: project, Service: service, Host: r.Host, PathPrefix: r.PathPrefix, Port: r.Port, TLS: r.TLS}
+			if route.TLS == client.TLSAuto {
+				route.TLS = in.DefaultTLS
+			}
+			if route.TLS == "" {
+				route.TLS = client.TLSNone
+			}
+			for _, task := range byService[key] {
+				st := in.Statuses[task.ID]
+				b := Backend{TaskID: task.ID, Name: task.Name(), Node: task.Node, Ready: st.Ready, State: st.State}
+				b.Addr = addr(task, st, r.Port, in)
+				route.Backends = append(route.Backends, b)
+			}
+			sort.Slice(route.Backends, func(i, j int) bool { return route.Backends[i].Name < route.Backends[j].Name })
+			t.Routes = append(t.Routes, route)
+		}
+	}
+	sort.Slice(t.Routes, func(i, j int) bool {
+		a, b := t.Routes[i], t.Routes[j]
+		if a.Host != b.Host {
+			return a.Host < b.Host
+		}
+		return a.PathPrefix < b.PathPrefix
+	})
+	return t
+}
+
+// addr is how this node reaches the replica's port.
+func addr(task store.TaskRecord, st client.ReplicaStatus, port uint16, in Input) string {
+	if task.Node == in.LocalNode {
+		ip := containerIP(task, st)
+		if ip == "" {
+			return ""
+		}
+		return net.JoinHostPort(ip, strconv.Itoa(int(port)))
+	}
+	node, ok := in.Nodes[task.Node]
+	if !ok || node.Addr == "" {
+		return ""
+	}
+	for _, p := range st.Ports {
+		if p.Target == port && (p.Protocol == "" || p.Protocol == "tcp") {
+			return net.JoinHostPort(node.Addr, strconv.Itoa(int(p.Published)))
+		}
+	}
+	return ""
+}
+
+// containerIP picks the replica's address on its first project network (in
+// the order of its spec, "default" first), where its service port listens.
+func containerIP(task store.TaskRecord, st client.ReplicaStatus) string {
+	if ip := st.Addresses["default"]; ip != "" {
+		return ip
+	}
+	names := make([]string, 0, len(st.Addresses))
+	for n := range st.Addresses {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if st.Addresses[n] != "" {
+			return st.Addresses[n]
+		}
+	}
+	return ""
+}
+
+func split(key string) (string, string) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			return key[:i], key[i+1:]
+		}
+	}
+	return key, ""
+}

@@ -1,0 +1,120 @@
+package routing
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"testing/synctest"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+func svc(routes ...client.RouteSpec) store.ServiceRecord {
+	return store.ServiceRecord{Spec: client.ServiceSpec{Name: "web", Image: "x", Replicas: 2, Routes: routes}, Version: 1}
+}
+
+func task(id, node string, slot int, desired string) store.TaskRecord {
+	return store.TaskRecord{Replica: client.Replica{ID: id, Project: "shop", Service: "web", Slot: slot, Node: node, DesiredState: desired}}
+}
+
+func TestBuild(t *testing.T) {
+	route := client.RouteSpec{Host: "shop.example.org", Port: 8080}
+	in := Input{
+		Services: map[string]store.ServiceRecord{"shop/web": svc(route), "shop/db": {Spec: client.ServiceSpec{Name: "db"}}},
+		Tasks: []store.TaskRecord{
+			task("a", "n1", 1, client.DesiredRunning),
+			task("b", "n1", 2, client.DesiredRunning),
+			task("c", "n1", 3, client.DesiredShutdown),
+			task("d", "n2", 4, client.DesiredRunning),
+		},
+		Statuses: map[string]client.ReplicaStatus{
+			"a": {State: client.StateRunning, Ready: true, Addresses: map[string]string{"default": "172.20.0.2"}},
+			"b": {State: client.StateStarting, Addresses: map[string]string{"back": "172.21.0.3"}},
+			"c": {State: client.StateRunning, Ready: true, Addresses: map[string]string{"default": "172.20.0.4"}},
+			"d": {State: client.StateRunning, Ready: true, Ports: []client.PortBinding{{Target: 8080, Published: 30001, Protocol: "tcp"}}},
+		},
+		Nodes:      map[string]client.Node{"n2": {ID: "n2", Addr: "192.0.2.10"}},
+		LocalNode:  "n1",
+		DefaultTLS: client.TLSNone,
+	}
+	tbl := Build(in, 7)
+	if len(tbl.Routes) != 1 {
+		t.Fatalf("got %d routes, want 1 (only web has one)", len(tbl.Routes))
+	}
+	r := tbl.Routes[0]
+	if r.TLS != client.TLSNone || r.Host != "shop.example.org" || tbl.Revision != 7 {
+		t.Fatalf("route %+v", r)
+	}
+	got := map[string]Backend{}
+	for _, b := range r.Backends {
+		got[b.TaskID] = b
+	}
+	for _, tc := range []struct {
+		id, addr string
+		ready    bool
+	}{
+		{"a", "172.20.0.2:8080", true},
+		{"b", "172.21.0.3:8080", false},
+		{"d", "192.0.2.10:30001", true},
+	} {
+		b, ok := got[tc.id]
+		if !ok || b.Addr != tc.addr || b.Ready != tc.ready {
+			t.Errorf("backend %s: got %+v, want addr %s ready %v", tc.id, b, tc.addr, tc.ready)
+		}
+	}
+	if _, ok := got["c"]; ok {
+		t.Error("a task being shut down is still a backend")
+	}
+	in.DefaultTLS = client.TLSACME
+	if r := Build(in, 8).Routes[0]; r.TLS != client.TLSACME {
+		t.Errorf("auto TLS with an ACME issuer: got %q", r.TLS)
+	}
+}
+
+func TestWatcherFollowsTheStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		st := store.NewMemory()
+		defer st.Close()
+		put := func(key string, v any) {
+			if _, err := st.Txn(ctx, nil, store.Put(key, store.Encode(v))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(store.ServiceKey("shop", "web"), svc(client.RouteSpec{Host: "a.test", Port: 80}))
+		tables := make(chan *Table, 16)
+		w := New(Config{LocalNode: "n1"}, Deps{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			OnChange: func(t *Table) { tables <- t }})
+		go w.Run(ctx)
+		synctest.Wait()
+		if first := <-tables; len(first.Routes) != 1 || len(first.Routes[0].Backends) != 0 {
+			t.Fatalf("first table: %+v", first)
+		}
+		tk := task("a", "n1", 1, client.DesiredRunning)
+		put(store.TaskKey("n1", "a"), tk)
+		put(store.TaskStatusKey("a"), client.ReplicaStatus{State: client.StateRunning, Ready: true, Addresses: map[string]string{"default": "10.1.0.2"}})
+		synctest.Wait()
+		var last *Table
+		for len(tables) > 0 {
+			last = <-tables
+		}
+		if last == nil || len(last.Routes[0].Backends) != 1 || !last.Routes[0].Backends[0].Ready {
+			t.Fatalf("after the replica became ready: %+v", last)
+		}
+		tk.DesiredState = client.DesiredShutdown
+		put(store.TaskKey("n1", "a"), tk)
+		synctest.Wait()
+		if got := <-tables; len(got.Routes[0].Backends) != 0 {
+			t.Fatalf("a replica told to shut down is still routed: %+v", got.Routes[0].Backends)
+		}
+		// A write that changes nothing routing cares about emits nothing.
+		put(store.ProjectKey("shop"), store.ProjectRecord{Name: "shop"})
+		synctest.Wait()
+		if len(tables) != 0 {
+			t.Fatalf("an unrelated write emitted a table")
+		}
+	})
+}
