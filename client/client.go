@@ -247,3 +247,9 @@ func (c *Client) Events(ctx context.Context, since, project string, follow bool,
 	}
 	return sc.Err()
 }
+
+// Routes lists every route with its replicas.
+func (c *Client) Routes(ctx context.Context) ([]Route, error) {
+	var out []Route
+	return out, c.do(ctx, http.MethodGet, "/v1/routes", nil, "", &out)
+}

@@ -220,3 +220,23 @@ func itoa(n int) string {
 	}
 	return string(b[i:])
 }
+
+// Route is a route as `ruche routes` shows it.
+type Route struct {
+	Host       string         `json:"host"`
+	PathPrefix string         `json:"path_prefix,omitempty"`
+	Project    string         `json:"project"`
+	Service    string         `json:"service"`
+	Port       uint16         `json:"port"`
+	TLS        string         `json:"tls"`
+	Replicas   []RouteReplica `json:"replicas"`
+}
+
+// RouteReplica is a replica behind a route.
+type RouteReplica struct {
+	Name  string `json:"name"`
+	Node  string `json:"node"`
+	Addr  string `json:"addr,omitempty"`
+	State string `json:"state"`
+	Ready bool   `json:"ready"`
+}

@@ -38,7 +38,7 @@ func publishedPorts(spec client.ServiceSpec) []portKey {
 // every problem.
 func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current, changes []client.Change) error {
 	var problems []string
-	owners, err := s.portOwners(ctx, p.Name)
+	owners, routeOwners, err := s.owners(ctx, p.Name)
 	if err != nil {
 		return err
 	}
@@ -56,6 +56,11 @@ func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current,
 			checkedImages[spec.Image] = true
 			if err := s.d.Checker.CheckImage(ctx, spec.Image); err != nil {
 				problems = append(problems, fmt.Sprintf("service %s: %v", c.Service, err))
+			}
+		}
+		for _, r := range spec.Routes {
+			if owner, ok := routeOwners[r.Host+r.PathPrefix]; ok {
+				problems = append(problems, fmt.Sprintf("service %s: route %s%s is already served by %s", c.Service, r.Host, r.PathPrefix, owner))
 			}
 		}
 		old, had := cur.services[c.Service]
@@ -110,14 +115,14 @@ func nodeCount(n int) string {
 	return fmt.Sprintf("are %d nodes", n)
 }
 
-// portOwners maps each host port published by a service of another project
-// to "project/service".
-func (s *Server) portOwners(ctx context.Context, project string) (map[portKey]string, error) {
+// owners maps each host port published, and each route (host+path)
+// served, by a service of another project to "project/service".
+func (s *Server) owners(ctx context.Context, project string) (map[portKey]string, map[string]string, error) {
 	kvs, _, err := s.d.Store.List(ctx, store.ServicesPrefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := map[portKey]string{}
+	out, routes := map[portKey]string{}, map[string]string{}
 	for _, kv := range kvs {
 		p, svc, ok := store.SplitService(kv.Key)
 		if !ok || p == project {
@@ -125,13 +130,16 @@ func (s *Server) portOwners(ctx context.Context, project string) (map[portKey]st
 		}
 		var rec store.ServiceRecord
 		if err := store.Decode(kv, &rec); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, k := range publishedPorts(rec.Spec) {
 			out[k] = p + "/" + svc
 		}
+		for _, r := range rec.Spec.Routes {
+			routes[r.Host+r.PathPrefix] = p + "/" + svc
+		}
 	}
-	return out, nil
+	return out, routes, nil
 }
 
 func (s *Server) readyNodes(ctx context.Context) (int, error) {

@@ -36,6 +36,8 @@ type Config struct {
 	ClusterID    string
 	// ManagerName and APIAddr describe this manager in `ruche status`.
 	ManagerName, APIAddr string
+	// DefaultTLS is what a route's automatic TLS mode means here.
+	DefaultTLS string
 }
 
 // Sealer encrypts secret contents before they are stored.
@@ -111,6 +113,7 @@ func (s *Server) routes() {
 	s.handle("POST /v1/projects/{project}/services/{service}/rollback", s.rollback)
 	s.handle("GET /v1/projects/{project}/services/{service}/logs", s.logs)
 	s.handle("GET /v1/events", s.events)
+	s.handle("GET /v1/routes", s.listRoutes)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	if s.d.Registry != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.d.Registry, promhttp.HandlerOpts{}))

@@ -303,3 +303,23 @@ func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
 }
+
+func TestRouteConflictAcrossProjects(t *testing.T) {
+	e := newEnv(t)
+	withRoute := func(project string) client.ProjectSpec {
+		return client.ProjectSpec{Name: project, Services: map[string]client.ServiceSpec{
+			"web": {Name: "web", Image: "hello:1", Replicas: 1, Routes: []client.RouteSpec{{Host: "pad.example.org", Port: 8080}}},
+		}}
+	}
+	if code, body := e.deploy(withRoute("one"), false); code != 200 {
+		t.Fatalf("first: %d %s", code, body)
+	}
+	code, body := e.deploy(withRoute("two"), false)
+	if code != 400 || !strings.Contains(string(body), "already served by one/web") {
+		t.Fatalf("second project on the same host: got %d %s", code, body)
+	}
+	// The owner itself may redeploy it.
+	if code, body := e.deploy(withRoute("one"), false); code != 200 {
+		t.Fatalf("owner redeploy: %d %s", code, body)
+	}
+}

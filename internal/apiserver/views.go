@@ -17,6 +17,8 @@ type snapshot struct {
 	services map[string]map[string]store.ServiceRecord // project -> service
 	updates  map[string]client.UpdateStatus            // "p/s"
 	tasks    []client.Replica
+	records  []store.TaskRecord
+	statuses map[string]client.ReplicaStatus
 	// current holds the IDs of tasks that run their service's current
 	// replica template, whatever their version number (a rollback keeps
 	// the replicas that already run the spec it restores).
@@ -46,6 +48,7 @@ func (s *Server) loadSnapshot(ctx context.Context) (*snapshot, error) {
 		return nil
 	}
 	statuses := map[string]client.ReplicaStatus{}
+	snap.statuses = statuses
 	err := firstErr(
 		func() error {
 			return list(store.ProjectsPrefix, func(kv store.KV) error {
@@ -90,6 +93,7 @@ func (s *Server) loadSnapshot(ctx context.Context) (*snapshot, error) {
 				if err := store.Decode(kv, &t); err != nil {
 					return err
 				}
+				snap.records = append(snap.records, t)
 				r := t.Replica
 				r.Status = statuses[r.ID]
 				if rec, ok := snap.services[r.Project][r.Service]; ok && bytes.Equal(template(t.Spec), template(rec.Spec)) {

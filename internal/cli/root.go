@@ -90,6 +90,7 @@ func newRoot(g *globals) *cobra.Command {
 		newRmCmd(g),
 		newStatusCmd(g),
 		newNodeCmd(g),
+		newRoutesCmd(g),
 	)
 	return root
 }
