@@ -31,6 +31,7 @@ SCENARIOS=${BENCH_SCENARIOS:-"docker-run ruche swarm rss"}
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 OUT=${BENCH_OUT:-/tmp/ruche-bench-$STAMP}
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/bench-ruche-work.XXXXXX)
@@ -267,7 +268,7 @@ measure() {
 	local out
 	if out=$("$TOOL" converge -prefix "$prefix" -count "$REPLICAS" -timeout "$TRIAL_TIMEOUT" -- "$@" 2>>"$OUT/$sc.log"); then
 		printf 'converge\t%s\t%s\t%s\n' "$sc" "$i" "$out" >>"$RESULTS"
-		log "$sc trial $i: $(echo "$out" | awk '{ printf "all running after %.2f s, command returned after %.2f s", $1, $2 }')"
+		log "$sc trial $i: $(echo "$out" | awk '{ printf "first running after %.2f s, all after %.2f s, command returned after %.2f s", $3, $1, $2 }')"
 		return 0
 	fi
 	local why
@@ -369,7 +370,7 @@ if want swarm; then
 	fi
 fi
 {
-	echo "### Run of $(date -u '+%Y-%m-%d %H:%M UTC') (\`make bench\`)"
+	echo "### Run of $STARTED (\`make bench\`, $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 	echo
 	cat "$OUT/machine.md"
 	echo

@@ -31,6 +31,7 @@ type convergeOptions struct {
 type convergeResult struct {
 	Running time.Duration // launch until Count containers of Prefix were running
 	Command time.Duration // launch until the command exited
+	First   time.Duration // launch until the first of them started
 }
 
 func convergeCmd(ctx context.Context, args []string) error {
@@ -55,7 +56,7 @@ func convergeCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%.3f\t%.3f\n", res.Running.Seconds(), res.Command.Seconds())
+	fmt.Printf("%.3f\t%.3f\t%.3f\n", res.Running.Seconds(), res.Command.Seconds(), res.First.Seconds())
 	return nil
 }
 
@@ -126,6 +127,7 @@ func converge(ctx context.Context, eng engine, o convergeOptions) (convergeResul
 		}
 	}
 	res.Running = tr.convergedAt.Sub(launch)
+	res.First = tr.firstAt.Sub(launch)
 
 	// The events said so; the engine confirms they are still running.
 	n, err := countPrefix(ctx, eng, o.Prefix, false)

@@ -87,8 +87,8 @@ func TestConverge(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if res.Running <= 0 || res.Command <= 0 {
-				t.Errorf("got %+v, want both durations > 0", res)
+			if res.Running <= 0 || res.Command <= 0 || res.First <= 0 || res.First > res.Running {
+				t.Errorf("got %+v, want durations > 0 and First <= Running", res)
 			}
 		})
 	}

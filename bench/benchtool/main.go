@@ -2,9 +2,10 @@
 // scene (images, ruche up, swarm) and benchtool times, samples and reports.
 //
 //	benchtool converge -prefix P -count N [-timeout D] -- command args...
-//	    runs the command and prints "<running_s>\t<command_s>": seconds from
-//	    launch until N containers whose name starts with P were running at
-//	    once (from the engine's event stream), and until the command exited.
+//	    runs the command and prints "<running_s>\t<command_s>\t<first_s>":
+//	    seconds from launch until N containers whose name starts with P were
+//	    running at once (from the engine's event stream), until the command
+//	    exited, and until the first of them started.
 //	benchtool ports N
 //	    prints N free TCP ports on 127.0.0.1, one a line.
 //	benchtool rss [-samples N] [-every D] name=pid ...

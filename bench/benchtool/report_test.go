@@ -33,9 +33,9 @@ func TestParseResultsErrors(t *testing.T) {
 		in   string
 	}{
 		{name: "unknown record", in: "speed\tx\t1\n"},
-		{name: "short converge", in: "converge\truche\t1\t2.0\n"},
-		{name: "bad seconds", in: "converge\truche\t1\tfast\t2.0\n"},
-		{name: "negative", in: "converge\truche\t1\t-1\t2.0\n"},
+		{name: "short converge", in: "converge\truche\t1\t2.0\t3.0\n"},
+		{name: "bad seconds", in: "converge\truche\t1\tfast\t2.0\t1.0\n"},
+		{name: "negative", in: "converge\truche\t1\t1\t2.0\t-1\n"},
 		{name: "bad rss", in: "rss\truche-up\tlots\t1,2\n"},
 	}
 	for _, tt := range tests {
@@ -49,15 +49,15 @@ func TestParseResultsErrors(t *testing.T) {
 }
 
 const sample = `# a comment
-converge	docker-run	1	4.0	3.9
-converge	ruche	1	4.5	5.0
-converge	swarm	1	9.0	14.0
-converge	docker-run	2	5.0	4.9
-converge	ruche	2	6.0	6.5
-converge	swarm	2	11.0	16.0
-converge	docker-run	3	4.5	4.4
-converge	ruche	3	5.5	6.0
-converge	swarm	3	10.0	15.0
+converge	docker-run	1	4.0	3.9	0.5
+converge	ruche	1	4.5	5.0	1.0
+converge	swarm	1	9.0	14.0	0.5
+converge	docker-run	2	5.0	4.9	0.5
+converge	ruche	2	6.0	6.5	2.0
+converge	swarm	2	11.0	16.0	0.5
+converge	docker-run	3	4.5	4.4	0.5
+converge	ruche	3	5.5	6.0	1.5
+converge	swarm	3	10.0	15.0	0.5
 rss	ruche-up	61440	60000,61440
 rss	dockerd	102400	100000,102400,101000
 `
@@ -81,7 +81,7 @@ func TestGoals(t *testing.T) {
 		},
 		{
 			name: "swarm missing, rss over",
-			in: "converge\tdocker-run\t1\t4.0\t4.0\nconverge\truche\t1\t4.0\t4.1\n" +
+			in: "converge\tdocker-run\t1\t4.0\t4.0\t1.0\nconverge\truche\t1\t4.0\t4.1\t2.0\n" +
 				"rss\truche-up\t97657\t97657\n", // 97657 KiB = 100.001 MB
 			want: []string{verdictMet, verdictMet, verdictNotMeasured, verdictNotMeasured, verdictNotMet},
 		},
@@ -119,9 +119,9 @@ func TestWriteReport(t *testing.T) {
 	writeReport(&b, r, 20, 50)
 	got := b.String()
 	for _, want := range []string{
-		"| 20 × `docker run -d` in parallel (baseline) | 3/3 | 4.50 s | 5.00 s | 4.40 s | 4.90 s |",
-		"| `ruche deploy` (ruche up) | 3/3 | 5.50 s | 6.00 s | 6.00 s | 6.50 s |",
-		"| `docker service create --detach=false` (Swarm) | 3/4 | 10.00 s | 11.00 s | 15.00 s | 16.00 s |",
+		"| 20 × `docker run -d` in parallel (baseline) | 3/3 | 0.50 s | 4.50 s | 5.00 s | 4.40 s | 4.90 s |",
+		"| `ruche deploy` (ruche up) | 3/3 | 1.50 s | 5.50 s | 6.00 s | 6.00 s | 6.50 s |",
+		"| `docker service create --detach=false` (Swarm) | 3/4 | 0.50 s | 10.00 s | 11.00 s | 15.00 s | 16.00 s |",
 		"Failed, swarm: trial 4: service create: timeout",
 		"| ruche-up | 60.0 MiB (62.9 MB) | 2 |",
 		"| dockerd | 100.0 MiB (104.9 MB) | 3 |",

@@ -14,7 +14,8 @@ type tracker struct {
 	want        int
 	launch      time.Time
 	running     map[string]bool // container ID -> running
-	convergedAt time.Time
+	firstAt     time.Time       // the first start
+	convergedAt time.Time       // the first moment want were running
 }
 
 func newTracker(prefix string, want int, launch time.Time) *tracker {
@@ -35,6 +36,9 @@ func (t *tracker) observe(m events.Message) {
 	switch m.Action {
 	case events.ActionStart:
 		t.running[m.Actor.ID] = true
+		if t.firstAt.IsZero() {
+			t.firstAt = at
+		}
 		if len(t.running) >= t.want && t.convergedAt.IsZero() {
 			t.convergedAt = at
 		}

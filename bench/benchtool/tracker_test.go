@@ -23,6 +23,7 @@ func TestTracker(t *testing.T) {
 		name   string
 		events []events.Message
 		want   time.Duration // zero: not converged
+		first  time.Duration // zero: nothing started
 	}{
 		{
 			name: "all start",
@@ -31,7 +32,8 @@ func TestTracker(t *testing.T) {
 				event(events.ActionStart, "b", "bench-x-2", at(300)),
 				event(events.ActionStart, "c", "bench-x-3", at(200)),
 			},
-			want: 200 * time.Millisecond, // the third event seen, whatever its stamp order
+			want:  200 * time.Millisecond, // the third event seen, whatever its stamp order
+			first: 100 * time.Millisecond,
 		},
 		{
 			name: "other names do not count",
@@ -51,7 +53,8 @@ func TestTracker(t *testing.T) {
 				event(events.ActionStart, "c", "bench-x-3", at(300)),
 				event(events.ActionStart, "d", "bench-x-4", at(400)),
 			},
-			want: 400 * time.Millisecond,
+			want:  400 * time.Millisecond,
+			first: 100 * time.Millisecond,
 		},
 		{
 			name: "restart of the same container counts once",
@@ -68,6 +71,7 @@ func TestTracker(t *testing.T) {
 				event(events.ActionStart, "b", "bench-x-2", at(200)),
 				event(events.ActionStart, "c", "bench-x-3", at(300)),
 			},
+			first: 200 * time.Millisecond,
 		},
 		{
 			name: "first convergence is kept",
@@ -93,6 +97,13 @@ func TestTracker(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Errorf("converged after %v, want %v", got, tt.want)
+			}
+			var gotFirst time.Duration
+			if !tr.firstAt.IsZero() {
+				gotFirst = tr.firstAt.Sub(launch)
+			}
+			if tt.first != 0 && gotFirst != tt.first {
+				t.Errorf("first start after %v, want %v", gotFirst, tt.first)
 			}
 		})
 	}
