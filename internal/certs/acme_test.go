@@ -1,0 +1,463 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// pebble is a running pebble ACME server and its DNS (pebble-challtestsrv).
+type pebble struct {
+	dir   string         // ACME directory URL
+	tls   *x509.CertPool // trusts pebble's own HTTPS
+	roots *x509.CertPool // pebble's issuing root, for this run only
+}
+
+// TestACME obtains certificates from a real ACME server, Debian's pebble,
+// through HTTP-01 and TLS-ALPN-01, and checks a node that did not order a
+// certificate serves the one another node obtained.
+func TestACME(t *testing.T) {
+	for _, bin := range []string{"pebble", "pebble-challtestsrv"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not installed (apt-get install -y pebble)", bin)
+			}
+			t.Skipf("%s not installed (apt-get install -y pebble)", bin)
+		}
+	}
+
+	// The test's own HTTP and HTTPS listeners stand for the proxy; pebble
+	// validates against them. They serve whichever Manager is current.
+	var current atomic.Pointer[Manager]
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m := current.Load(); m != nil && m.HandleHTTPChallenge(w, r) {
+			return
+		}
+		http.NotFound(w, r)
+	})}
+	go srv.Serve(httpLn)
+	t.Cleanup(func() { srv.Close() })
+	tlsLn, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			m := current.Load()
+			if m == nil {
+				return nil, errors.New("no manager")
+			}
+			return m.GetCertificate(h)
+		},
+		NextProtos: []string{"http/1.1", ALPNChallengeProto},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tlsLn.Close() })
+	go serveHandshakes(tlsLn)
+
+	p := startPebble(t, port(t, httpLn.Addr()), port(t, tlsLn.Addr()))
+	const host = "app.ruche.test"
+
+	newManager := func(t *testing.T, st store.Store, cfg Config, reg prometheus.Registerer) *Manager {
+		cfg.ACMEDirectory, cfg.ACMERoots, cfg.ACMEEmail = p.dir, p.tls, "ops@ruche.test"
+		cfg.HTTPAddr, cfg.HTTPSAddr = httpLn.Addr().String(), tlsLn.Addr().String()
+		m, _ := startManager(t, cfg, Deps{Store: st, Opener: testBox(t), Metrics: reg, Log: debugLog()})
+		return m
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"http-01", Config{DisableTLSALPN01: true}},
+		{"tls-alpn-01", Config{DisableHTTP01: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := store.NewMemory()
+			t.Cleanup(st.Close)
+			reg := prometheus.NewRegistry()
+			m := newManager(t, st, tc.cfg, reg)
+			current.Store(m)
+			if _, err := m.GetCertificate(hello(host)); !errors.Is(err, ErrUnknownHost) {
+				t.Fatalf("before Manage: got %v, want ErrUnknownHost", err)
+			}
+			m.Manage(context.Background(), []Want{{Host: host, Mode: client.TLSACME, Project: "p", Service: "web"}})
+			// Obtaining is asynchronous: handshakes fail until it is done;
+			// then the chain the server sends verifies to pebble's root.
+			waitHandshake(t, tlsLn.Addr().String(), host, p.roots)
+			if got := counterValue(t, reg, "ruche_certs_acme_results_total", "obtain", "success"); got != 1 {
+				t.Errorf("obtain successes: got %v, want 1", got)
+			}
+			if kvs, _, _ := st.List(context.Background(), StoragePrefix+"certificates/"); len(kvs) == 0 {
+				t.Error("no certificate in the cluster store")
+			}
+
+			// A node started later (or this one restarted) serves the
+			// stored certificate without ordering another.
+			reg2 := prometheus.NewRegistry()
+			later := newManager(t, st, tc.cfg, reg2)
+			later.Manage(context.Background(), []Want{{Host: host, Mode: client.TLSACME}})
+			waitFor(t, "the later node to serve", func() bool {
+				_, err := later.GetCertificate(hello(host))
+				return err == nil
+			})
+			c1, _ := m.GetCertificate(hello(host))
+			c2, _ := later.GetCertificate(hello(host))
+			if !leafOf(t, c1).Equal(leafOf(t, c2)) {
+				t.Error("the later node serves another certificate")
+			}
+			if got := counterValue(t, reg2, "ruche_certs_acme_results_total", "obtain", "success"); got != 0 {
+				t.Errorf("the later node ordered %v certificates, want 0", got)
+			}
+
+			// No longer wanted: no longer managed nor served.
+			m.Manage(context.Background(), nil)
+			waitFor(t, "the certificate to leave certmagic's cache", func() bool {
+				m.mu.RLock()
+				a := m.acme
+				m.mu.RUnlock()
+				return len(a.cache.AllMatchingCertificates(host)) == 0
+			})
+			if _, err := m.GetCertificate(hello(host)); !errors.Is(err, ErrUnknownHost) {
+				t.Errorf("after removal: got %v, want ErrUnknownHost", err)
+			}
+		})
+	}
+
+	t.Run("cluster", func(t *testing.T) {
+		st := store.NewMemory()
+		t.Cleanup(st.Close)
+		server := newManager(t, st, Config{}, nil) // answers pebble's validations
+		orderer := newManager(t, st, Config{}, nil)
+		current.Store(server)
+		want := []Want{{Host: host, Mode: client.TLSACME}}
+		// The orderer takes the lock first, so the challenge it starts is
+		// answered by the other node, from the store.
+		orderer.Manage(context.Background(), want)
+		lockKey := StoragePrefix + "locks/issue_cert_" + host
+		waitFor(t, "the orderer to take the lock", func() bool {
+			_, err := st.Get(context.Background(), lockKey)
+			return err == nil
+		})
+		server.Manage(context.Background(), want)
+		served := waitHandshake(t, tlsLn.Addr().String(), host, p.roots)
+		var ordered *x509.Certificate
+		waitFor(t, "the orderer to serve", func() bool {
+			c, err := orderer.GetCertificate(hello(host))
+			if err == nil {
+				ordered = leafOf(t, c)
+			}
+			return err == nil
+		})
+		if !ordered.Equal(served) {
+			t.Errorf("nodes serve different certificates: serials %v and %v", ordered.SerialNumber, served.SerialNumber)
+		}
+	})
+}
+
+// debugLog shows the Managers' (and certmagic's) logs on stderr when
+// RUCHE_TEST_LOG is set.
+func debugLog() *slog.Logger {
+	if os.Getenv("RUCHE_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// waitHandshake retries a TLS handshake with SNI host until it succeeds
+// with a chain to roots, and returns the leaf.
+func waitHandshake(t *testing.T, addr, host string, roots *x509.CertPool) *x509.Certificate {
+	t.Helper()
+	var leaf *x509.Certificate
+	var last error
+	waitFor(t, "a certificate for "+host, func() bool {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: host, RootCAs: roots})
+		if err != nil {
+			last = err
+			return false
+		}
+		defer c.Close()
+		leaf = c.ConnectionState().PeerCertificates[0]
+		return true
+	}, func() string { return fmt.Sprint(last) })
+	return leaf
+}
+
+// waitFor polls cond until it holds; a test that never sees it fails after
+// two minutes (a deadline for a hung test, not a speed requirement).
+func waitFor(t *testing.T, what string, cond func() bool, detail ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			msg := ""
+			for _, d := range detail {
+				msg += d()
+			}
+			t.Fatalf("gave up waiting for %s: %s", what, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func serveHandshakes(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := c.(*tls.Conn).Handshake(); err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, c)
+		}()
+	}
+}
+
+func port(t *testing.T, a net.Addr) int {
+	t.Helper()
+	return a.(*net.TCPAddr).Port
+}
+
+// startPebble starts pebble-challtestsrv (DNS only, every name resolving to
+// 127.0.0.1) and pebble validating on httpPort/tlsPort of 127.0.0.1, and
+// stops both, by pid, when the test ends.
+func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
+	t.Helper()
+	dir := t.TempDir()
+	tlsPool, certFile, keyFile := pebbleTLS(t, dir)
+	listen, mgmt, dns, chall := freeAddr(t), freeAddr(t), freeUDPAndTCP(t), freeAddr(t)
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress":                  listen,
+		"managementListenAddress":        mgmt,
+		"certificate":                    certFile,
+		"privateKey":                     keyFile,
+		"httpPort":                       httpPort,
+		"tlsPort":                        tlsPort,
+		"ocspResponderURL":               "",
+		"externalAccountBindingRequired": false,
+	}}
+	b, _ := json.Marshal(cfg)
+	cfgFile := filepath.Join(dir, "pebble.json")
+	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	start := func(name string, env []string, args ...string) *exec.Cmd {
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), env...)
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("%s output:\n%s", name, out.String())
+			}
+		})
+		return cmd
+	}
+	start("pebble-challtestsrv", nil,
+		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+		"-dns01", dns, "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", chall)
+	waitFor(t, "pebble-challtestsrv", func() bool { return dialable(chall) })
+	start("pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
+		"-config", cfgFile, "-dnsserver", dns)
+	waitFor(t, "pebble", func() bool { return dialable(listen) && dialable(mgmt) })
+
+	// Trust pebble's root for this run only.
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: tlsPool}}}
+	resp, err := hc.Get("https://" + mgmt + "/roots/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rootPEM, _ := io.ReadAll(resp.Body)
+	roots := x509.NewCertPool()
+	if resp.StatusCode != http.StatusOK || !roots.AppendCertsFromPEM(rootPEM) {
+		t.Fatalf("pebble root: %s %q", resp.Status, rootPEM)
+	}
+	return &pebble{dir: "https://" + listen + "/dir", tls: tlsPool, roots: roots}
+}
+
+// pebbleTLS makes a CA and a certificate for 127.0.0.1 that pebble serves
+// its API with.
+func pebbleTLS(t *testing.T, dir string) (*x509.CertPool, string, string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pebble test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "pebble"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, certFile, keyFile
+}
+
+// freeUDPAndTCP finds a loopback port free for both UDP and TCP (a DNS server).
+func freeUDPAndTCP(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := pc.LocalAddr().String()
+		l, err := net.Listen("tcp", addr)
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatal("no loopback port free for both UDP and TCP")
+	return ""
+}
+
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, lv ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i, l := range m.GetLabel() {
+				if i >= len(lv) || l.GetValue() != lv[i] {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// RenewBefore sets the renewal window of each ACME certificate from its
+// own lifetime.
+func TestRenewBefore(t *testing.T) {
+	st := store.NewMemory()
+	t.Cleanup(st.Close)
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name        string
+		renewBefore time.Duration
+		age, left   time.Duration
+		want        bool
+	}{
+		{"default, early", 0, 10 * day, 80 * day, false},
+		{"default, last third", 0, 70 * day, 20 * day, true},
+		{"30 days, 20 left", 30 * day, 70 * day, 20 * day, true},
+		{"10 days, 20 left", 10 * day, 70 * day, 20 * day, false},
+		{"10 days, 9 left", 10 * day, 81 * day, 9 * day, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := New(Config{ACMEDirectory: "https://127.0.0.1:1/dir", RenewBefore: tc.renewBefore}, Deps{Store: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := m.newACME()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.stop()
+			c := certmagic.Certificate{Certificate: tls.Certificate{Leaf: &x509.Certificate{
+				NotBefore: time.Now().Add(-tc.age), NotAfter: time.Now().Add(tc.left), DNSNames: []string{"a.example.org"},
+			}}}
+			if got := c.NeedsRenewal(a.configFor(c)); got != tc.want {
+				t.Errorf("needs renewal: got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
