@@ -265,11 +265,16 @@ declare -A BROKEN=()
 measure() {
 	local sc=$1 i=$2 prefix=$3
 	shift 4
-	local out
-	if out=$("$TOOL" converge -prefix "$prefix" -count "$REPLICAS" -timeout "$TRIAL_TIMEOUT" -- "$@" 2>>"$OUT/$sc.log"); then
+	local out rc=0
+	out=$("$TOOL" converge -prefix "$prefix" -count "$REPLICAS" -timeout "$TRIAL_TIMEOUT" -- "$@" 2>>"$OUT/$sc.log") || rc=$?
+	if [ "$rc" = 0 ]; then
 		printf 'converge\t%s\t%s\t%s\n' "$sc" "$i" "$out" >>"$RESULTS"
 		log "$sc trial $i: $(echo "$out" | awk '{ printf "first running after %.2f s, all after %.2f s, command returned after %.2f s", $3, $1, $2 }')"
 		return 0
+	fi
+	if [ "$rc" = 130 ]; then
+		log "interrupted"
+		exit 130
 	fi
 	local why
 	why=$(grep -h 'benchtool:' "$OUT/$sc.log" | tail -n1 | cut -c1-300)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -141,8 +142,12 @@ func converge(ctx context.Context, eng engine, o convergeOptions) (convergeResul
 }
 
 func notConverged(tr *tracker, o convergeOptions, cause error) error {
-	return fmt.Errorf("%w: %d of %d containers named %s* running after %s: %w",
-		errNotConverged, len(tr.running), o.Count, o.Prefix, o.Timeout, cause)
+	when := "when interrupted"
+	if errors.Is(cause, context.DeadlineExceeded) {
+		when = "after " + o.Timeout.String()
+	}
+	return fmt.Errorf("%w: %d of %d containers named %s* running %s: %w",
+		errNotConverged, len(tr.running), o.Count, o.Prefix, when, cause)
 }
 
 // countPrefix counts the containers named prefix*: all of them, or only the

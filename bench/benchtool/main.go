@@ -27,8 +27,12 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtool: "+err.Error())
+		code := 1
+		if ctx.Err() != nil {
+			code = 130 // interrupted: run.sh stops instead of going on
+		}
 		stop()
-		os.Exit(1)
+		os.Exit(code)
 	}
 }
 
