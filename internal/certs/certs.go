@@ -280,6 +280,7 @@ func (m *Manager) reconcile(ctx context.Context) time.Time {
 			}
 		}
 	}
+	m.collectInternal(ctx)
 	if a != nil {
 		a.sync(ctx, acmeHosts)
 	} else if len(acmeHosts) > 0 {

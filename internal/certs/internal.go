@@ -242,6 +242,43 @@ func (m *Manager) applyInternal(ev store.Event) {
 	m.mu.Unlock()
 }
 
+// collectInternal deletes the stored internal certificates that no route
+// wants and that have expired (or do not load), so records of old routes do
+// not pile up. Wanted hosts are left to ensureInternal.
+func (m *Manager) collectInternal(ctx context.Context) {
+	now := time.Now()
+	type victim struct {
+		host string
+		rev  int64
+	}
+	var victims []victim
+	m.mu.RLock()
+	for host, rev := range m.internalRev {
+		if _, wanted := m.wants[host]; wanted || rev == 0 {
+			continue
+		}
+		if l := m.internal[host]; l == nil || l.rev != rev || !now.Before(l.cert.Leaf.NotAfter) {
+			victims = append(victims, victim{host, rev})
+		}
+	}
+	m.mu.RUnlock()
+	for _, v := range victims {
+		// The compare keeps a record another node just rewrote.
+		_, err := m.st.Txn(ctx, []store.Cmp{store.ModRevisionIs(internalKey(v.host), v.rev)}, store.Delete(internalKey(v.host)))
+		if err != nil && !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+			m.log.Warn("delete expired internal certificate", "host", v.host, "err", err)
+			continue
+		}
+		if err == nil {
+			m.mu.Lock()
+			if l := m.internal[v.host]; l != nil && l.rev == v.rev {
+				delete(m.internal, v.host)
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
 // resetInternal replaces the view of the stored internal certificates with
 // a full listing.
 func (m *Manager) resetInternal(kvs []store.KV) {

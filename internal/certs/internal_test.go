@@ -247,3 +247,37 @@ func TestInternalWithoutCA(t *testing.T) {
 func pemOf(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
+
+// Expired internal certificates of hosts no route wants are deleted; the
+// others stay.
+func TestInternalExpiredUnwantedCollected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		st := store.NewMemory()
+		t.Cleanup(st.Close)
+		ca := newCA(t)
+		m, _ := startManager(t, Config{InternalLifetime: 2 * time.Hour}, Deps{Store: st, CA: ca})
+		m.Manage(ctx, []Want{{Host: "old.example.org", Mode: client.TLSInternal}, {Host: "kept.example.org", Mode: client.TLSInternal}})
+		synctest.Wait()
+		m.Manage(ctx, []Want{{Host: "kept.example.org", Mode: client.TLSInternal}, {Host: "new.example.org", Mode: client.TLSInternal}})
+		synctest.Wait()
+		if _, err := st.Get(ctx, internalKey("old.example.org")); err != nil {
+			t.Fatalf("unwanted but still valid: got %v, want it kept", err)
+		}
+		time.Sleep(4 * time.Hour) // old.example.org expires; the wanted ones are renewed
+		synctest.Wait()
+		m.poke()
+		synctest.Wait()
+		if _, err := st.Get(ctx, internalKey("old.example.org")); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("expired and unwanted: got %v, want it deleted", err)
+		}
+		for _, host := range []string{"kept.example.org", "new.example.org"} {
+			if _, err := st.Get(ctx, internalKey(host)); err != nil {
+				t.Errorf("%s: %v", host, err)
+			}
+			if _, err := m.GetCertificate(hello(host)); err != nil {
+				t.Errorf("%s: %v", host, err)
+			}
+		}
+	})
+}
