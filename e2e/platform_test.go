@@ -344,7 +344,8 @@ func TestBadInput(t *testing.T) {
 		{"malformed yaml", "services:\n  web:\n    image: [unclosed\n", "compose.yml:2: invalid YAML"},
 		{"unknown key", "services:\n  web:\n    image: @IMAGE@\n    privileged: true\n", "privileged"},
 		{"negative replicas", "services:\n  web:\n    image: @IMAGE@\n    deploy:\n      replicas: -1\n", "replicas"},
-		{"missing image", "services:\n  web:\n    image: ruche-e2e-nosuch:1\n", "ruche-e2e-nosuch:1"},
+		// A registry on a refused loopback port: nothing leaves the machine.
+		{"missing image", "services:\n  web:\n    image: 127.0.0.1:1/ruche-e2e-nosuch:1\n", "127.0.0.1:1/ruche-e2e-nosuch:1"},
 		{"busy host port", fmt.Sprintf("services:\n  web:\n    image: @IMAGE@\n    ports: [\"%d:8080\"]\n", busyPort), fmt.Sprint(busyPort)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

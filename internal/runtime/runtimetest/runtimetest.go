@@ -149,7 +149,10 @@ func (s *suite) testImages(t *testing.T) {
 	if err != nil || !ok {
 		t.Errorf("ImagePresent(%s): got %v, %v; want true, nil", s.cfg.Image, ok, err)
 	}
-	missing := s.cfg.Prefix + "-nosuch:1"
+	// A registry on a refused loopback port: the pull fails at once and
+	// no lookup or connection leaves the machine (a name without a
+	// registry host would make dockerd resolve Docker Hub).
+	missing := "127.0.0.1:1/" + s.cfg.Prefix + "-nosuch:1"
 	ok, err = s.rt.ImagePresent(ctx, missing)
 	if err != nil || ok {
 		t.Errorf("ImagePresent(%s): got %v, %v; want false, nil", missing, ok, err)
