@@ -24,6 +24,22 @@ if ! command -v dockerd >/dev/null 2>&1; then
 	apt-get install -y -qq docker.io >/dev/null
 fi
 
+# Packages the tests use as real parts: curl (client), pebble and
+# pebble-challtestsrv (a real ACME server, on loopback only).
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+		exit 1
+	fi
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 docker_ok() { timeout 5 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 if ! command -v docker >/dev/null 2>&1; then
 	echo "the docker CLI is missing (it ships with docker.io)" >&2

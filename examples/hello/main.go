@@ -5,7 +5,7 @@
 // Environment:
 //
 //	PORT               listen port (default 8080)
-//	HELLO_VERSION      shown in the greeting
+//	HELLO_VERSION      shown in the greeting (POST /echo answers with the body it got)
 //	HELLO_UNHEALTHY=1  /healthz answers 500
 //	HELLO_CRASH_AFTER  exit 1 after this duration ("3s")
 //	HELLO_EXIT         exit at once with this code
@@ -97,6 +97,10 @@ func newHandler() http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from %s.%s on %s (version %s)\n",
 			os.Getenv("RUCHE_SERVICE"), os.Getenv("RUCHE_REPLICA"), os.Getenv("RUCHE_NODE"), os.Getenv("HELLO_VERSION"))
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		io.Copy(w, io.LimitReader(r.Body, 1<<20))
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if os.Getenv("HELLO_UNHEALTHY") == "1" {
