@@ -217,7 +217,7 @@ if want ruche || want rss; then
 	# one dockerd would remove each other's replicas.
 	"$RUCHE" up --data-dir "$WORK/ruche" --node-name "bench-node-$$" \
 		--api-addr "127.0.0.1:${PORTS[0]}" --store-addr "127.0.0.1:${PORTS[1]}" \
-		--store-peer-addr "127.0.0.1:${PORTS[2]}" >"$OUT/ruche-up.log" 2>&1 &
+		--store-peer-addr "127.0.0.1:${PORTS[2]}" --http-addr "" --https-addr "" >"$OUT/ruche-up.log" 2>&1 &
 	RUCHE_PID=$!
 	for _ in $(seq 1 120); do
 		"$RUCHE" status >/dev/null 2>&1 && break

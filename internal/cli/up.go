@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -48,8 +49,19 @@ running; the next start adopts them.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir(), "where ruche keeps its state")
 	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7443", "API listen address (HTTPS)")
-	f.StringVar(&cfg.HTTPAddr, "http-addr", "", "ingress HTTP listen address (not served by this version yet)")
-	f.StringVar(&cfg.HTTPSAddr, "https-addr", "", "ingress HTTPS listen address (not served by this version yet)")
+	in := &cfg.Ingress
+	f.StringVar(&in.HTTPAddr, "http-addr", ":80", "ingress HTTP listen address (\"\" turns it off)")
+	f.StringVar(&in.HTTPSAddr, "https-addr", ":443", "ingress HTTPS listen address (\"\" turns it off)")
+	f.StringVar(&in.ACMEEmail, "acme-email", "", "contact e-mail for ACME; routes then get ACME certificates by default")
+	f.StringVar(&in.ACMEDirectory, "acme-ca", "", "ACME directory URL (default with --acme-email: Let's Encrypt)")
+	f.StringVar(&in.ACMERootFile, "acme-ca-root", "", "PEM file of a root to trust for the ACME server (private CA, tests)")
+	f.StringArrayVar(&in.TrustedProxies, "trusted-proxy", nil, "address or CIDR of a proxy in front whose X-Forwarded-For is believed (repeatable)")
+	f.Float64Var(&in.RateLimit, "rate-limit", 0, "requests per second per client IP at the ingress (0: off)")
+	f.IntVar(&in.RateBurst, "rate-burst", 0, "burst for --rate-limit (default: the rate)")
+	f.Int64Var(&in.MaxBodyBytes, "max-body", 0, "largest request body the ingress accepts, in bytes (0: no limit)")
+	f.DurationVar(&in.HoldTimeout, "hold-timeout", 5*time.Second, "how long a request waits for a ready replica before a 503")
+	f.DurationVar(&in.DrainTimeout, "drain-timeout", 30*time.Second, "how long a stopping replica is drained before it is stopped anyway")
+	f.BoolVar(&in.AccessLog, "access-log", false, "write the ingress access log (JSON lines) to stderr")
 	f.StringVar(&cfg.StoreAddr, "store-addr", "127.0.0.1:7479", "embedded etcd client listener (loopback)")
 	f.StringVar(&cfg.StorePeerAddr, "store-peer-addr", "127.0.0.1:7480", "embedded etcd peer listener (loopback)")
 	f.StringVar(&cfg.NodeID, "node-name", "", "this node's name (default: the host name)")

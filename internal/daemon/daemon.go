@@ -36,10 +36,9 @@ import (
 
 // Config is what `ruche up` takes.
 type Config struct {
-	DataDir   string
-	APIAddr   string // default 127.0.0.1:7443
-	HTTPAddr  string // ingress, not served yet
-	HTTPSAddr string // ingress, not served yet
+	DataDir string
+	APIAddr string // default 127.0.0.1:7443
+	Ingress IngressConfig
 	// StoreAddr and StorePeerAddr are the embedded etcd's loopback
 	// listeners (defaults 127.0.0.1:7479 and :7480).
 	StoreAddr, StorePeerAddr string
@@ -126,7 +125,17 @@ func Up(ctx context.Context, cfg Config) error {
 	ag := agent.New(agent.Config{NodeID: cfg.NodeID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
 		agent.Deps{Runtime: rt, Conn: agent.NewLocalConn(st, box), Log: log, Metrics: reg, Events: rec})
 	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec})
-	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr},
+	var ing *ingress
+	if cfg.Ingress.HTTPAddr != "" || cfg.Ingress.HTTPSAddr != "" {
+		if ing, err = newIngress(cfg.Ingress, cfg.NodeID, st, ca, box, log, reg); err != nil {
+			return err
+		}
+	}
+	defaultTLS := client.TLSNone
+	if cfg.Ingress.acmeOn() {
+		defaultTLS = client.TLSACME
+	}
+	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr, DefaultTLS: defaultTLS},
 		apiserver.Deps{
 			Store: st, Secrets: box, Checker: localChecker{rt}, Logs: agentLogs{ag}, Events: rec, Log: log, Registry: reg,
 			StoreStatus: func(ctx context.Context) client.StoreStatus {
@@ -161,6 +170,9 @@ func Up(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
+	if ing != nil {
+		ing.run(ctx, run)
+	}
 	run("agent", func() error { return ag.Run(ctx) })
 	run("controller", func() error {
 		return st.RunElected(ctx, "controller", cfg.NodeID, func(ctx context.Context) {
@@ -176,10 +188,8 @@ func Up(ctx context.Context, cfg Config) error {
 		}
 		return nil
 	})
-	log.Info("ruche is up", "api", apiURL(cfg.APIAddr), "node", cfg.NodeID, "admin_config", confPath, "data_dir", cfg.DataDir)
-	if cfg.HTTPAddr != "" || cfg.HTTPSAddr != "" {
-		log.Warn("--http-addr and --https-addr are accepted but the ingress proxy is not part of this version yet")
-	}
+	log.Info("ruche is up", "api", apiURL(cfg.APIAddr), "node", cfg.NodeID, "admin_config", confPath, "data_dir", cfg.DataDir,
+		"http", cfg.Ingress.HTTPAddr, "https", cfg.Ingress.HTTPSAddr)
 
 	var runErr error
 	select {
