@@ -1,6 +1,9 @@
 package client
 
 import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -124,6 +127,7 @@ func (v *validator) project() {
 		v.service(k, p.Services[k])
 	}
 	v.publishedPorts()
+	v.routeConflicts()
 	v.dependencyCycles()
 }
 
@@ -211,6 +215,7 @@ func (v *validator) service(key string, s ServiceSpec) {
 			v.addf(at+".deploy.placement.constraints", "%q: %s", c, msg)
 		}
 	}
+	v.routes(at, s.Routes)
 	switch s.Ruche.Spread {
 	case SpreadDefault, SpreadMaxAvailability:
 	default:
@@ -576,4 +581,176 @@ func checkConstraint(c string) string {
 		return "the value is missing or malformed"
 	}
 	return ""
+}
+
+// routes checks each route of a service on its own; routeConflicts checks
+// them against each other. A route's problems are at
+// "services.<s>.routes[i]" and its fields (".host", ".path_prefix",
+// ".port", ".tls", ".cert", ".key"); the compose loader maps them onto the
+// label or x-ruche key that wrote the route.
+func (v *validator) routes(at string, routes []RouteSpec) {
+	for i, r := range routes {
+		p := fmt.Sprintf("%s.routes[%d]", at, i)
+		v.routeHost(p+".host", r)
+		switch pp := r.PathPrefix; {
+		case pp == "":
+		case !strings.HasPrefix(pp, "/"):
+			v.addf(p+".path_prefix", "%q must start with /", pp)
+		case strings.ContainsAny(pp, "?#") || strings.ContainsFunc(pp, func(c rune) bool { return c <= ' ' || c == 0x7f }):
+			v.addf(p+".path_prefix", "%q is not a URL path: no spaces, ? or #", pp)
+		}
+		if r.Port == 0 {
+			v.addf(p+".port", "port must be between 1 and 65535")
+		}
+		switch r.TLS {
+		case TLSAuto, TLSACME, TLSInternal, TLSNone:
+			if len(r.Cert) > 0 || len(r.Key) > 0 {
+				v.addf(p+".cert", "a certificate and key are given, but tls is %q, not %q", r.TLS, TLSFiles)
+			}
+		case TLSFiles:
+			v.routeCert(p, r)
+		default:
+			v.addf(p+".tls", "%q is not a TLS mode (%s, %s, %s or %s, or leave it out)", r.TLS, TLSACME, TLSInternal, TLSFiles, TLSNone)
+		}
+	}
+}
+
+// routeHost checks a route's host: a lowercase DNS name, or a wildcard
+// *.<name> covering one label, which ACME cannot issue without DNS-01.
+func (v *validator) routeHost(p string, r RouteSpec) {
+	h := r.Host
+	name, wildcard := strings.CutPrefix(h, "*.")
+	labels := strings.Split(name, ".")
+	switch {
+	case h == "":
+		v.addf(p, "a route needs a host")
+	case strings.Contains(name, "*"):
+		v.addf(p, "%q is not a valid host: a wildcard is one * as the first label, as in *.example.org", h)
+	case !validHostname(name):
+		v.addf(p, "%q is not a valid DNS name", h)
+	case strings.ToLower(h) != h:
+		v.addf(p, "%q: write host names in lowercase", h)
+	case allDigits(labels[len(labels)-1]):
+		v.addf(p, "%q is an IP address: a route needs a host name", h)
+	case wildcard && (r.TLS == TLSAuto || r.TLS == TLSACME):
+		v.addf(p, "wildcard host %q needs tls %s, %s or %s: ACME certificates for wildcards need DNS-01, which ruche does not do yet", h, TLSInternal, TLSFiles, TLSNone)
+	}
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// routeCert checks the certificate and key of a TLSFiles route: a
+// matching PEM pair whose certificate covers the host.
+func (v *validator) routeCert(p string, r RouteSpec) {
+	switch {
+	case len(r.Cert) == 0 && len(r.Key) == 0:
+		v.addf(p+".cert", "tls %s needs a certificate and its key", TLSFiles)
+		return
+	case len(r.Cert) == 0:
+		v.addf(p+".cert", "tls %s needs a certificate", TLSFiles)
+		return
+	case len(r.Key) == 0:
+		v.addf(p+".key", "tls %s needs the certificate's key", TLSFiles)
+		return
+	case len(r.Cert) > MaxFileData:
+		v.addf(p+".cert", "certificate is %d bytes, more than the %d allowed", len(r.Cert), MaxFileData)
+		return
+	case len(r.Key) > MaxFileData:
+		v.addf(p+".key", "key is %d bytes, more than the %d allowed", len(r.Key), MaxFileData)
+		return
+	}
+	pair, err := tls.X509KeyPair(r.Cert, r.Key)
+	if err != nil {
+		v.addf(p+".cert", "certificate and key are not a PEM pair that matches: %v", err)
+		return
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		v.addf(p+".cert", "certificate: %v", err)
+		return
+	}
+	if r.Host == "" {
+		return
+	}
+	if strings.HasPrefix(r.Host, "*.") {
+		if !slices.Contains(leaf.DNSNames, r.Host) {
+			v.addf(p+".cert", "the certificate does not cover %s (it names %s)", r.Host, certNames(leaf))
+		}
+	} else if err := leaf.VerifyHostname(r.Host); err != nil {
+		v.addf(p+".cert", "the certificate does not cover %s (it names %s)", r.Host, certNames(leaf))
+	}
+}
+
+func certNames(c *x509.Certificate) string {
+	if len(c.DNSNames) == 0 {
+		return "no DNS name"
+	}
+	return strings.Join(c.DNSNames, ", ")
+}
+
+// routeUse is a route seen by routeConflicts.
+type routeUse struct {
+	service string
+	index   int
+	source  string
+	tls     string
+	cert    []byte
+}
+
+// routeConflicts reports a host and path routed twice in the project, and
+// a host whose routes ask for different TLS: a host has one certificate.
+// TLS "" (the platform's default) goes with any mode. Conflicts with other
+// projects are the API server's to find.
+func (v *validator) routeConflicts() {
+	paths := map[string]routeUse{}
+	hostTLS := map[string]routeUse{}
+	for _, name := range sortedKeys(v.p.Services) {
+		for i, r := range v.p.Services[name].Routes {
+			p := fmt.Sprintf("services.%s.routes[%d]", name, i)
+			use := routeUse{service: name, index: i, source: r.Source, tls: r.TLS, cert: r.Cert}
+			host := r.Host // lowercase, or routeHost reported it
+			// The proxy matches prefixes on segment boundaries: "/api/"
+			// is "/api", and "/" is every path, as no prefix is.
+			prefix := strings.TrimRight(r.PathPrefix, "/")
+			key := host + prefix
+			if prev, dup := paths[key]; dup {
+				what := "host " + host
+				if prefix != "" {
+					what += " path " + prefix
+				}
+				where := "service " + prev.service + " routes it too"
+				if prev.source != "" {
+					where += ", from " + prev.source
+				}
+				if prev.service == name {
+					where = fmt.Sprintf("routes[%d] of this service routes it already", prev.index)
+					if prev.source != "" {
+						where = prev.source + " of this service routes it already"
+					}
+				}
+				v.addf(p, "%s is routed twice (%s)", what, where)
+				continue
+			}
+			paths[key] = use
+			if r.TLS == TLSAuto {
+				continue
+			}
+			prev, seen := hostTLS[host]
+			switch {
+			case !seen:
+				hostTLS[host] = use
+			case prev.tls != r.TLS:
+				v.addf(p+".tls", "host %s has tls %s here but %s on service %s: the routes of a host share its TLS", host, r.TLS, prev.tls, prev.service)
+			case r.TLS == TLSFiles && !bytes.Equal(prev.cert, r.Cert):
+				v.addf(p+".cert", "host %s has another certificate on service %s: the routes of a host share its certificate", host, prev.service)
+			}
+		}
+	}
 }

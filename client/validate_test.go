@@ -1,7 +1,14 @@
 package client
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -39,6 +46,11 @@ func validSpec() *ProjectSpec {
 				RollbackConfig: UpdateConfig{FailureAction: FailurePause},
 				Placement:      Placement{Constraints: []string{"node.labels.zone == home", "node.hostname!=pi"}},
 				Ruche:          RucheExtension{Spread: SpreadMaxAvailability},
+				Routes: []RouteSpec{
+					{Host: "shop.example.org", Port: 80},
+					{Host: "shop.example.org", PathPrefix: "/api", Port: 8080, TLS: TLSACME},
+					{Host: "*.shops.example.org", Port: 80, TLS: TLSInternal},
+				},
 			},
 			"db": {Name: "db", Image: "postgres:16", Replicas: 1, Ports: []PortSpec{{Target: 5432, Published: 8080, Protocol: "udp"}}},
 		},
@@ -290,6 +302,145 @@ func TestValidate(t *testing.T) {
 			`services.web.working_dir: "srv" must be an absolute path`,
 			`services.web.hostname: "not a host" is not a valid host name`,
 		}},
+		{"route hosts", func(p *ProjectSpec) {
+			service(p, "web", func(s *ServiceSpec) {
+				s.Routes = append(s.Routes,
+					RouteSpec{Port: 80},
+					RouteSpec{Host: "bad_host.example.org", Port: 80},
+					RouteSpec{Host: "Other.Example.org", Port: 80},
+					RouteSpec{Host: "a.*.example.org", Port: 80, TLS: TLSNone},
+					RouteSpec{Host: "**.example.org", Port: 80, TLS: TLSNone},
+					RouteSpec{Host: "*.example.org", Port: 80},
+					RouteSpec{Host: "*.acme.example.org", Port: 80, TLS: TLSACME},
+					RouteSpec{Host: "*.", Port: 80, TLS: TLSNone},
+					RouteSpec{Host: "192.168.1.10", Port: 80},
+					RouteSpec{Host: "example.org.", Port: 80},
+					RouteSpec{Host: strings.Repeat("a", 64) + ".example.org", Port: 80},
+				)
+			})
+		}, []string{
+			"services.web.routes[3].host: a route needs a host",
+			`services.web.routes[4].host: "bad_host.example.org" is not a valid DNS name`,
+			`services.web.routes[5].host: "Other.Example.org": write host names in lowercase`,
+			`services.web.routes[6].host: "a.*.example.org" is not a valid host: a wildcard is one * as the first label, as in *.example.org`,
+			`services.web.routes[7].host: "**.example.org" is not a valid host: a wildcard is one * as the first label, as in *.example.org`,
+			`services.web.routes[8].host: wildcard host "*.example.org" needs tls internal, files or none: ACME certificates for wildcards need DNS-01, which ruche does not do yet`,
+			`services.web.routes[9].host: wildcard host "*.acme.example.org" needs tls internal, files or none: ACME certificates for wildcards need DNS-01, which ruche does not do yet`,
+			`services.web.routes[10].host: "*." is not a valid DNS name`,
+			`services.web.routes[11].host: "192.168.1.10" is an IP address: a route needs a host name`,
+			`services.web.routes[12].host: "example.org." is not a valid DNS name`,
+			`services.web.routes[13].host: "` + strings.Repeat("a", 64) + `.example.org" is not a valid DNS name`,
+		}},
+		{"single-label and wildcard hosts", func(p *ProjectSpec) {
+			service(p, "web", func(s *ServiceSpec) {
+				s.Routes = append(s.Routes,
+					RouteSpec{Host: "localhost", Port: 80},
+					RouteSpec{Host: "*.none.example.org", Port: 80, TLS: TLSNone},
+					RouteSpec{Host: "xn--bcher-kva.example", Port: 80},
+				)
+			})
+		}, nil},
+		{"route paths, ports and TLS modes", func(p *ProjectSpec) {
+			service(p, "web", func(s *ServiceSpec) {
+				s.Routes = append(s.Routes,
+					RouteSpec{Host: "a.example.org", PathPrefix: "api", Port: 80},
+					RouteSpec{Host: "b.example.org", PathPrefix: "/a b", Port: 80},
+					RouteSpec{Host: "c.example.org", PathPrefix: "/a?b=1", Port: 80},
+					RouteSpec{Host: "d.example.org", PathPrefix: "/#top", Port: 80},
+					RouteSpec{Host: "e.example.org"},
+					RouteSpec{Host: "f.example.org", Port: 80, TLS: "letsencrypt"},
+					RouteSpec{Host: "g.example.org", Port: 80, TLS: TLSACME, Cert: []byte("x")},
+				)
+			})
+		}, []string{
+			`services.web.routes[3].path_prefix: "api" must start with /`,
+			`services.web.routes[4].path_prefix: "/a b" is not a URL path: no spaces, ? or #`,
+			`services.web.routes[5].path_prefix: "/a?b=1" is not a URL path: no spaces, ? or #`,
+			`services.web.routes[6].path_prefix: "/#top" is not a URL path: no spaces, ? or #`,
+			"services.web.routes[7].port: port must be between 1 and 65535",
+			`services.web.routes[8].tls: "letsencrypt" is not a TLS mode (acme, internal, files or none, or leave it out)`,
+			`services.web.routes[9].cert: a certificate and key are given, but tls is "acme", not "files"`,
+		}},
+		{"route certificate files", func(p *ProjectSpec) {
+			cert, key := testPair(t, "files.example.org", "*.files.example.org")
+			otherCert, otherKey := testPair(t, "other.example.org")
+			service(p, "web", func(s *ServiceSpec) {
+				s.Routes = append(s.Routes,
+					RouteSpec{Host: "files.example.org", Port: 80, TLS: TLSFiles, Cert: cert, Key: key},
+					RouteSpec{Host: "*.files.example.org", Port: 80, TLS: TLSFiles, Cert: cert, Key: key},
+					RouteSpec{Host: "a.example.org", Port: 80, TLS: TLSFiles},
+					RouteSpec{Host: "b.example.org", Port: 80, TLS: TLSFiles, Key: key},
+					RouteSpec{Host: "c.example.org", Port: 80, TLS: TLSFiles, Cert: cert},
+					RouteSpec{Host: "files.example.org", PathPrefix: "/x", Port: 80, TLS: TLSFiles, Cert: cert, Key: otherKey},
+					RouteSpec{Host: "other.example.org", Port: 80, TLS: TLSFiles, Cert: []byte("not PEM"), Key: []byte("nor this")},
+					RouteSpec{Host: "wrong.example.org", Port: 80, TLS: TLSFiles, Cert: otherCert, Key: otherKey},
+					RouteSpec{Host: "*.other.example.org", Port: 80, TLS: TLSFiles, Cert: otherCert, Key: otherKey},
+					RouteSpec{Host: "big.example.org", Port: 80, TLS: TLSFiles, Cert: make([]byte, MaxFileData+1), Key: key},
+				)
+			})
+		}, []string{
+			"services.web.routes[5].cert: tls files needs a certificate and its key",
+			"services.web.routes[6].cert: tls files needs a certificate",
+			"services.web.routes[7].key: tls files needs the certificate's key",
+			"services.web.routes[8].cert: certificate and key are not a PEM pair that matches: tls: private key does not match public key",
+			"services.web.routes[9].cert: certificate and key are not a PEM pair that matches: tls: failed to find any PEM data in certificate input",
+			"services.web.routes[10].cert: the certificate does not cover wrong.example.org (it names other.example.org)",
+			"services.web.routes[11].cert: the certificate does not cover *.other.example.org (it names other.example.org)",
+			"services.web.routes[12].cert: certificate is 524289 bytes, more than the 524288 allowed",
+		}},
+		{"routes twice and TLS per host", func(p *ProjectSpec) {
+			cert, key := testPair(t, "shop.example.org")
+			service(p, "db", func(s *ServiceSpec) {
+				s.Routes = []RouteSpec{
+					{Host: "shop.example.org", PathPrefix: "/api", Port: 5432, Source: "label ruche.route"},
+					{Host: "shop.example.org", PathPrefix: "/", Port: 5432},
+					{Host: "shop.example.org", PathPrefix: "/db", Port: 5432, TLS: TLSNone},
+					{Host: "shop.example.org", PathPrefix: "/files", Port: 5432, TLS: TLSFiles, Cert: cert, Key: key},
+					{Host: "x.example.org", Port: 1, Source: "x-ruche.routes[4]"},
+					{Host: "x.example.org", PathPrefix: "/", Port: 2},
+					{Host: "x.example.org", Port: 3},
+					{Host: "x.example.org", PathPrefix: "/a/", Port: 4},
+					{Host: "x.example.org", PathPrefix: "/a", Port: 5},
+				}
+			})
+		}, []string{
+			"services.db.routes[3].tls: host shop.example.org has tls files here but none on service db: the routes of a host share its TLS",
+			"services.db.routes[5]: host x.example.org is routed twice (x-ruche.routes[4] of this service routes it already)",
+			"services.db.routes[6]: host x.example.org is routed twice (x-ruche.routes[4] of this service routes it already)",
+			"services.db.routes[8]: host x.example.org path /a is routed twice (routes[7] of this service routes it already)",
+			"services.web.routes[0]: host shop.example.org is routed twice (service db routes it too)",
+			"services.web.routes[1]: host shop.example.org path /api is routed twice (service db routes it too, from label ruche.route)",
+		}},
+		{"two certificates for one host", func(p *ProjectSpec) {
+			cert, key := testPair(t, "shop.example.org")
+			otherCert, otherKey := testPair(t, "shop.example.org")
+			service(p, "db", func(s *ServiceSpec) {
+				s.Routes = []RouteSpec{
+					{Host: "shop.example.org", PathPrefix: "/a", Port: 1, TLS: TLSFiles, Cert: cert, Key: key},
+					{Host: "shop.example.org", PathPrefix: "/b", Port: 1, TLS: TLSFiles, Cert: cert, Key: key},
+					{Host: "shop.example.org", PathPrefix: "/c", Port: 1, TLS: TLSFiles, Cert: otherCert, Key: otherKey},
+				}
+			})
+			service(p, "web", func(s *ServiceSpec) { s.Routes = nil })
+		}, []string{
+			"services.db.routes[2].cert: host shop.example.org has another certificate on service db: the routes of a host share its certificate",
+		}},
+		{"a route seen twice without a source, TLS across services", func(p *ProjectSpec) {
+			service(p, "db", func(s *ServiceSpec) {
+				s.Routes = []RouteSpec{
+					{Host: "db.example.org", Port: 1},
+					{Host: "db.example.org", Port: 2},
+					{Host: "web.example.org", PathPrefix: "/db", Port: 3, TLS: TLSNone},
+					{Host: "shop.example.org", PathPrefix: "/db", Port: 3, TLS: TLSACME},
+				}
+			})
+			service(p, "web", func(s *ServiceSpec) {
+				s.Routes = append(s.Routes, RouteSpec{Host: "web.example.org", Port: 80, TLS: TLSInternal})
+			})
+		}, []string{
+			"services.db.routes[1]: host db.example.org is routed twice (routes[0] of this service routes it already)",
+			"services.web.routes[3].tls: host web.example.org has tls internal here but none on service db: the routes of a host share its TLS",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,4 +503,29 @@ func TestValidationErrorFormat(t *testing.T) {
 	if got, want := err.Error(), "a: one\nb: two"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+}
+
+// testPair returns a self-signed certificate for names and its key, in PEM.
+func testPair(t *testing.T, names ...string) (cert, key []byte) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
