@@ -284,46 +284,23 @@ func checkTmpfs(w *walker, e entry) bool {
 	return false
 }
 
-// xruche parses a service's x-ruche strictly: unlike other extensions, it
-// is ruche's own, so a typo in it is an error.
-func (w *walker) xruche(e entry) {
-	e.pattern = "services.*.x-ruche"
-	if e.value.Kind != yaml.MappingNode {
-		if e.value.Kind == yaml.ScalarNode && e.value.Tag == "!!null" {
-			return
+// checkLabels records where each label was written, as
+// "services.web.labels.<key>" in both syntaxes (mapping and list of
+// key=value), so that messages about a label (routes, Traefik) name it and
+// its line.
+func checkLabels(w *walker, e entry) bool {
+	switch e.value.Kind {
+	case yaml.MappingNode:
+		for _, p := range pairs(e.value) {
+			w.index[e.path+"."+p.key.Value] = loc{w.file, p.key.Line}
 		}
-		w.problem(e, "x-ruche is a mapping (public:, spread:)")
-		w.prune(e)
-		return
-	}
-	bad := false
-	for _, p := range pairs(e.value) {
-		ke := entry{parent: p.owner, node: p.key, value: resolve(p.value), path: e.path + "." + p.key.Value, line: p.key.Line}
-		w.index[ke.path] = loc{w.file, ke.line}
-		s, ok := w.interp(ke.value)
-		switch p.key.Value {
-		case "public":
-			if _, err := strconv.ParseBool(s); ok && err != nil || !ok && ke.value.Kind != yaml.ScalarNode {
-				w.problem(ke, "must be true or false")
-				bad = true
+	case yaml.SequenceNode:
+		for _, item := range e.value.Content {
+			if item = resolve(item); item.Kind == yaml.ScalarNode {
+				key, _, _ := strings.Cut(item.Value, "=")
+				w.index[e.path+"."+key] = loc{w.file, item.Line}
 			}
-		case "spread":
-			if ok && s != client.SpreadDefault && s != client.SpreadMaxAvailability || !ok && ke.value.Kind != yaml.ScalarNode {
-				w.problem(ke, "%q is not a spread mode (use %s)", s, client.SpreadMaxAvailability)
-				bad = true
-			}
-		default:
-			msg := "unknown key in x-ruche (it knows public and spread)"
-			if d := distance(p.key.Value, "public"); d <= 2 {
-				msg = "unknown key in x-ruche (did you mean public?)"
-			} else if d := distance(p.key.Value, "spread"); d <= 2 {
-				msg = "unknown key in x-ruche (did you mean spread?)"
-			}
-			w.problem(ke, "%s", msg)
-			bad = true
 		}
 	}
-	if bad {
-		w.prune(e)
-	}
+	return false
 }

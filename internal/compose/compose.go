@@ -119,6 +119,7 @@ type load struct {
 	pruned   []string          // paths the walkers pruned
 	renames  map[string]string // spec path -> compose path, see renameItems
 	problems []Problem
+	warnings []Problem // found while converting, see flushWarnings
 }
 
 func (l *load) run(ctx context.Context, inputs []input, explicitName, dirName string) (*client.ProjectSpec, error) {

@@ -15,8 +15,22 @@ import (
 // refused has been pruned already; what is left is honoured here.
 func (l *load) convert(p *types.Project) *client.ProjectSpec {
 	spec := &client.ProjectSpec{Services: map[string]client.ServiceSpec{}}
+	labels := map[string]map[string]string{}
 	for name, s := range p.Services {
-		spec.Services[name] = l.service(name, s)
+		labels[name] = s.Labels
+	}
+	tp := readTraefik(labels)
+	for _, name := range sortedKeys(p.Services) {
+		spec.Services[name] = l.service(name, p.Services[name], tp)
+	}
+	tp.finish()
+	for _, m := range tp.msgs {
+		at := "services." + m.service + ".labels." + m.label
+		if m.warn {
+			l.warnAt(at, "%s", m.text)
+		} else {
+			l.problemAt(at, "%s", m.text)
+		}
 	}
 	for name, v := range p.Volumes {
 		if spec.Volumes == nil {
@@ -50,12 +64,34 @@ func (l *load) convert(p *types.Project) *client.ProjectSpec {
 		data := l.fileContent("configs."+name, c.File, c.Environment, c.Content, true)
 		spec.Configs[name] = client.ConfigSpec{Name: name, Data: data}
 	}
+	l.flushWarnings()
 	return spec
 }
 
 // problemAt records a problem found while converting, at the line of path.
 func (l *load) problemAt(path, format string, args ...any) {
 	l.problems = append(l.problems, l.locate(path+": "+fmt.Sprintf(format, args...)))
+}
+
+// warnAt records a warning found while converting, at the line of path.
+func (l *load) warnAt(path, format string, args ...any) {
+	l.warnings = append(l.warnings, l.locate(path+": "+fmt.Sprintf(format, args...)))
+}
+
+// flushWarnings hands the warnings found while converting to Options.Warn,
+// in the order of the files.
+func (l *load) flushWarnings() {
+	if l.warn == nil {
+		return
+	}
+	names := make([]string, len(l.inputs))
+	for i, in := range l.inputs {
+		names[i] = in.name
+	}
+	for _, w := range sortProblems(l.warnings, names) {
+		l.warn(w)
+	}
+	l.warnings = nil
 }
 
 // fileContent reads a secret's or config's content from its source.
@@ -95,14 +131,14 @@ func mapOrNil[M ~map[string]string](m M) map[string]string {
 	return out
 }
 
-func (l *load) service(name string, s types.ServiceConfig) client.ServiceSpec {
+func (l *load) service(name string, s types.ServiceConfig, tp *traefikProject) client.ServiceSpec {
 	path := "services." + name
 	out := client.ServiceSpec{
 		Name:       name,
 		Image:      s.Image,
 		Command:    []string(s.Command),
 		Entrypoint: []string(s.Entrypoint),
-		Labels:     mapOrNil(s.Labels),
+		Labels:     routeLabels(s.Labels),
 		User:       s.User,
 		WorkingDir: s.WorkingDir,
 		Hostname:   s.Hostname,
@@ -169,6 +205,7 @@ func (l *load) service(name string, s types.ServiceConfig) client.ServiceSpec {
 		out.Placement.Constraints = d.Placement.Constraints
 	}
 	out.Ruche = l.rucheExtension(path, s.Extensions["x-ruche"])
+	out.Routes = l.routes(name, s, out.Ports, tp)
 	return out
 }
 

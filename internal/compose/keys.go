@@ -92,7 +92,7 @@ var rules = map[string]rule{
 	"services.*.environment":       {free: true},
 	"services.*.env_file":          {free: true, check: checkNeedsFiles},
 	"services.*.label_file":        {free: true, check: checkNeedsFiles},
-	"services.*.labels":            {free: true},
+	"services.*.labels":            {free: true, check: checkLabels},
 	"services.*.user":              {},
 	"services.*.working_dir":       {},
 	"services.*.hostname":          {},
