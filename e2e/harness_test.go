@@ -90,11 +90,12 @@ func needDocker(t *testing.T) {
 
 // platform is one `ruche up` process with its own data dir and ports.
 type platform struct {
-	t       *testing.T
-	dataDir string
-	args    []string
-	cmd     *exec.Cmd
-	logPath string
+	t                   *testing.T
+	dataDir             string
+	httpAddr, httpsAddr string
+	args                []string
+	cmd                 *exec.Cmd
+	logPath             string
 }
 
 func freePort(t *testing.T) string {
@@ -107,13 +108,15 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startPlatform runs `ruche up` and waits until its API answers.
-func startPlatform(t *testing.T) *platform {
+// startPlatform runs `ruche up` (with extra flags, if any) and waits
+// until its API answers. The ingress listens on loopback ports, in
+// p.httpAddr and p.httpsAddr.
+func startPlatform(t *testing.T, extra ...string) *platform {
 	t.Helper()
 	needDocker(t)
-	p := &platform{t: t, dataDir: t.TempDir()}
-	p.args = []string{"up", "--data-dir", p.dataDir, "--api-addr", freePort(t), "--store-addr", freePort(t),
-		"--store-peer-addr", freePort(t), "--node-name", uniq("e2e")}
+	p := &platform{t: t, dataDir: t.TempDir(), httpAddr: freePort(t), httpsAddr: freePort(t)}
+	p.args = append([]string{"up", "--data-dir", p.dataDir, "--api-addr", freePort(t), "--store-addr", freePort(t),
+		"--store-peer-addr", freePort(t), "--node-name", uniq("e2e"), "--http-addr", p.httpAddr, "--https-addr", p.httpsAddr}, extra...)
 	p.logPath = filepath.Join(p.dataDir, "ruche.log")
 	p.start()
 	t.Cleanup(func() {
