@@ -350,7 +350,7 @@ func (l *load) xrucheRoute(path, at string, fields bool, item any) (foundRoute, 
 	case nil:
 	case string:
 		switch t {
-		case client.TLSACME, client.TLSInternal, client.TLSNone:
+		case client.TLSAuto, client.TLSACME, client.TLSInternal, client.TLSNone: // "": an unset ${TLS}
 			r.spec.TLS = t
 		default:
 			l.problemAt(path+"."+r.at.tls, "%q is not a TLS mode: write acme, internal, none, or {cert: <file>, key: <file>}", t)

@@ -105,11 +105,16 @@ services:
           port: ${PORT}
           tls: ${TLS:-internal}
         - ${HOST}/short:${PORT}
+        - host: ${HOST}
+          path: /empty
+          port: 80
+          tls: ${EMPTY}
 `,
-			env: map[string]string{"HOST": "shop.example.org", "PORT": "8080"},
+			env: map[string]string{"HOST": "shop.example.org", "PORT": "8080", "EMPTY": ""},
 			want: []client.RouteSpec{
 				{Host: "shop.example.org", Port: 8080, TLS: client.TLSInternal, Source: "x-ruche.routes[0]"},
 				{Host: "shop.example.org", PathPrefix: "/short", Port: 8080, Source: "x-ruche.routes[1]"},
+				{Host: "shop.example.org", PathPrefix: "/empty", Port: 80, Source: "x-ruche.routes[2]"},
 			},
 		},
 		{
