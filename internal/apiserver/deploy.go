@@ -131,6 +131,7 @@ func (s *Server) applyDeploy(ctx context.Context, req *client.DeployRequest) (*c
 		return nil, conflict(fmt.Sprintf("project %s is being removed; wait until `ruche rm %s` has finished", p.Name, p.Name))
 	}
 	secretHashes, configHashes := hashes(p.Secrets), configHashesOf(p.Configs)
+	routeKeys := stripRouteKeys(p)
 	changes := diff(cur, p, secretHashes, configHashes)
 	if err := s.check(ctx, p, cur, changes); err != nil {
 		return nil, err
@@ -149,6 +150,11 @@ func (s *Server) applyDeploy(ctx context.Context, req *client.DeployRequest) (*c
 	if err != nil {
 		return nil, err
 	}
+	fileOps, err := s.tlsFileOps(cur, p, changes, routeKeys)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, fileOps...)
 	cmps := []store.Cmp{store.ModRevisionIs(store.ProjectKey(p.Name), cur.projectRev), store.ModRevisionIs(store.CleanupKey(p.Name), 0)}
 	for _, c := range changes {
 		cmps = append(cmps, store.ModRevisionIs(store.ServiceKey(p.Name, c.Service), cur.serviceRev[c.Service]))

@@ -137,6 +137,7 @@ func (s *Server) removeProject(w http.ResponseWriter, r *http.Request) error {
 	cmps := []store.Cmp{store.ModRevisionIs(store.ProjectKey(name), cur.projectRev), store.ModRevisionIs(store.CleanupKey(name), 0)}
 	ops := []store.Op{store.Delete(store.ProjectKey(name)), store.Put(store.CleanupKey(name), store.Encode(cl)),
 		store.DeletePrefix(store.SecretKey(name, "")), store.DeletePrefix(store.ConfigKey(name, ""))}
+	ops = append(ops, removeTLSFileOps(cur)...)
 	var changes []client.Change
 	for svc, rec := range cur.services {
 		cmps = append(cmps, store.ModRevisionIs(store.ServiceKey(name, svc), cur.serviceRev[svc]))

@@ -16,7 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/certs"
 	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/pki"
 	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
 )
@@ -321,5 +323,52 @@ func TestRouteConflictAcrossProjects(t *testing.T) {
 	// The owner itself may redeploy it.
 	if code, body := e.deploy(withRoute("one"), false); code != 200 {
 		t.Fatalf("owner redeploy: %d %s", code, body)
+	}
+}
+
+func TestTLSFilesKeyIsSealed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ca, err := pki.LoadOrCreateCA(t.TempDir(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Leaf([]string{"files.example.org"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := func() client.ProjectSpec {
+		return client.ProjectSpec{Name: "shop", Services: map[string]client.ServiceSpec{
+			"web": {Name: "web", Image: "hello:1", Replicas: 1, Routes: []client.RouteSpec{
+				{Host: "files.example.org", Port: 8080, TLS: client.TLSFiles, Cert: certPEM, Key: keyPEM}}},
+		}}
+	}
+	if code, body := e.deploy(spec(), false); code != 200 {
+		t.Fatalf("deploy: %d %s", code, body)
+	}
+	kv, err := e.st.Get(ctx, certs.FilesKey("files.example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := e.st.Get(ctx, store.ServiceKey("shop", "web"))
+	if bytes.Contains(kv.Value, keyPEM) || bytes.Contains(svc.Value, []byte("PRIVATE KEY")) {
+		t.Fatal("the private key is stored in clear")
+	}
+	var rec certs.FilesRecord
+	json.Unmarshal(kv.Value, &rec)
+	if rec.Project != "shop" || !bytes.Equal(rec.Cert, certPEM) || len(rec.SealedKey) == 0 {
+		t.Fatalf("files record %+v", rec)
+	}
+	code, body := e.deploy(spec(), false)
+	var resp client.DeployResponse
+	json.Unmarshal(body, &resp)
+	if code != 200 || resp.Changes[0].Kind != client.ChangeUnchanged {
+		t.Fatalf("redeploy of the same certificate: %d %s", code, body)
+	}
+	if code, _ := e.call("DELETE", "/v1/projects/shop", token, "", nil); code != 200 {
+		t.Fatal("remove failed")
+	}
+	if _, err := e.st.Get(ctx, certs.FilesKey("files.example.org")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the certificate outlived its project: %v", err)
 	}
 }

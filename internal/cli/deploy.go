@@ -34,7 +34,8 @@ and follows each service until the stack has converged (exit 0) or failed (exit 
 			if len(files) == 0 {
 				files = []string{"compose.yml"}
 			}
-			spec, err := compose.Load(cmd.Context(), compose.Options{Files: files, ProjectName: project})
+			spec, err := compose.Load(cmd.Context(), compose.Options{Files: files, ProjectName: project,
+				Warn: func(p compose.Problem) { fmt.Fprintln(g.stderr, "warning: "+p.String()) }})
 			if err != nil {
 				return err
 			}

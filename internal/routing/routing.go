@@ -72,6 +72,9 @@ func Build(in Input, rev int64) *Table {
 	}
 	t := &Table{Revision: rev}
 	for key, rec := range in.Services {
+		if pub := rec.Spec.Ruche.Public; pub != nil && !*pub {
+			continue // x-ruche.public: false keeps it private whatever it declares
+		}
 		project, service := split(key)
 		for _, r := range rec.Spec.Routes {
 			route := Route{Project: project, Service: service, Host: r.Host, PathPrefix: r.PathPrefix, Port: r.Port, TLS: r.TLS}

@@ -67,6 +67,14 @@ func TestBuild(t *testing.T) {
 	if _, ok := got["c"]; ok {
 		t.Error("a task being shut down is still a backend")
 	}
+	private := false
+	hidden := svc(route)
+	hidden.Spec.Ruche.Public = &private
+	in.Services["shop/web"] = hidden
+	if n := len(Build(in, 8).Routes); n != 0 {
+		t.Errorf("x-ruche.public: false still routed (%d routes)", n)
+	}
+	in.Services["shop/web"] = svc(route)
 	in.DefaultTLS = client.TLSACME
 	if r := Build(in, 8).Routes[0]; r.TLS != client.TLSACME {
 		t.Errorf("auto TLS with an ACME issuer: got %q", r.TLS)
