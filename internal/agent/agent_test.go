@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -659,46 +658,6 @@ func TestAgentRestartKeepsRestartPolicyState(t *testing.T) {
 			t.Errorf("got %+v, want failed with 1 restart", st)
 		}
 	})
-}
-
-func TestLogs(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, newFakeRuntime(testImage))
-		h.start()
-		defer h.stop()
-		for slot, nonce := range map[int]string{1: "a1", 2: "b2"} {
-			h.put(task(slot, nonce, client.ServiceSpec{Environment: map[string]string{"FAKE_LOG": "line one\npartial"}}))
-		}
-		other := task(3, "c3", client.ServiceSpec{Environment: map[string]string{"FAKE_LOG": "other\n"}})
-		other.Service = "db"
-		h.put(other)
-		h.waitState("p.web.2.b2", client.StateRunning)
-		var buf strings.Builder
-		if err := h.agent.Logs(context.Background(), "p", "web", LogOptions{}, &buf); err != nil {
-			t.Fatal(err)
-		}
-		got := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-		slices.Sort(got)
-		want := []string{"web.1 | err line", "web.1 | line one", "web.1 | partial", "web.2 | err line", "web.2 | line one", "web.2 | partial"}
-		if strings.Join(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
-	})
-}
-
-func TestLineWriter(t *testing.T) {
-	var out strings.Builder
-	lw := (&lockedWriter{w: &out}).prefixed("web.1 | ")
-	for _, p := range []string{"a", "b\nc", "\n\nd"} {
-		lw.Write([]byte(p))
-	}
-	if got, want := out.String(), "web.1 | ab\nweb.1 | c\nweb.1 | \n"; got != want {
-		t.Errorf("before flush: got %q, want %q", got, want)
-	}
-	lw.flush()
-	if got, want := out.String(), "web.1 | ab\nweb.1 | c\nweb.1 | \nweb.1 | d\n"; got != want {
-		t.Errorf("after flush: got %q, want %q", got, want)
-	}
 }
 
 func TestMissedEventsCaughtByResync(t *testing.T) {

@@ -209,7 +209,8 @@ func (e *env) waitState(id, state string) client.ReplicaStatus {
 	return e.wait(id, "state "+state, func(st client.ReplicaStatus) bool { return st.State == state })
 }
 
-func (e *env) until(what string, cond func() bool) {
+// until polls until cond holds; on failure it reports detail(), if given.
+func (e *env) until(what string, cond func() bool, detail ...func() string) {
 	e.t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for time.Now().Before(deadline) {
@@ -218,7 +219,11 @@ func (e *env) until(what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	e.t.Fatalf("%s: not after %s", what, waitFor)
+	var more string
+	for _, d := range detail {
+		more += "; " + d()
+	}
+	e.t.Fatalf("%s: not after %s%s", what, waitFor, more)
 }
 
 func httpDo(method, url, body string) (int, string, error) {
@@ -298,7 +303,24 @@ func TestDockerLifecycle(t *testing.T) {
 	}()
 	tk3 := e.task(3, "c3", client.ServiceSpec{})
 	e.put(tk3)
-	e.until("followed logs of a new replica", func() bool { return strings.Contains(follow.String(), "web.3 | listening on :8080") })
+	followed := func() string {
+		return fmt.Sprintf("status of web.3 %+v; followed:\n%s", e.status(tk3.ID), follow.String())
+	}
+	e.until("followed logs of a new replica", func() bool { return strings.Contains(follow.String(), "web.3 | listening on :8080") }, followed)
+	// And its next run, once: stopped behind the agent's back, web.3 is
+	// restarted (same container) after 1s.
+	st3 := e.waitState(tk3.ID, client.StateRunning)
+	if err := e.rt.Stop(context.Background(), st3.ContainerID, "", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e.until("followed logs of a restarted replica", func() bool {
+		return strings.Count(follow.String(), "web.3 | listening on :8080\n") == 2
+	}, followed)
+	for _, line := range []string{"web.3 | shutting down\n", "web.3 | bye\n"} {
+		if n := strings.Count(follow.String(), line); n != 1 {
+			t.Errorf("followed %q %d times, want once; followed:\n%s", line, n, follow.String())
+		}
+	}
 	fcancel()
 	if err := <-fdone; err != nil {
 		t.Errorf("follow: %v", err)

@@ -20,7 +20,15 @@ import (
 //	FAKE_EXIT_AFTER=<duration>  exit after running that long
 //	FAKE_EXIT_CODE=<n>          with that code (default 1)
 //	FAKE_UNHEALTHY=1            healthcheck fails
-//	FAKE_LOG=<text>             what the container writes to stdout
+//	FAKE_LOG=<text>             what each run writes to stdout when it starts
+//	                            (and "err line\n" to stderr)
+//	FAKE_EXIT_LOG=<text>        what each run writes to stdout when it ends
+//
+// Its log stamps lines as Docker 20.10 does: when the engine copies them,
+// which can be before the run's StartedAt (the engine records the start
+// after the process runs) and after its FinishedAt (the last output is
+// copied after the exit is recorded); the die event comes after the run's
+// last line.
 type fakeRuntime struct {
 	mu         sync.Mutex
 	nextID     int
@@ -34,14 +42,49 @@ type fakeRuntime struct {
 	creates    int
 	starts     int
 	startErr   error
-	muted      bool // events are lost
+	muted      bool          // events are lost
+	logsHold   chan struct{} // non-nil: followed logs stall until it is closed
 }
 
 type fakeContainer struct {
-	c     runtime.Container
-	spec  runtime.ContainerSpec
-	timer *time.Timer
-	gen   int // bumps on every start/stop so stale timers do nothing
+	c       runtime.Container
+	spec    runtime.ContainerSpec
+	timer   *time.Timer
+	gen     int // bumps on every start/stop so stale timers do nothing
+	run     int // bumps on every start
+	logs    []fakeLine
+	changed chan struct{} // closed (and replaced) when logs or state change
+}
+
+// fakeLine is one line of a container's log.
+type fakeLine struct {
+	at     time.Time
+	run    int
+	stderr bool
+	text   string
+}
+
+// How far the fake's log stamps stray from StartedAt and FinishedAt.
+const (
+	fakeStartSkew = 3 * time.Millisecond // a run's first lines, before StartedAt
+	fakeExitSkew  = time.Millisecond     // a run's last lines, after FinishedAt
+	fakeDieLag    = 2 * time.Millisecond // the die event, after FinishedAt
+)
+
+// write appends text to the container's log, a line per entry. f.mu is held.
+func (fc *fakeContainer) write(at time.Time, stderr bool, text string) {
+	for _, l := range strings.SplitAfter(text, "\n") {
+		if l != "" {
+			fc.logs = append(fc.logs, fakeLine{at: at, run: fc.run, stderr: stderr, text: l})
+		}
+	}
+	fc.notify()
+}
+
+// notify wakes the followers of the container's log. f.mu is held.
+func (fc *fakeContainer) notify() {
+	close(fc.changed)
+	fc.changed = make(chan struct{})
 }
 
 type fakeStop struct {
@@ -91,10 +134,14 @@ func env(spec runtime.ContainerSpec, key string) string {
 
 // emit sends an event to matching subscribers. f.mu is held.
 func (f *fakeRuntime) emit(fc *fakeContainer, action, health string) {
+	f.emitAt(fc, action, health, time.Now())
+}
+
+func (f *fakeRuntime) emitAt(fc *fakeContainer, action, health string, at time.Time) {
 	if f.muted {
 		return
 	}
-	ev := runtime.Event{ContainerID: fc.c.ID, Action: action, Health: health, Labels: fc.c.Labels, Time: time.Now()}
+	ev := runtime.Event{ContainerID: fc.c.ID, Action: action, Health: health, Labels: fc.c.Labels, Time: at}
 	for s := range f.subs {
 		if matches(ev.Labels, s.labels) {
 			select {
@@ -203,8 +250,9 @@ func (f *fakeRuntime) Create(ctx context.Context, spec runtime.ContainerSpec) (s
 	f.creates++
 	id := fmt.Sprintf("c%03d", f.nextID)
 	f.containers[id] = &fakeContainer{
-		c:    runtime.Container{ID: id, Name: spec.Name, Image: spec.Image, Labels: spec.Labels, Status: runtime.StatusCreated},
-		spec: spec,
+		c:       runtime.Container{ID: id, Name: spec.Name, Image: spec.Image, Labels: spec.Labels, Status: runtime.StatusCreated},
+		spec:    spec,
+		changed: make(chan struct{}),
 	}
 	return id, nil
 }
@@ -240,7 +288,11 @@ func (f *fakeRuntime) Start(ctx context.Context, id string) error {
 	f.starts++
 	fc.gen++
 	gen := fc.gen
-	fc.c.Running, fc.c.Status, fc.c.StartedAt, fc.c.ExitCode = true, runtime.StatusRunning, time.Now(), 0
+	fc.run++
+	now := time.Now()
+	fc.write(now.Add(-fakeStartSkew), false, env(fc.spec, "FAKE_LOG"))
+	fc.write(now.Add(-fakeStartSkew), true, "err line\n")
+	fc.c.Running, fc.c.Status, fc.c.StartedAt, fc.c.ExitCode = true, runtime.StatusRunning, now, 0
 	fc.c.Health = ""
 	fc.c.Ports = nil
 	for i, p := range fc.spec.Ports {
@@ -291,9 +343,12 @@ func (f *fakeRuntime) exit(fc *fakeContainer, code int) {
 		return
 	}
 	fc.gen++
-	fc.c.Running, fc.c.Status, fc.c.ExitCode, fc.c.FinishedAt = false, runtime.StatusExited, code, time.Now()
+	now := time.Now()
+	fc.write(now.Add(fakeExitSkew), false, env(fc.spec, "FAKE_EXIT_LOG"))
+	fc.c.Running, fc.c.Status, fc.c.ExitCode, fc.c.FinishedAt = false, runtime.StatusExited, code, now
 	fc.c.Health = ""
-	f.emit(fc, runtime.EventDie, "")
+	fc.notify()
+	f.emitAt(fc, runtime.EventDie, "", now.Add(fakeDieLag))
 }
 
 func (f *fakeRuntime) Stop(ctx context.Context, id string, signal string, grace time.Duration) error {
@@ -376,18 +431,61 @@ func (f *fakeRuntime) breakEvents() {
 	}
 }
 
+// Logs serves the container's log as Docker does: lines stamped at or
+// after Since, the last Tail of them, and with Follow the lines to come
+// until the run it attached to ends (or ctx does). While logsHold is open
+// a followed stream stalls after its first lines, as a slow reader would.
 func (f *fakeRuntime) Logs(ctx context.Context, id string, opts runtime.LogOptions, stdout, stderr io.Writer) error {
 	f.mu.Lock()
 	fc, ok := f.containers[id]
+	hold := f.logsHold
 	f.mu.Unlock()
 	if !ok {
-		return errors.New("logs: no such container")
+		return fmt.Errorf("logs: %w", runtime.ErrNotFound)
 	}
-	_, err := io.WriteString(stdout, env(fc.spec, "FAKE_LOG"))
-	if err == nil {
-		_, err = io.WriteString(stderr, "err line\n")
+	next, run := 0, 0
+	for first := true; ; first = false {
+		f.mu.Lock()
+		if first {
+			run = fc.run
+		}
+		var lines []fakeLine
+		for _, l := range fc.logs[next:] {
+			if !l.at.Before(opts.Since) && l.run <= run {
+				lines = append(lines, l)
+			}
+		}
+		if first && opts.Tail > 0 && len(lines) > opts.Tail {
+			lines = lines[len(lines)-opts.Tail:]
+		}
+		next = len(fc.logs)
+		attached, changed := fc.c.Running && fc.run == run, fc.changed
+		f.mu.Unlock()
+		for _, l := range lines {
+			w := stdout
+			if l.stderr {
+				w = stderr
+			}
+			if _, err := io.WriteString(w, l.text); err != nil {
+				return err
+			}
+		}
+		if !opts.Follow || !attached {
+			return nil
+		}
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	return err
 }
 
 // container returns the container of a task, if any.

@@ -31,10 +31,9 @@ func (a *Agent) Logs(ctx context.Context, project, service string, opts LogOptio
 	labels[runtime.LabelService] = service
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &lockedWriter{w: w}
 
 	// Subscribe before listing, so that a replica starting in between is
-	// not missed.
+	// not missed (the relist below covers what the engine still misses).
 	var evs <-chan runtime.Event
 	var errc <-chan error
 	if opts.Follow {
@@ -46,21 +45,39 @@ func (a *Agent) Logs(ctx context.Context, project, service string, opts LogOptio
 	}
 	sort.Slice(cs, func(i, j int) bool { return slotOf(cs[i]) < slotOf(cs[j]) })
 
-	f := &follower{a: a, ctx: ctx, opts: opts, service: service, out: out,
-		streaming: map[string]bool{}, runs: map[string]time.Time{}, pending: map[string]time.Time{}}
+	f := &follower{a: a, ctx: ctx, opts: opts, service: service, out: &lockedWriter{w: w},
+		streaming: map[string]bool{}, runs: map[string]time.Time{}, pending: map[string]time.Time{}, died: map[string]time.Time{}}
 	for _, c := range cs {
 		if c.StartedAt.IsZero() {
 			continue // never started: no output yet; its start event brings it
 		}
-		f.stream(c.ID, c.Labels[runtime.LabelSlot], c.StartedAt, opts.Since, opts.Tail)
+		f.mu.Lock()
+		f.stream(c, opts.Since, opts.Tail)
+		f.mu.Unlock()
 	}
 	if opts.Follow {
+		relist := time.NewTicker(a.cfg.Resync)
+		defer relist.Stop()
 	follow:
 		for {
 			select {
 			case ev := <-evs:
-				if ev.Action == runtime.EventStart {
-					f.started(ev)
+				switch ev.Action {
+				case runtime.EventStart:
+					if c, err := a.rt.Inspect(ctx, ev.ContainerID); err == nil {
+						f.started(c)
+					} // else already gone
+				case runtime.EventDie:
+					f.mu.Lock()
+					f.died[ev.ContainerID] = ev.Time
+					f.mu.Unlock()
+				}
+			case <-relist.C:
+				// A missed start event costs latency, not output.
+				if cs, err := a.rt.List(ctx, labels); err == nil {
+					for _, c := range cs {
+						f.started(c)
+					}
 				}
 			case err := <-errc:
 				if ctx.Err() == nil {
@@ -89,8 +106,9 @@ type follower struct {
 
 	mu        sync.Mutex
 	streaming map[string]bool      // container -> a stream runs
-	runs      map[string]time.Time // container -> StartedAt of the run streamed
-	pending   map[string]time.Time // container -> a newer run to stream next
+	runs      map[string]time.Time // container -> StartedAt of the latest run streamed or queued
+	pending   map[string]time.Time // container -> where the stream of newer runs starts
+	died      map[string]time.Time // container -> time of its latest die event
 	err       error
 }
 
@@ -102,34 +120,53 @@ func (f *follower) fail(err error) {
 	}
 }
 
-// started handles a start event: a new replica, or a new run of one.
-func (f *follower) started(ev runtime.Event) {
-	c, err := f.a.rt.Inspect(f.ctx, ev.ContainerID)
-	if err != nil {
-		return // already gone
-	}
-	f.mu.Lock()
-	seen := f.runs[c.ID].Equal(c.StartedAt)
-	f.mu.Unlock()
-	if !seen {
-		// Only what the new run writes: since its start (less a
-		// millisecond for clock rounding).
-		f.stream(c.ID, c.Labels[runtime.LabelSlot], c.StartedAt, c.StartedAt.Add(-time.Millisecond), 0)
-	}
-}
-
-// stream copies a container's output, or queues the run if a stream of
-// the container's previous run has not ended yet.
-func (f *follower) stream(id, slot string, run, since time.Time, tail int) {
+// started streams a run of a container not streamed yet.
+func (f *follower) started(c runtime.Container) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c.StartedAt.IsZero() || f.runs[c.ID].Equal(c.StartedAt) {
+		return // never started, or seen
+	}
+	f.stream(c, f.runStart(c), 0)
+}
+
+// runStart is where the output of the container's latest run begins in its
+// log. Not at StartedAt: the engine stamps each line when it copies it and
+// records StartedAt once the process runs (Docker 20.10 does so after
+// starting it), so a run's first lines can be stamped before its StartedAt,
+// by milliseconds, more on a loaded machine. The run begins after the
+// previous one ended: after that run's die event, which the engine logs
+// once it has copied the run's last output, before the container can
+// start again. Without the event (it came before we subscribed), after
+// the previous run's FinishedAt, which may show again a line the previous
+// run wrote as it exited: a repeated line rather than a lost one. A first
+// run owns the whole log. f.mu is held.
+func (f *follower) runStart(c runtime.Container) time.Time {
+	if d, ok := f.died[c.ID]; ok && d.Before(c.StartedAt) {
+		return d
+	}
+	if !c.FinishedAt.IsZero() && c.FinishedAt.Before(c.StartedAt) {
+		return c.FinishedAt
+	}
+	return time.Time{}
+}
+
+// stream copies a container's output from since (the last tail lines if
+// tail > 0), or queues it if a stream of the container's previous run has
+// not ended yet. f.mu is held.
+func (f *follower) stream(c runtime.Container, since time.Time, tail int) {
+	id := c.ID
+	f.runs[id] = c.StartedAt
 	if f.streaming[id] {
-		f.pending[id] = run
+		// Several runs may queue behind a slow stream: start at the
+		// earliest, so that none is skipped.
+		if p, ok := f.pending[id]; !ok || since.Before(p) {
+			f.pending[id] = since
+		}
 		return
 	}
 	f.streaming[id] = true
-	f.runs[id] = run
-	prefix := f.service + "." + slot + " | "
+	prefix := f.service + "." + c.Labels[runtime.LabelSlot] + " | "
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -149,9 +186,8 @@ func (f *follower) stream(id, slot string, run, since time.Time, tail int) {
 				f.mu.Unlock()
 				return
 			}
-			f.runs[id] = next
 			f.mu.Unlock()
-			since, tail = next.Add(-time.Millisecond), 0
+			since, tail = next, 0
 		}
 	}()
 }
