@@ -5,7 +5,8 @@
 // Environment:
 //
 //	PORT               listen port (default 8080)
-//	HELLO_VERSION      shown in the greeting (POST /echo answers with the body it got)
+//	HELLO_VERSION      shown in the greeting (POST /echo answers with the body it got,
+//	                   GET /bytes/<n> with n bytes)
 //	HELLO_UNHEALTHY=1  /healthz answers 500
 //	HELLO_CRASH_AFTER  exit 1 after this duration ("3s")
 //	HELLO_EXIT         exit at once with this code
@@ -14,6 +15,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,11 +94,24 @@ func health(port string) int {
 	return 0
 }
 
+// filler is the body of GET /bytes/{n} (benchmarks: a fixed-size answer).
+var filler = bytes.Repeat([]byte("x"), 1<<20)
+
 func newHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from %s.%s on %s (version %s)\n",
 			os.Getenv("RUCHE_SERVICE"), os.Getenv("RUCHE_REPLICA"), os.Getenv("RUCHE_NODE"), os.Getenv("HELLO_VERSION"))
+	})
+	mux.HandleFunc("GET /bytes/{n}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.PathValue("n"))
+		if err != nil || n < 0 || n > 1<<20 {
+			http.Error(w, "n must be 0 to 1048576", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		w.Write(filler[:n])
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
