@@ -3,24 +3,15 @@ package certs
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,28 +21,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/pebbletest"
 	"github.com/ruche-platform/ruche/internal/store"
 )
-
-// pebble is a running pebble ACME server and its DNS (pebble-challtestsrv).
-type pebble struct {
-	dir   string         // ACME directory URL
-	tls   *x509.CertPool // trusts pebble's own HTTPS
-	roots *x509.CertPool // pebble's issuing root, for this run only
-}
 
 // TestACME obtains certificates from a real ACME server, Debian's pebble,
 // through HTTP-01 and TLS-ALPN-01, and checks a node that did not order a
 // certificate serves the one another node obtained.
 func TestACME(t *testing.T) {
-	for _, bin := range []string{"pebble", "pebble-challtestsrv"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed (apt-get install -y pebble)", bin)
-			}
-			t.Skipf("%s not installed (apt-get install -y pebble)", bin)
-		}
-	}
+	pebbletest.Need(t)
 
 	// The test's own HTTP and HTTPS listeners stand for the proxy; pebble
 	// validates against them. They serve whichever Manager is current.
@@ -84,11 +62,11 @@ func TestACME(t *testing.T) {
 	t.Cleanup(func() { tlsLn.Close() })
 	go serveHandshakes(tlsLn)
 
-	p := startPebble(t, port(t, httpLn.Addr()), port(t, tlsLn.Addr()))
+	p := pebbletest.Start(t, port(t, httpLn.Addr()), port(t, tlsLn.Addr()))
 	const host = "app.ruche.test"
 
 	newManager := func(t *testing.T, st store.Store, cfg Config, reg prometheus.Registerer) *Manager {
-		cfg.ACMEDirectory, cfg.ACMERoots, cfg.ACMEEmail = p.dir, p.tls, "ops@ruche.test"
+		cfg.ACMEDirectory, cfg.ACMERoots, cfg.ACMEEmail = p.Directory, p.ServerRoots, "ops@ruche.test"
 		cfg.HTTPAddr, cfg.HTTPSAddr = httpLn.Addr().String(), tlsLn.Addr().String()
 		m, _ := startManager(t, cfg, Deps{Store: st, Opener: testBox(t), Metrics: reg, Log: debugLog()})
 		return m
@@ -113,7 +91,7 @@ func TestACME(t *testing.T) {
 			m.Manage(context.Background(), []Want{{Host: host, Mode: client.TLSACME, Project: "p", Service: "web"}})
 			// Obtaining is asynchronous: handshakes fail until it is done;
 			// then the chain the server sends verifies to pebble's root.
-			waitHandshake(t, tlsLn.Addr().String(), host, p.roots)
+			waitHandshake(t, tlsLn.Addr().String(), host, p.IssuerRoots)
 			if got := counterValue(t, reg, "ruche_certs_acme_results_total", "obtain", "success"); got != 1 {
 				t.Errorf("obtain successes: got %v, want 1", got)
 			}
@@ -169,7 +147,7 @@ func TestACME(t *testing.T) {
 			return err == nil
 		})
 		server.Manage(context.Background(), want)
-		served := waitHandshake(t, tlsLn.Addr().String(), host, p.roots)
+		served := waitHandshake(t, tlsLn.Addr().String(), host, p.IssuerRoots)
 		var ordered *x509.Certificate
 		waitFor(t, "the orderer to serve", func() bool {
 			c, err := orderer.GetCertificate(hello(host))
@@ -250,129 +228,6 @@ func serveHandshakes(ln net.Listener) {
 func port(t *testing.T, a net.Addr) int {
 	t.Helper()
 	return a.(*net.TCPAddr).Port
-}
-
-// startPebble starts pebble-challtestsrv (DNS only, every name resolving to
-// 127.0.0.1) and pebble validating on httpPort/tlsPort of 127.0.0.1, and
-// stops both, by pid, when the test ends.
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
-	t.Helper()
-	dir := t.TempDir()
-	tlsPool, certFile, keyFile := pebbleTLS(t, dir)
-	listen, mgmt, dns, chall := freeAddr(t), freeAddr(t), freeUDPAndTCP(t), freeAddr(t)
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress":                  listen,
-		"managementListenAddress":        mgmt,
-		"certificate":                    certFile,
-		"privateKey":                     keyFile,
-		"httpPort":                       httpPort,
-		"tlsPort":                        tlsPort,
-		"ocspResponderURL":               "",
-		"externalAccountBindingRequired": false,
-	}}
-	b, _ := json.Marshal(cfg)
-	cfgFile := filepath.Join(dir, "pebble.json")
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	start := func(name string, env []string, args ...string) *exec.Cmd {
-		cmd := exec.Command(name, args...)
-		cmd.Env = append(os.Environ(), env...)
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s output:\n%s", name, out.String())
-			}
-		})
-		return cmd
-	}
-	start("pebble-challtestsrv", nil,
-		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-		"-dns01", dns, "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", chall)
-	waitFor(t, "pebble-challtestsrv", func() bool { return dialable(chall) })
-	start("pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
-		"-config", cfgFile, "-dnsserver", dns)
-	waitFor(t, "pebble", func() bool { return dialable(listen) && dialable(mgmt) })
-
-	// Trust pebble's root for this run only.
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: tlsPool}}}
-	resp, err := hc.Get("https://" + mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	rootPEM, _ := io.ReadAll(resp.Body)
-	roots := x509.NewCertPool()
-	if resp.StatusCode != http.StatusOK || !roots.AppendCertsFromPEM(rootPEM) {
-		t.Fatalf("pebble root: %s %q", resp.Status, rootPEM)
-	}
-	return &pebble{dir: "https://" + listen + "/dir", tls: tlsPool, roots: roots}
-}
-
-// pebbleTLS makes a CA and a certificate for 127.0.0.1 that pebble serves
-// its API with.
-func pebbleTLS(t *testing.T, dir string) (*x509.CertPool, string, string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pebble test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "pebble"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, certFile, keyFile
-}
-
-// freeUDPAndTCP finds a loopback port free for both UDP and TCP (a DNS server).
-func freeUDPAndTCP(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := pc.LocalAddr().String()
-		l, err := net.Listen("tcp", addr)
-		pc.Close()
-		if err == nil {
-			l.Close()
-			return addr
-		}
-	}
-	t.Fatal("no loopback port free for both UDP and TCP")
-	return ""
 }
 
 func dialable(addr string) bool {
