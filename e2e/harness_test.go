@@ -115,6 +115,14 @@ func startPlatform(t *testing.T, extra ...string) *platform {
 	t.Helper()
 	needDocker(t)
 	p := &platform{t: t, dataDir: t.TempDir(), httpAddr: freePort(t), httpsAddr: freePort(t)}
+	for i := 0; i+1 < len(extra); i++ { // the caller may choose the ingress ports
+		switch extra[i] {
+		case "--http-addr":
+			p.httpAddr = extra[i+1]
+		case "--https-addr":
+			p.httpsAddr = extra[i+1]
+		}
+	}
 	p.args = append([]string{"up", "--data-dir", p.dataDir, "--api-addr", freePort(t), "--store-addr", freePort(t),
 		"--store-peer-addr", freePort(t), "--node-name", uniq("e2e"), "--http-addr", p.httpAddr, "--https-addr", p.httpsAddr}, extra...)
 	p.logPath = filepath.Join(p.dataDir, "ruche.log")
