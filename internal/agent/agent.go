@@ -43,17 +43,26 @@ type Deps struct {
 	Log     *slog.Logger
 	Metrics prometheus.Registerer // may be nil
 	Events  *events.Recorder      // may be nil
+	Drainer Drainer               // may be nil: replicas are stopped without draining
+}
+
+// Drainer takes a replica out of the ingress before it is stopped: Drain
+// returns once no proxy sends it new requests and none is in flight (or
+// the drainer's own timeout passed).
+type Drainer interface {
+	Drain(ctx context.Context, taskID string) error
 }
 
 // Agent runs the replicas assigned to one node.
 type Agent struct {
-	cfg    Config
-	rt     Runtime
-	conn   Conn
-	log    *slog.Logger
-	reg    prometheus.Registerer
-	events *events.Recorder
-	m      *metrics
+	cfg     Config
+	rt      Runtime
+	conn    Conn
+	drainer Drainer
+	log     *slog.Logger
+	reg     prometheus.Registerer
+	events  *events.Recorder
+	m       *metrics
 
 	// Owned by Run's loop.
 	tasks    map[string]store.TaskRecord
@@ -82,6 +91,7 @@ func New(cfg Config, deps Deps) *Agent {
 		cfg:     cfg,
 		rt:      deps.Runtime,
 		conn:    deps.Conn,
+		drainer: deps.Drainer,
 		log:     log.With("component", "agent", "node", cfg.NodeID),
 		reg:     deps.Metrics,
 		events:  deps.Events,

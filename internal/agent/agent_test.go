@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -68,6 +69,7 @@ type harness struct {
 	cancel context.CancelFunc
 	done   chan error
 	dir    string
+	drain  Drainer
 }
 
 func newHarness(t *testing.T, rt *fakeRuntime) *harness {
@@ -81,7 +83,7 @@ func (h *harness) start() {
 	h.reg = prometheus.NewRegistry()
 	log := slog.New(slog.DiscardHandler)
 	h.agent = New(Config{NodeID: "n1", Hostname: "host1", DataDir: h.dir}, Deps{
-		Runtime: h.rt, Conn: h.conn, Log: log, Metrics: h.reg, Events: events.NewRecorder(h.st, log),
+		Runtime: h.rt, Conn: h.conn, Log: log, Metrics: h.reg, Events: events.NewRecorder(h.st, log), Drainer: h.drain,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -693,4 +695,50 @@ func TestMissedEventsCaughtByResync(t *testing.T) {
 			})
 		})
 	}
+}
+
+// drainRecorder is a Drainer that takes a while and notes, for each task,
+// whether its container was still running when the drain began and ended.
+type drainRecorder struct {
+	rt    *fakeRuntime
+	mu    sync.Mutex
+	calls []string
+}
+
+func (d *drainRecorder) Drain(ctx context.Context, id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rt.mu.Lock()
+	stopped := len(d.rt.stops)
+	d.rt.mu.Unlock()
+	d.calls = append(d.calls, fmt.Sprintf("%s stops-before=%d", id, stopped))
+	time.Sleep(2 * time.Second) // requests in flight finishing
+	return nil
+}
+
+func TestShutdownDrainsFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := newFakeRuntime(testImage)
+		h := newHarness(t, rt)
+		d := &drainRecorder{rt: rt}
+		h.drain = d
+		h.start()
+		defer h.stop()
+		tk := task(1, "a1", client.ServiceSpec{})
+		h.put(tk)
+		h.waitState(tk.ID, client.StateRunning)
+		tk.DesiredState = client.DesiredShutdown
+		h.put(tk)
+		h.waitState(tk.ID, client.StateShutdown)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if want := tk.ID + " stops-before=0"; len(d.calls) != 1 || d.calls[0] != want {
+			t.Fatalf("drain calls: got %v, want [%s] (drained once, before the stop)", d.calls, want)
+		}
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		if len(rt.stops) != 1 {
+			t.Fatalf("stops after the drain: got %d, want 1", len(rt.stops))
+		}
+	})
 }

@@ -276,6 +276,13 @@ func (s *supervisor) teardown(ctx context.Context, rec store.TaskRecord, report 
 				s.set(client.ReplicaStatus{State: client.StateStopping, ContainerID: s.cid, StartedAt: c.StartedAt})
 				s.report(ctx, rec)
 			}
+			if c.Running && report && s.a.drainer != nil {
+				// Out of every proxy and no request in flight before the
+				// stop signal: a rollout never cuts a request.
+				if err := s.a.drainer.Drain(ctx, s.id); err != nil && ctx.Err() == nil {
+					s.log.Warn("drain incomplete; stopping anyway", "err", err)
+				}
+			}
 			if c.Running {
 				grace := rec.Spec.StopGracePeriod.D()
 				if grace <= 0 {

@@ -122,15 +122,19 @@ func Up(ctx context.Context, cfg Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rec := events.NewRecorder(st, log)
 
-	ag := agent.New(agent.Config{NodeID: cfg.NodeID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
-		agent.Deps{Runtime: rt, Conn: agent.NewLocalConn(st, box), Log: log, Metrics: reg, Events: rec})
-	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec})
 	var ing *ingress
 	if cfg.Ingress.HTTPAddr != "" || cfg.Ingress.HTTPSAddr != "" {
 		if ing, err = newIngress(cfg.Ingress, cfg.NodeID, st, ca, box, log, reg); err != nil {
 			return err
 		}
 	}
+	var drainer agent.Drainer
+	if ing != nil {
+		drainer = ing.proxy
+	}
+	ag := agent.New(agent.Config{NodeID: cfg.NodeID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
+		agent.Deps{Runtime: rt, Conn: agent.NewLocalConn(st, box), Log: log, Metrics: reg, Events: rec, Drainer: drainer})
+	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec})
 	defaultTLS := client.TLSNone
 	if cfg.Ingress.acmeOn() {
 		defaultTLS = client.TLSACME
