@@ -1,0 +1,169 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// shutdownTimeout bounds the graceful end of Run: requests in flight get
+// this long to finish once ctx ends.
+const shutdownTimeout = 10 * time.Second
+
+// Ready is closed once Run is listening (or has failed to).
+func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+// Addrs returns the addresses Run listens on (nil when not listening),
+// valid once Ready is closed.
+func (p *Proxy) Addrs() (httpAddr, httpsAddr net.Addr) { return p.addrs[0], p.addrs[1] }
+
+// Run serves HTTPAddr and HTTPSAddr until ctx ends, then shuts down
+// gracefully: listeners close, requests in flight get shutdownTimeout to
+// finish, tunnels are closed. HTTPSAddr is served only with Deps.Certs.
+func (p *Proxy) Run(ctx context.Context) error {
+	var lns [2]net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}
+	var err error
+	if p.cfg.HTTPAddr != "" {
+		if lns[0], err = net.Listen("tcp", p.cfg.HTTPAddr); err != nil {
+			close(p.ready)
+			return fmt.Errorf("proxy: listen http: %w", err)
+		}
+	}
+	if p.cfg.HTTPSAddr != "" {
+		if p.certs == nil {
+			p.log.Warn("no certificate source: HTTPS listener not started", "addr", p.cfg.HTTPSAddr)
+		} else if lns[1], err = net.Listen("tcp", p.cfg.HTTPSAddr); err != nil {
+			closeAll()
+			close(p.ready)
+			return fmt.Errorf("proxy: listen https: %w", err)
+		}
+	}
+	if lns[0] == nil && lns[1] == nil {
+		close(p.ready)
+		return ErrNoListener
+	}
+	if lns[1] != nil {
+		_, port, _ := net.SplitHostPort(lns[1].Addr().String())
+		p.httpsPort = port
+	}
+	for i, ln := range lns {
+		if ln != nil {
+			p.addrs[i] = ln.Addr()
+		}
+	}
+	close(p.ready)
+
+	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
+	var srvs []*http.Server
+	errc := make(chan error, 2)
+	for i, ln := range lns {
+		if ln == nil {
+			continue
+		}
+		srv := &http.Server{
+			Handler:           p,
+			ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
+			IdleTimeout:       p.cfg.IdleTimeout,
+			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}
+		srvs = append(srvs, srv)
+		if i == 0 {
+			p.log.Info("serving HTTP", "addr", ln.Addr().String())
+			go func() { errc <- srv.Serve(ln) }()
+			continue
+		}
+		srv.TLSConfig = &tls.Config{
+			GetCertificate: p.certs.GetCertificate,
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"h2", "http/1.1", acmeTLSALPN},
+		}
+		var protos http.Protocols
+		protos.SetHTTP1(true)
+		protos.SetHTTP2(true)
+		srv.Protocols = &protos
+		// A TLS-ALPN-01 validation only needs the handshake.
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
+			acmeTLSALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { c.Close() },
+		}
+		p.log.Info("serving HTTPS", "addr", ln.Addr().String())
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	}
+
+	var bg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(ctx)
+	bg.Go(func() { p.housekeeping(bgCtx) })
+	if p.cfg.HealthInterval > 0 {
+		bg.Go(func() { p.healthLoop(bgCtx) })
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		if errors.Is(serveErr, http.ErrServerClosed) {
+			serveErr = nil
+		}
+	}
+	stopBg()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range srvs {
+		wg.Go(func() {
+			if err := srv.Shutdown(sctx); err != nil {
+				srv.Close()
+			}
+		})
+	}
+	p.tunnels.closeAll()
+	wg.Wait()
+	bg.Wait()
+	p.mu.Lock()
+	for _, s := range p.states {
+		s.pool.closeIdle(true)
+	}
+	p.mu.Unlock()
+	if serveErr != nil {
+		return fmt.Errorf("proxy: serve: %w", serveErr)
+	}
+	return nil
+}
+
+const acmeTLSALPN = "acme-tls/1"
+
+// housekeeping forgets idle rate-limit buckets and closes upstream
+// connections idle for too long.
+func (p *Proxy) housekeeping(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if p.limiter != nil {
+				p.limiter.sweep(now)
+			}
+			cutoff := now.Add(-idleConnTimeout).UnixNano()
+			p.mu.Lock()
+			for _, s := range p.states {
+				s.pool.reap(cutoff)
+			}
+			p.mu.Unlock()
+		}
+	}
+}
