@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -93,9 +94,15 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	w := &discardWriter{}
 	b.ReportAllocs()
 	for b.Loop() {
+		// As net/http's server does: a fresh header map and a fresh
+		// cancelable context per request (2 of the allocations counted;
+		// the proxy watches the context, which costs it 2 more).
 		w.h = make(http.Header)
 		w.n = 0
+		ctx, cancel := context.WithCancel(context.Background())
+		*r = *r.WithContext(ctx)
 		p.ServeHTTP(w, r)
+		cancel()
 		if w.status != 200 || w.n != 1024 {
 			b.Fatalf("status %d, %d bytes", w.status, w.n)
 		}

@@ -35,6 +35,7 @@ type bodyCopier struct {
 	w       http.ResponseWriter
 	flusher http.Flusher
 	br      *bufio.Reader
+	c       *conn // its watch is armed before waiting; nil in tests
 	n       int64 // bytes written to the client
 	dirty   bool  // written since the last flush
 }
@@ -48,6 +49,9 @@ func (bc *bodyCopier) fill() error {
 	if bc.dirty && bc.flusher != nil {
 		bc.flusher.Flush()
 		bc.dirty = false
+	}
+	if bc.c != nil {
+		bc.c.arm()
 	}
 	_, err := bc.br.Peek(1)
 	return err

@@ -133,6 +133,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo, rt 
 			continue
 		}
 		attempts++
+		ri.now = now.UnixNano()
 		out := p.attempt(w, r, u, ri)
 		u.release()
 		out.up = u
@@ -162,12 +163,11 @@ func (p *Proxy) acquire(u *upstream) bool {
 // judge updates u's passive health from an attempt's outcome, counts
 // upstream errors, and reports whether the request may be retried.
 func (p *Proxy) judge(rt *route, u *upstream, out *outcome, ri *reqInfo) bool {
-	now := time.Now()
 	switch out.kind {
 	case kindNone:
 		if out.status >= 500 {
 			if u.failed() {
-				p.ejectIfSpare(rt, u, now, false)
+				p.ejectIfSpare(rt, u, time.Now(), false)
 			}
 		} else {
 			u.succeeded()
@@ -175,14 +175,14 @@ func (p *Proxy) judge(rt *route, u *upstream, out *outcome, ri *reqInfo) bool {
 		return false
 	case kindDial:
 		rt.m.upstreamError(kindDial)
-		u.eject(now, true)
+		u.eject(time.Now(), true)
 		rt.m.ejections.Inc()
 		p.log.Info("upstream ejected: cannot connect", "route", rt.name, "upstream", u.id, "addr", u.addr, "err", out.err)
 		return true
 	case kindReset, kindTimeout, kindProtocol, kindBody:
 		rt.m.upstreamError(out.kind)
 		if u.failed() {
-			p.ejectIfSpare(rt, u, now, false)
+			p.ejectIfSpare(rt, u, time.Now(), false)
 		}
 		return out.kind == kindReset && ri.retryable && !out.wrote
 	}
@@ -214,10 +214,8 @@ func (p *Proxy) hold(r *http.Request, until time.Time) (rt *route, gone bool) {
 		n := now.UnixNano()
 		var next int64
 		if rt := p.table.Load().lookup(r.Host, r.URL.Path); rt != nil {
-			for _, u := range rt.ups {
-				if u.available(n) {
-					return rt, false
-				}
+			if canPick(rt.ups, n) {
+				return rt, false
 			}
 			next = nextExpiry(rt.ups, n)
 		}

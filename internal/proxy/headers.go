@@ -15,8 +15,9 @@ type reqInfo struct {
 	trusted bool       // peer is a trusted proxy
 	https   bool
 
-	retryable bool // idempotent and nothing to replay: safe to resend
-	upgrade   bool // a protocol upgrade (WebSocket) request
+	now       int64 // unix ns of the current attempt's start
+	retryable bool  // idempotent and nothing to replay: safe to resend
+	upgrade   bool  // a protocol upgrade (WebSocket) request
 	bodyLen   int64
 }
 

@@ -10,10 +10,13 @@ import (
 
 // Active health checks: every HealthInterval, each upstream of the table
 // is probed (a TCP connect, or an HTTP GET of HealthPath answered with a
-// status below 400). A failed check takes the upstream out of selection
-// until a check succeeds; a successful check also ends an ejection that
-// came from a dial error (it connects again). Ejections for 5xx answers
-// run their course: a TCP check cannot tell that the service is healthy.
+// status below 500: HealthPath is the same for every service, and one
+// that answers 404 for it is up all the same). A failed check takes the
+// upstream out of selection until a check succeeds, unless every
+// upstream of a route fails (see pick); a successful check also ends an
+// ejection that came from a dial error (it connects again). Ejections for
+// 5xx answers run their course: a TCP check cannot tell that the service
+// is healthy.
 const maxParallelChecks = 16
 
 // healthLoop runs the checks until ctx ends.
@@ -116,7 +119,7 @@ func (p *Proxy) defaultCheck(u *upstream) error {
 	if err := readHead(bufio.NewReader(nc), &h); err != nil {
 		return err
 	}
-	if h.status >= 400 {
+	if h.status >= 500 {
 		return fmt.Errorf("proxy: health check status %d", h.status)
 	}
 	return nil

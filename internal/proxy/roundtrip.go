@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +33,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // attempt sends r to u and relays the response to w.
 func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, ri *reqInfo) outcome {
 	ctx := r.Context()
-	c, err := p.conn(ctx, u, ri.retryable)
+	c, err := p.conn(ctx, u, ri.retryable, ri.now)
 	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{kind: kindClient, err: err}
@@ -53,8 +55,7 @@ func (p *Proxy) attempt(w http.ResponseWriter, r *http.Request, u *upstream, ri 
 // conn returns a pooled connection to u or a new one. A request that
 // could not be resent gets a pooled connection only after a probe found
 // it open.
-func (p *Proxy) conn(ctx context.Context, u *upstream, retryable bool) (*conn, error) {
-	now := time.Now().UnixNano()
+func (p *Proxy) conn(ctx context.Context, u *upstream, retryable bool, now int64) (*conn, error) {
 	for {
 		c := u.pool.get(now)
 		if c == nil {
@@ -109,32 +110,92 @@ func (ab *asyncBody) headRead() {
 	ab.mu.Unlock()
 }
 
+// watchAfter: an exchange starts watching for the client leaving (which
+// costs allocations) only once it has waited this long for the upstream's
+// response head, or when it has to wait for more of a response body.
+const watchAfter = time.Second
+
+// watch makes the client leaving interrupt the exchange on c: an
+// expired deadline ends any read or write blocked on it. It lives in the
+// connection, so arming it costs no more than context.AfterFunc.
+type watch struct {
+	ctx  context.Context
+	stop func() bool
+}
+
+func (c *conn) arm() {
+	if c.watch.stop == nil && c.watch.ctx != nil {
+		c.watch.stop = context.AfterFunc(c.watch.ctx, c.abortFn)
+	}
+}
+
+// disarm stops watching and reports whether the client left (then the
+// connection has an expired deadline and cannot be reused).
+func (c *conn) disarm() bool {
+	fired := c.watch.stop != nil && !c.watch.stop()
+	c.watch = watch{}
+	return fired
+}
+
 // exchange sends r on c and relays the response, then pools or closes
 // c. stale reports a pooled connection found closed before anything came
 // back, for a request that may be resent.
 func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, u *upstream, c *conn, ri *reqInfo) (outcome, bool) {
-	ctx := r.Context()
-	// The client leaving interrupts whatever waits on the upstream.
-	stop := context.AfterFunc(ctx, c.abortFn)
+	c.watch.ctx = r.Context()
 	out, stale, reuse := p.roundTrip(w, r, c, ri)
-	if !stop() {
+	if c.disarm() {
 		reuse, stale = false, false
 		if out.kind != kindNone || !out.wrote {
-			out.kind, out.err = kindClient, ctx.Err()
+			out.kind, out.err = kindClient, r.Context().Err()
 		}
 	}
 	if reuse {
-		u.pool.put(c, time.Now().UnixNano())
+		u.pool.put(c, ri.now)
 	} else {
 		c.close()
 	}
 	return out, stale
 }
 
+// waitHead waits for the first byte of the response head within the
+// header timeout, quietly for watchAfter, then watching the client.
+func (p *Proxy) waitHead(c *conn) error {
+	now := time.Now()
+	deadline := now.Add(p.cfg.UpstreamHeaderTimeout)
+	quick := now.Add(min(watchAfter, p.cfg.UpstreamHeaderTimeout))
+	c.nc.SetReadDeadline(quick)
+	_, err := c.br.Peek(1)
+	if err != nil && isTimeout(err) && quick.Before(deadline) {
+		c.arm()
+		c.nc.SetReadDeadline(deadline)
+		_, err = c.br.Peek(1)
+	}
+	switch {
+	case err == nil:
+		if !headBuffered(c.br) {
+			c.nc.SetReadDeadline(deadline) // the rest of the head may take a while
+		}
+		return nil
+	case isTimeout(err):
+		return fmt.Errorf("%w: %w", errHeaderTimeout, err)
+	}
+	return fmt.Errorf("%w: %w", errResetBefore, err)
+}
+
+// headBuffered reports whether a whole response head is in br's buffer.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlf2) || bytes.Contains(b, lf2)
+}
+
+var crlf2, lf2 = []byte("\r\n\r\n"), []byte("\n\n")
+
 // roundTrip does the exchange; reuse reports c can serve another request.
 func (p *Proxy) roundTrip(w http.ResponseWriter, r *http.Request, c *conn, ri *reqInfo) (out outcome, stale, reuse bool) {
+	// No write deadline: a request head and a body up to syncBodyMax
+	// fit in the socket buffers; the client leaving or the header
+	// timeout that follows end a stuck exchange.
 	length := ri.bodyLen
-	c.nc.SetDeadline(time.Now().Add(p.cfg.UpstreamHeaderTimeout))
 	writeRequestHead(c.bw, r, ri, length, c.scratch[:])
 	var ab *asyncBody
 	switch {
@@ -147,13 +208,22 @@ func (p *Proxy) roundTrip(w http.ResponseWriter, r *http.Request, c *conn, ri *r
 			return bodyFailed(err), false, false
 		}
 	default:
-		c.nc.SetDeadline(time.Time{})
+		// The header timeout starts once the body is sent (startBody).
+		c.nc.SetReadDeadline(time.Time{})
+		c.arm()
 		ab = p.startBody(c, r, length)
 	}
 
 	h := &c.head
-	for {
-		if err := readHead(c.br, h); err != nil {
+	for first := true; ; first = false {
+		var err error
+		if first && ab == nil {
+			err = p.waitHead(c)
+		}
+		if err == nil {
+			err = readHead(c.br, h)
+		}
+		if err != nil {
 			if ab != nil {
 				c.close()
 				if werr := <-ab.done; clientSide(werr) {
@@ -172,17 +242,22 @@ func (p *Proxy) roundTrip(w http.ResponseWriter, r *http.Request, c *conn, ri *r
 		if h.status >= 200 || h.status == http.StatusSwitchingProtocols {
 			break
 		}
-		// 100 Continue, 103 Early Hints: not relayed.
+		// 100 Continue, 103 Early Hints: not relayed. The final head may
+		// take the rest of the header timeout.
+		if ab == nil {
+			c.arm()
+			c.nc.SetReadDeadline(time.Now().Add(p.cfg.UpstreamHeaderTimeout))
+		}
 	}
 	if ab != nil {
 		ab.headRead()
 	}
-	c.nc.SetDeadline(time.Time{})
 
 	if h.status == http.StatusSwitchingProtocols {
 		if !ri.upgrade || ab != nil {
 			return outcome{kind: kindProtocol, err: fmt.Errorf("%w: 101 to a request without upgrade", errProtocol)}, false, false
 		}
+		c.nc.SetReadDeadline(time.Time{})
 		return p.tunnel(w, c, h), false, false
 	}
 
@@ -190,11 +265,17 @@ func (p *Proxy) roundTrip(w http.ResponseWriter, r *http.Request, c *conn, ri *r
 	if !body {
 		h.noBody()
 	}
+	if body && (h.chunked || h.untilClose || int64(c.br.Buffered()) < h.contentLength) {
+		// More to read, for as long as it takes. (Otherwise the
+		// connection keeps its passed deadline until its next use sets
+		// another: one timer operation less per request.)
+		c.nc.SetReadDeadline(time.Time{})
+	}
 	h.publish(w.Header())
 	w.WriteHeader(h.status)
 	out = outcome{status: h.status, wrote: true}
 	if body {
-		bc := bodyCopier{w: w, br: c.br}
+		bc := bodyCopier{w: w, br: c.br, c: c}
 		bc.flusher, _ = w.(http.Flusher)
 		var err error
 		switch {

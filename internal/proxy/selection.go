@@ -23,49 +23,74 @@ func (t *tried) has(u *upstream) bool {
 	return false
 }
 
+// Candidate sets, from the narrowest.
+const (
+	untriedAvailable = iota // available and not tried by this request
+	available               // available
+	notEjected              // not ejected, even if its active checks fail
+)
+
+func isCandidate(u *upstream, set int, now int64, tr *tried) bool {
+	switch set {
+	case untriedAvailable:
+		return u.available(now) && !tr.has(u)
+	case available:
+		return u.available(now)
+	}
+	return u.ejectedUntil.Load() <= now
+}
+
 // pick chooses an upstream of r by the power of two choices: two
 // distinct random candidates, the one with fewer requests in flight wins
-// (the first drawn on a tie). Candidates are the available upstreams not
-// yet tried, or, if there are none, the available ones. It returns nil
-// when no upstream is available. randN(n) returns a number in [0, n).
+// (the first drawn on a tie). The candidates are the available upstreams
+// not yet tried; if there are none, the available ones; if there are
+// none either, those only active health checks call down (panic mode:
+// when checks fail everywhere, the replicas' own readiness, which put
+// them in the table, is trusted over a check that may be wrong). It
+// returns nil when nothing qualifies. randN(n) returns a number in [0, n).
 func pick(ups []*upstream, now int64, tr *tried, randN func(int) int) *upstream {
-	n := 0
-	for _, u := range ups {
-		if u.available(now) && !tr.has(u) {
-			n++
-		}
-	}
-	skipTried := n > 0
-	if !skipTried {
+	for set := untriedAvailable; set <= notEjected; set++ {
+		n := 0
 		for _, u := range ups {
-			if u.available(now) {
+			if isCandidate(u, set, now, tr) {
 				n++
 			}
 		}
+		switch n {
+		case 0:
+			continue
+		case 1:
+			return nth(ups, 0, set, now, tr)
+		}
+		i := randN(n)
+		j := randN(n - 1)
+		if j >= i {
+			j++
+		}
+		a := nth(ups, i, set, now, tr)
+		b := nth(ups, j, set, now, tr)
+		if b.inflight.Load() < a.inflight.Load() {
+			return b
+		}
+		return a
 	}
-	switch n {
-	case 0:
-		return nil
-	case 1:
-		return nth(ups, 0, now, tr, skipTried)
+	return nil
+}
+
+// canPick reports whether pick would find an upstream in ups.
+func canPick(ups []*upstream, now int64) bool {
+	for _, u := range ups {
+		if u.ejectedUntil.Load() <= now {
+			return true
+		}
 	}
-	i := randN(n)
-	j := randN(n - 1)
-	if j >= i {
-		j++
-	}
-	a := nth(ups, i, now, tr, skipTried)
-	b := nth(ups, j, now, tr, skipTried)
-	if b.inflight.Load() < a.inflight.Load() {
-		return b
-	}
-	return a
+	return false
 }
 
 // nth returns the i-th candidate of ups.
-func nth(ups []*upstream, i int, now int64, tr *tried, skipTried bool) *upstream {
+func nth(ups []*upstream, i, set int, now int64, tr *tried) *upstream {
 	for _, u := range ups {
-		if !u.available(now) || (skipTried && tr.has(u)) {
+		if !isCandidate(u, set, now, tr) {
 			continue
 		}
 		if i == 0 {

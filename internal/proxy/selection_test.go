@@ -73,9 +73,15 @@ func TestPickSkips(t *testing.T) {
 			tr.add(ups[2])
 			ups[1].down.Store(true)
 		}, []int{0, 2}},
-		{"none", func(ups []*upstream, _ *tried) {
+		{"all down: panic mode", func(ups []*upstream, _ *tried) {
 			for _, u := range ups {
 				u.down.Store(true)
+			}
+			ups[1].ejectedUntil.Store(now + 1)
+		}, []int{0, 2}},
+		{"none", func(ups []*upstream, _ *tried) {
+			for _, u := range ups {
+				u.ejectedUntil.Store(now + 1)
 			}
 		}, nil},
 	}

@@ -39,6 +39,7 @@ type conn struct {
 	scratch [24]byte // number formatting
 
 	abortFn func() // c.abort, bound once
+	watch   watch  // of the request being served
 
 	// liveness probe state, see alive.
 	probeFn  func(fd uintptr) bool
@@ -167,6 +168,9 @@ func (c *conn) alive() bool {
 	if c.rc == nil {
 		return true
 	}
+	// A pooled connection may keep the passed deadline of its last
+	// response, which would fail the probe.
+	c.nc.SetReadDeadline(time.Time{})
 	c.probeOK = false
 	if err := c.rc.Read(c.probeFn); err != nil {
 		return false

@@ -113,14 +113,11 @@ func (u *upstream) idle() <-chan struct{} {
 	return c
 }
 
-// nextExpiry is the earliest end of an ejection among ups that are
-// ejected but not down, in unix ns, or 0.
+// nextExpiry is the earliest end of an ejection among ups, in unix ns,
+// or 0.
 func nextExpiry(ups []*upstream, now int64) int64 {
 	var first int64
 	for _, u := range ups {
-		if u.down.Load() {
-			continue
-		}
 		if e := u.ejectedUntil.Load(); e > now && (first == 0 || e < first) {
 			first = e
 		}

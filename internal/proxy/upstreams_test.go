@@ -191,6 +191,28 @@ func TestHealthCheckTakesOutAndBack(t *testing.T) {
 	})
 }
 
+// TestAllFailingChecks: when active checks fail for every upstream of a
+// route, traffic still flows (the check may be what is wrong).
+func TestAllFailingChecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var net memNet
+		defer net.serve("a:80", named("a"))()
+		p := newTestProxy(t, Config{HealthInterval: time.Second})
+		p.useMemNet(&net)
+		defer p.closePools()
+		p.check = func(*upstream) error { return errors.New("wrong check") }
+		p.Update(oneRoute("app.test", "", "a:80"))
+		p.checkAll(t.Context())
+		if !p.table.Load().byID["t0"][0].down.Load() {
+			t.Fatal("check failure not recorded")
+		}
+		start := time.Now()
+		if w := do(p, "GET", "http://app.test/", ""); w.Code != 200 || time.Since(start) != 0 {
+			t.Errorf("got %d after %v, want 200 at once", w.Code, time.Since(start))
+		}
+	})
+}
+
 func TestDefaultHealthCheck(t *testing.T) {
 	var status atomic.Int64
 	status.Store(200)
@@ -211,6 +233,7 @@ func TestDefaultHealthCheck(t *testing.T) {
 		{"tcp down", "", deadAddr(t), 200, false},
 		{"http 200", "healthz", addr, 200, true},
 		{"http 302", "/healthz", addr, 302, true},
+		{"http 404", "/healthz", addr, 404, true},
 		{"http 500", "/healthz", addr, 500, false},
 		{"http down", "/healthz", deadAddr(t), 200, false},
 	}
