@@ -7,9 +7,8 @@ var (
 	// ErrDrainTimeout: Drain gave up (DrainTimeout passed) while the
 	// upstream was still in the table or still had requests in flight.
 	ErrDrainTimeout = errors.New("proxy: drain timed out")
-	// ErrNoListener: Run was given neither an HTTP nor an HTTPS address
-	// it can serve.
-	ErrNoListener = errors.New("proxy: nothing to listen on")
+	// ErrRunning: Run was called a second time.
+	ErrRunning = errors.New("proxy: already running")
 
 	// Upstream failures, as seen by one attempt. They classify what went
 	// wrong for retries, ejection and metrics; they never reach callers.

@@ -109,6 +109,7 @@ type Proxy struct {
 	check func(u *upstream) error
 
 	// Set by Run.
+	running   atomic.Bool
 	httpsPort string // for redirects; "" = default port
 	ready     chan struct{}
 	addrs     [2]net.Addr

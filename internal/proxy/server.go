@@ -26,7 +26,11 @@ func (p *Proxy) Addrs() (httpAddr, httpsAddr net.Addr) { return p.addrs[0], p.ad
 // Run serves HTTPAddr and HTTPSAddr until ctx ends, then shuts down
 // gracefully: listeners close, requests in flight get shutdownTimeout to
 // finish, tunnels are closed. HTTPSAddr is served only with Deps.Certs.
+// Run is called once.
 func (p *Proxy) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
 	var lns [2]net.Listener
 	closeAll := func() {
 		for _, ln := range lns {
@@ -52,8 +56,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 	}
 	if lns[0] == nil && lns[1] == nil {
+		// An ingress switched off: nothing to serve, but Drain and Update
+		// keep working for the agent.
+		p.log.Info("no HTTP or HTTPS address: the ingress serves nothing on this node")
 		close(p.ready)
-		return ErrNoListener
+		<-ctx.Done()
+		return nil
 	}
 	if lns[1] != nil {
 		_, port, _ := net.SplitHostPort(lns[1].Addr().String())

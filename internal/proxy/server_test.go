@@ -238,3 +238,21 @@ func TestCurlHTTP2(t *testing.T) {
 		}
 	}
 }
+
+func TestRunWithoutListeners(t *testing.T) {
+	p := newTestProxy(t, Config{HTTPSAddr: "127.0.0.1:0"}) // HTTPS without certificates
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Ready()
+	if h, s := p.Addrs(); h != nil || s != nil {
+		t.Errorf("listening on %v %v", h, s)
+	}
+	if err := p.Run(ctx); err != ErrRunning {
+		t.Errorf("second Run: got %v, want ErrRunning", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
