@@ -1,0 +1,202 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+const notMeasured = "not measured"
+
+func (rep *report) peakMedian(target string) (float64, bool) {
+	return median(field(rep.peak[target], "rps"))
+}
+
+// writePeak: wrk at full speed, several rounds per target; medians.
+func (rep *report) writePeak(w io.Writer) []goal {
+	fmt.Fprintf(w, "#### Throughput: 1 KiB answers over HTTP/1.1 keep-alive (wrk, closed loop)\n\n")
+	fmt.Fprintf(w, "| target | rounds | req/s, median | req/s, min – max | p50, median | p99, median | errors, all rounds | × nginx |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|\n")
+	nginx, haveNginx := rep.peakMedian(targetNginx)
+	for _, t := range rep.peakOrd {
+		rs := rep.peak[t]
+		rps := field(rs, "rps")
+		med, _ := median(rps)
+		p50, _ := median(field(rs, "p50"))
+		p99, _ := median(field(rs, "p99"))
+		errs := 0.0
+		for _, e := range field(rs, "errors") {
+			errs += e
+		}
+		ratio := "–"
+		if haveNginx && nginx > 0 {
+			ratio = fmt.Sprintf("%.2f×", med/nginx)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s – %s | %s | %s | %.0f | %s |\n", name(t), len(rs), fmtNum(med),
+			fmtNum(minOf(rps)), fmtNum(maxOf(rps)), ms(p50), ms(p99), errs, ratio)
+	}
+	fmt.Fprintln(w)
+
+	ruche, haveRuche := rep.peakMedian(targetRuche)
+	caddy, haveCaddy := rep.peakMedian(targetCaddy)
+	g1 := goal{text: fmt.Sprintf("ruche ≥ %.1f× nginx's requests/s", minRatioToNginx), measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
+	if haveRuche && haveNginx && nginx > 0 {
+		g1.measured = fmt.Sprintf("%.2f× (%s vs %s req/s, medians)", ruche/nginx, fmtNum(ruche), fmtNum(nginx))
+		g1.verdict = verdict(ruche >= minRatioToNginx*nginx)
+	}
+	g2 := goal{text: "ruche ahead of Caddy", measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
+	if haveRuche && haveCaddy {
+		g2.measured = fmt.Sprintf("%s vs %s req/s (medians)", fmtNum(ruche), fmtNum(caddy))
+		g2.verdict = verdict(ruche > caddy)
+	}
+	return []goal{g1, g2}
+}
+
+func minOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	m := v[0]
+	for _, x := range v {
+		m = min(m, x)
+	}
+	return m
+}
+
+func maxOf(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
+
+// writeHalf: each proxy at half its own peak (constant rate, open loop),
+// and the backend direct at the same rate; the p99 the proxy adds.
+func (rep *report) writeHalf(w io.Writer) []goal {
+	fmt.Fprintf(w, "#### Latency added at half of peak (constant rate, open loop, from the scheduled send time)\n\n")
+	fmt.Fprintf(w, "| proxy | rate (half its peak) | p50 via proxy | p99 via proxy | p99 direct, same rate | p99 added | p50 added | failed (proxy / direct) | late sends (proxy / direct) |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|\n")
+	g := goal{text: fmt.Sprintf("p99 added by ruche at half its peak ≤ %.0f ms", maxAddedP99Ms), measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
+	for _, p := range rep.halfOrd {
+		via, direct := rep.half[p][p], rep.half[p][targetDirect]
+		if via == nil || direct == nil {
+			fmt.Fprintf(w, "| %s | incomplete: one of the two runs is missing | | | | | | | |\n", name(p))
+			continue
+		}
+		rate, _ := via.num("rate")
+		p99v, _ := via.num("p99")
+		p99d, _ := direct.num("p99")
+		p50v, _ := via.num("p50")
+		p50d, _ := direct.num("p50")
+		fmt.Fprintf(w, "| %s | %s req/s | %s | %s | %s | %s | %s | %s / %s | %s / %s |\n", name(p), fmtNum(rate),
+			ms(p50v), ms(p99v), ms(p99d), ms(p99v-p99d), ms(p50v-p50d),
+			via.str("failed"), direct.str("failed"), via.str("late"), direct.str("late"))
+		if p == targetRuche {
+			g.measured = fmt.Sprintf("%s (p99 %s via ruche, %s direct, at %s req/s)", ms(p99v-p99d), ms(p99v), ms(p99d), fmtNum(rate))
+			ok := p99v-p99d <= maxAddedP99Ms && via.str("failed") == "0"
+			g.verdict = verdict(ok)
+			if via.str("failed") != "0" {
+				g.measured += fmt.Sprintf("; %s requests failed", via.str("failed"))
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	return []goal{g}
+}
+
+// writeSustain: 60 s at 10,000 requests/s.
+func (rep *report) writeSustain(w io.Writer) []goal {
+	fmt.Fprintf(w, "#### Sustained constant rate (open loop, load generator on the same machine)\n\n")
+	fmt.Fprintf(w, "| target | rate × duration | sent | ok | failed | completed/s | p50 | p90 | p99 | p99.9 | max | late sends (max) | errors |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	g := goal{text: fmt.Sprintf("%d s at %d req/s through ruche with zero errors", sustainSeconds, sustainRate), measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
+	for _, t := range rep.sustOrd {
+		r := rep.sustain[t]
+		fmt.Fprintf(w, "| %s | %s/s × %s s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s |\n", name(t),
+			r.str("rate"), r.str("duration_s"), r.str("sent"), r.str("ok"), r.str("failed"), r.str("achieved"),
+			msField(r, "p50"), msField(r, "p90"), msField(r, "p99"), msField(r, "p999"), msField(r, "max"),
+			r.str("late"), msField(r, "max_late"), orNone(r.str("errors")))
+		if t != targetRuche {
+			continue
+		}
+		rate, _ := r.num("rate")
+		dur, _ := r.num("duration_s")
+		sent, _ := r.num("sent")
+		okN, _ := r.num("ok")
+		failed, _ := r.num("failed")
+		achieved, _ := r.num("achieved")
+		g.measured = fmt.Sprintf("%s failed of %s sent; %s completed/s; p99 %s, p99.9 %s", r.str("failed"), r.str("sent"),
+			r.str("achieved"), msField(r, "p99"), msField(r, "p999"))
+		switch {
+		case rate < sustainRate || dur < sustainSeconds:
+			g.verdict = fmt.Sprintf("not met (run at %s/s for %s s, shorter than the goal)", r.str("rate"), r.str("duration_s"))
+		case failed > 0 || okN < sent:
+			g.verdict = "not met"
+		case achieved < achievedTolerance*rate:
+			g.verdict = "not met (the rate was not held)"
+		default:
+			g.verdict = "met"
+		}
+	}
+	fmt.Fprintln(w)
+	return []goal{g}
+}
+
+func msField(r *result, key string) string {
+	v, ok := r.num(key)
+	if !ok {
+		return "–"
+	}
+	return ms(v)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return strings.ReplaceAll(s, ";", ", ")
+}
+
+// writeH2: h2load against the HTTPS port (context, no goal).
+func (rep *report) writeH2(w io.Writer) {
+	if len(rep.h2) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "#### HTTP/2 over TLS (h2load; context, no goal)\n\n")
+	fmt.Fprintf(w, "| target | protocol | req/s | succeeded / total | failed | errored | 2xx | mean request time | max |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rep.h2 {
+		t := strings.TrimPrefix(r.label, "h2/")
+		rps, _ := r.num("rps")
+		fmt.Fprintf(w, "| %s | %s | %s | %s / %s | %s | %s | %s | %s | %s |\n", name(t), r.str("proto"), fmtNum(rps),
+			r.str("succeeded"), r.str("total"), r.str("failed"), r.str("errored"), r.str("s2xx"), msField(r, "mean"), msField(r, "max"))
+	}
+	fmt.Fprintln(w)
+}
+
+// writeGoBench: the proxy's hot path, allocations per request.
+func (rep *report) writeGoBench(w io.Writer) []goal {
+	g1 := goal{text: fmt.Sprintf("proxy hot path: ≤ %d allocations per request", maxAllocsPerReq), measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
+	g2 := goal{text: "proxy hot path: no per-request copy buffer", measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
+	if len(rep.gobench) > 0 {
+		fmt.Fprintf(w, "#### Go benchmark of the proxy (`go test -run - -bench BenchmarkProxy -benchmem ./internal/proxy`)\n\n")
+		fmt.Fprintf(w, "| benchmark | iterations | ns/op | B/op | allocs/op |\n|---|---|---|---|---|\n")
+	}
+	for _, r := range rep.gobench {
+		fmt.Fprintf(w, "| `%s` | %s | %s | %s | %s |\n", r.label, r.str("iterations"), r.str("ns_op"), r.str("b_op"), r.str("allocs_op"))
+		if r.label != hotPathBench {
+			continue
+		}
+		allocs, _ := r.num("allocs_op")
+		bytes, _ := r.num("b_op")
+		g1.measured = fmt.Sprintf("%s allocs/op", r.str("allocs_op"))
+		g1.verdict = verdict(allocs <= maxAllocsPerReq)
+		g2.measured = fmt.Sprintf("%s B/op (a copy buffer would be ≥ %d B: io.Copy's is 32 KiB)", r.str("b_op"), copyBufferFloorB)
+		g2.verdict = verdict(bytes < copyBufferFloorB)
+	}
+	if len(rep.gobench) > 0 {
+		fmt.Fprintln(w)
+	}
+	return []goal{g1, g2}
+}
