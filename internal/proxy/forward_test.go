@@ -2,9 +2,9 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,4 +224,42 @@ func TestPreservesHostAndTarget(t *testing.T) {
 	}
 }
 
-var _ = strings.Contains
+// TestDialRetriesReachTheLiveOne: dial errors are retried on every other
+// upstream, beyond the bound on other retries.
+func TestDialRetriesReachTheLiveOne(t *testing.T) {
+	addrs := []string{deadAddr(t), deadAddr(t), deadAddr(t), deadAddr(t), deadAddr(t), backend(t, named("live"))}
+	p := newTestProxy(t, Config{})
+	p.randN = func(int) int { return 0 } // the dead ones first
+	p.Update(oneRoute("app.test", "", addrs...))
+	if w := do(p, "POST", "http://app.test/", "x"); w.Code != 200 || w.Body.String() != "live" {
+		t.Fatalf("got %d %q, want 200 from the live backend", w.Code, w.Body.String())
+	}
+}
+
+// TestUnreachableReplicaThen503: the only replica cannot be reached:
+// the request holds, retries when the ejection ends, then gets a 503.
+func TestUnreachableReplicaThen503(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mn memNet
+		p := newTestProxy(t, Config{HoldTimeout: 5 * time.Second})
+		p.useMemNet(&mn)
+		var dials atomic.Int64
+		p.dialNet = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return mn.dial(ctx, network, addr)
+		}
+		p.Update(oneRoute("app.test", "", "gone:80"))
+		start := time.Now()
+		w := record(p, "GET", "http://app.test/")
+		if w.Code != 503 || w.Header().Get("Retry-After") == "" {
+			t.Fatalf("got %d (Retry-After %q), want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+		}
+		if d := time.Since(start); d != 5*time.Second {
+			t.Errorf("answered after %v, want the hold timeout", d)
+		}
+		// Dialled at 0s, again at 2s (first ejection over), not at 6s.
+		if n := dials.Load(); n != 2 {
+			t.Errorf("dials: got %d, want 2", n)
+		}
+	})
+}

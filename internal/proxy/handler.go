@@ -2,14 +2,20 @@ package proxy
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// maxAttempts bounds the exchanges one request may cause: the first and
-// two retries.
-const maxAttempts = 3
+// Retry bounds. A request causes at most maxAttempts exchanges that
+// reached an upstream (the first and two retries). Dial errors cost the
+// upstream nothing and eject it, so they are retried on the others up to
+// maxDials times, within the hold deadline.
+const (
+	maxAttempts = 3
+	maxDials    = 8
+)
 
 // ServeHTTP routes and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -101,11 +107,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, ri *reqInfo, start
 }
 
 // forward runs the attempt loop: pick an upstream, exchange, and retry
-// what may be retried; hold while no upstream is available.
+// what may be retried; hold while no upstream is available. It returns
+// the route, the outcome and the number of retries.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo, rt *route, start time.Time) (*route, outcome, int) {
 	holdUntil := start.Add(p.cfg.HoldTimeout)
 	var tr tried
-	attempts := 0
+	attempts, dials := 0, 0
 	var last outcome
 	for {
 		now := time.Now()
@@ -114,36 +121,49 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ri *reqInfo, rt 
 			next, gone := p.hold(r, holdUntil)
 			if gone {
 				last.kind, last.status = kindClient, statusClientClosed
-				return rt, last, max(0, attempts-1)
+				return rt, last, max(0, attempts+dials-1)
 			}
 			if next == nil {
-				if attempts > 0 {
-					return rt, p.failAfter(w, r, last), attempts - 1
-				}
-				return rt, p.unavailable(w), 0
+				out := p.unavailable(w)
+				out.up = last.up
+				return rt, out, max(0, attempts+dials-1)
 			}
 			rt = next
 			continue
 		}
 		if !p.acquire(u) {
-			// The table changed between the load and the pick.
+			// The table changed between the load and the pick: pick
+			// again from the new one (once it is installed).
+			runtime.Gosched()
 			if next := p.table.Load().lookup(r.Host, r.URL.Path); next != nil {
 				rt = next
+			} else {
+				rt = &route{name: rt.name, prefix: rt.prefix, tls: rt.tls, m: rt.m}
 			}
 			continue
 		}
-		attempts++
 		ri.now = now.UnixNano()
 		out := p.attempt(w, r, u, ri)
 		u.release()
 		out.up = u
 		last = out
+		if out.kind == kindDial {
+			dials++
+		} else {
+			attempts++
+		}
+		retries := attempts + dials - 1
 		retry := p.judge(rt, u, &out, ri)
-		if !retry || attempts >= maxAttempts || r.Context().Err() != nil {
+		if out.kind == kindDial {
+			retry = retry && dials < maxDials && time.Now().Before(holdUntil)
+		} else {
+			retry = retry && attempts < maxAttempts
+		}
+		if !retry || r.Context().Err() != nil {
 			if !out.wrote && out.kind != kindNone {
-				return rt, p.failAfter(w, r, out), attempts - 1
+				return rt, p.failAfter(w, r, out), retries
 			}
-			return rt, out, attempts - 1
+			return rt, out, retries
 		}
 		tr.add(u)
 	}

@@ -4,7 +4,7 @@ package proxy
 // goes to another one when it can.
 type tried struct {
 	n   int
-	ups [maxAttempts]*upstream
+	ups [maxAttempts + maxDials]*upstream
 }
 
 func (t *tried) add(u *upstream) {
