@@ -81,7 +81,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, ri *reqInfo, start
 		p.m.unrouted.Inc()
 		return nil, p.fail(w, http.StatusNotFound), 0
 	}
-	if rt.tls && r.TLS == nil && p.httpsEnabled() {
+	if rt.tls && r.TLS == nil && p.httpsEnabled() && !viaTrustedHTTPS(r, ri) {
 		p.redirect(w, r)
 		return rt, outcome{status: http.StatusPermanentRedirect}, 0
 	}
@@ -104,6 +104,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, ri *reqInfo, start
 	rt.m.inflight.Inc()
 	defer rt.m.inflight.Dec()
 	return p.forward(w, r, ri, rt, start)
+}
+
+// viaTrustedHTTPS reports whether a trusted proxy in front received r
+// over HTTPS (then redirecting it to HTTPS would loop).
+func viaTrustedHTTPS(r *http.Request, ri *reqInfo) bool {
+	v := r.Header["X-Forwarded-Proto"]
+	return ri.trusted && len(v) > 0 && strings.EqualFold(strings.TrimSpace(v[0]), "https")
 }
 
 // forward runs the attempt loop: pick an upstream, exchange, and retry

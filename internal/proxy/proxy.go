@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,7 @@ type Proxy struct {
 	mu           sync.Mutex // serialises Update; guards states and routeMetrics
 	states       map[string]*upstream
 	routeMetrics map[string]*routeMetrics
+	lastBad      string // the routes the last Update ignored
 
 	limiter *limiter
 	access  *accessLog
@@ -189,8 +191,15 @@ func (p *Proxy) Update(t *Table) {
 		}
 		return rm
 	})
+	var sig strings.Builder
 	for _, r := range bad {
-		p.log.Warn("route ignored: invalid host or duplicate host and path prefix", "route", r.Name, "host", r.Host, "path_prefix", r.PathPrefix)
+		sig.WriteString(r.Name + "\x00" + r.Host + "\x00" + r.PathPrefix + "\x00")
+	}
+	if sig.String() != p.lastBad { // once per change, not per table
+		for _, r := range bad {
+			p.log.Warn("route ignored: invalid host or duplicate host and path prefix", "route", r.Name, "host", r.Host, "path_prefix", r.PathPrefix)
+		}
+		p.lastBad = sig.String()
 	}
 	// Mark the upstreams that leave before the swap, so a request that
 	// picked one from the old table notices (see acquire).

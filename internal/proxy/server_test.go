@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,7 +86,8 @@ func (c *testCA) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) boo
 // tlsProxy runs a proxy with both listeners and the test CA.
 func tlsProxy(t *testing.T, ca *testCA, table *Table) (p *Proxy, httpAddr, httpsAddr string) {
 	t.Helper()
-	p = New(Config{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0"}, Deps{Log: testLog(t), Certs: ca})
+	p = New(Config{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+		Deps{Log: testLog(t), Certs: ca})
 	t.Cleanup(p.closePools)
 	p.Update(table)
 	httpAddr, httpsAddr = runProxy(t, p)
@@ -157,6 +159,7 @@ func TestRedirectAndChallenges(t *testing.T) {
 		{"tls route redirects", "GET", "app.test", "/a/b?x=1", 308, "https://app.test:" + httpsPort + "/a/b?x=1", ""},
 		{"post keeps its method", "POST", "app.test:80", "/form", 308, "https://app.test:" + httpsPort + "/form", ""},
 		{"plain route is proxied", "GET", "plain.test", "/", 200, "", "plain"},
+		{"behind a trusted TLS terminator", "GET", "app.test", "/x-forwarded-https", 200, "", "app"},
 		{"http-01 challenge", "GET", "app.test", "/.well-known/acme-challenge/token1", 200, "", "token1.thumbprint"},
 		{"http-01 challenge, unknown host", "GET", "new.test", "/.well-known/acme-challenge/token1", 200, "", "token1.thumbprint"},
 		{"other challenge token", "GET", "new.test", "/.well-known/acme-challenge/nope", 404, "", ""},
@@ -165,6 +168,9 @@ func TestRedirectAndChallenges(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tt.method, "http://"+httpAddr+tt.path, nil)
 			req.Host = tt.host
+			if tt.path == "/x-forwarded-https" {
+				req.Header.Set("X-Forwarded-Proto", "https") // from 127.0.0.1, trusted here
+			}
 			resp, err := c.Do(req)
 			if err != nil {
 				t.Fatal(err)
