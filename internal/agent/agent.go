@@ -27,6 +27,10 @@ type Runtime = runtime.Runtime
 type Config struct {
 	NodeID   string
 	Hostname string
+	// ClusterID labels the containers this agent makes; it adopts and
+	// removes only containers of its cluster and node. Empty: no cluster
+	// label (tests).
+	ClusterID string
 	// DataDir holds the agent's files: <DataDir>/run/<task>/secrets and
 	// configs. Default /var/lib/ruche/agent.
 	DataDir string
@@ -105,7 +109,11 @@ func New(cfg Config, deps Deps) *Agent {
 
 // nodeLabels select this node's containers in the engine.
 func (a *Agent) nodeLabels() map[string]string {
-	return map[string]string{runtime.LabelManaged: "true", runtime.LabelNode: a.cfg.NodeID}
+	labels := map[string]string{runtime.LabelManaged: "true", runtime.LabelNode: a.cfg.NodeID}
+	if a.cfg.ClusterID != "" {
+		labels[runtime.LabelCluster] = a.cfg.ClusterID
+	}
+	return labels
 }
 
 // Run registers the node, then converges until ctx ends. It returns when

@@ -60,16 +60,17 @@ func (reverseOpener) Open(sealed []byte) ([]byte, error) {
 // harness runs an agent against a fake runtime and an in-memory store,
 // inside the caller's synctest bubble.
 type harness struct {
-	t      *testing.T
-	st     *store.Memory
-	rt     *fakeRuntime
-	conn   *countingConn
-	agent  *Agent
-	reg    *prometheus.Registry
-	cancel context.CancelFunc
-	done   chan error
-	dir    string
-	drain  Drainer
+	t       *testing.T
+	st      *store.Memory
+	rt      *fakeRuntime
+	conn    *countingConn
+	agent   *Agent
+	reg     *prometheus.Registry
+	cancel  context.CancelFunc
+	done    chan error
+	dir     string
+	drain   Drainer
+	cluster string
 }
 
 func newHarness(t *testing.T, rt *fakeRuntime) *harness {
@@ -82,7 +83,7 @@ func newHarness(t *testing.T, rt *fakeRuntime) *harness {
 func (h *harness) start() {
 	h.reg = prometheus.NewRegistry()
 	log := slog.New(slog.DiscardHandler)
-	h.agent = New(Config{NodeID: "n1", Hostname: "host1", DataDir: h.dir}, Deps{
+	h.agent = New(Config{NodeID: "n1", ClusterID: h.cluster, Hostname: "host1", DataDir: h.dir}, Deps{
 		Runtime: h.rt, Conn: h.conn, Log: log, Metrics: h.reg, Events: events.NewRecorder(h.st, log), Drainer: h.drain,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -739,6 +740,34 @@ func TestShutdownDrainsFirst(t *testing.T) {
 		defer rt.mu.Unlock()
 		if len(rt.stops) != 1 {
 			t.Fatalf("stops after the drain: got %d, want 1", len(rt.stops))
+		}
+	})
+}
+
+// TestOtherClusterOnSharedEngine: two clusters on one engine, with the same
+// node name, leave each other's containers alone; the agent's own carry its
+// cluster label.
+func TestOtherClusterOnSharedEngine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := newFakeRuntime(testImage)
+		h := newHarness(t, rt)
+		h.cluster = "c1"
+		foreign := task(2, "b2", client.ServiceSpec{})
+		spec := containerSpec(foreign, nil)
+		spec.Labels[runtime.LabelCluster] = "c2"
+		rt.addContainer(spec, true)
+		mine := task(1, "a1", client.ServiceSpec{})
+		h.put(mine)
+		h.start()
+		defer h.stop()
+		h.waitState(mine.ID, client.StateRunning)
+		advance(time.Second)
+		if _, _, ok := rt.container(foreign.ID); !ok {
+			t.Fatal("the agent of cluster c1 removed a container of cluster c2")
+		}
+		_, got, ok := rt.container(mine.ID)
+		if !ok || got.Labels[runtime.LabelCluster] != "c1" {
+			t.Fatalf("own container labels: %v", got.Labels)
 		}
 	})
 }

@@ -395,7 +395,11 @@ func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 	if err != nil {
 		return err
 	}
-	id, err := s.a.rt.Create(ctx, containerSpec(rec, files))
+	spec := containerSpec(rec, files)
+	if s.a.cfg.ClusterID != "" {
+		spec.Labels[runtime.LabelCluster] = s.a.cfg.ClusterID
+	}
+	id, err := s.a.rt.Create(ctx, spec)
 	if err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func Up(ctx context.Context, cfg Config) error {
 	if ing != nil {
 		drainer = ing.proxy
 	}
-	ag := agent.New(agent.Config{NodeID: cfg.NodeID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
+	ag := agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
 		agent.Deps{Runtime: rt, Conn: agent.NewLocalConn(st, box), Log: log, Metrics: reg, Events: rec, Drainer: drainer})
 	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec})
 	defaultTLS := client.TLSNone

@@ -31,6 +31,10 @@ const (
 	LabelVersion = "ruche.version"
 	LabelTask    = "ruche.task"
 	LabelNode    = "ruche.node"
+	// LabelCluster holds the cluster ID, so that two clusters sharing an
+	// engine (tests, a demo beside a real one) never touch each other's
+	// containers.
+	LabelCluster = "ruche.cluster"
 )
 
 // Runtime is what the agent needs of a container engine. Containers are
