@@ -83,23 +83,6 @@ func (t *table) lookup(hostport, path string) *route {
 	return nil
 }
 
-// knownHost reports whether some route serves host (any path).
-func (t *table) knownHost(hostport string) bool {
-	var buf [256]byte
-	host, ok := normalizeHost(hostport, buf[:0])
-	if !ok {
-		return false
-	}
-	if _, ok := t.exact[string(host)]; ok {
-		return true
-	}
-	if i := indexByte(host, '.'); i > 0 {
-		_, ok := t.wildcard[string(host[i+1:])]
-		return ok
-	}
-	return false
-}
-
 func matchPath(rs []*route, path string) *route {
 	for _, r := range rs {
 		if r.matches(path) {
