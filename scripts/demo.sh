@@ -36,9 +36,11 @@ $RUCHE ps hello
 port=$($RUCHE ps hello -o json | sed -n 's/.*"published": \([0-9]*\).*/\1/p' | head -n1)
 echo
 echo "ruche is running (pid $(cat .demo/ruche.pid 2>/dev/null || echo '?'), log .demo/ruche.log)."
+echo "Try it, through the ingress (each request goes to a ready replica):"
+echo "          curl -H 'Host: hello.localhost' http://127.0.0.1/"
+for _ in 1 2 3; do curl -s -H 'Host: hello.localhost' http://127.0.0.1/ || true; done
 if [ -n "$port" ]; then
-	echo "Try it:   curl http://127.0.0.1:$port/"
-	curl -s "http://127.0.0.1:$port/" || true
+	echo "or one replica directly: curl http://127.0.0.1:$port/"
 fi
-echo "Then:     bin/ruche ps | bin/ruche logs hello/web | bin/ruche scale hello/web=5 | bin/ruche status"
+echo "Then:     bin/ruche routes | bin/ruche logs hello/web | bin/ruche scale hello/web=5 | bin/ruche status"
 echo "Stop:     kill \$(cat .demo/ruche.pid)   (containers keep running; the next ruche up adopts them)"
