@@ -23,48 +23,43 @@ func newPsCmd(g *globals) *cobra.Command {
 		Short: "List replicas: where they run, their state and ports",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			var projects []client.Project
-			if len(args) == 1 {
-				p, err := c.Project(cmd.Context(), args[0])
-				if err != nil {
+			return g.withClient(func(c *client.Client, asJSON bool) error {
+				var projects []client.Project
+				var err error
+				if len(args) == 1 {
+					p, err := c.Project(cmd.Context(), args[0])
+					if err != nil {
+						return err
+					}
+					projects = []client.Project{*p}
+				} else if projects, err = c.Projects(cmd.Context()); err != nil {
 					return err
 				}
-				projects = []client.Project{*p}
-			} else if projects, err = c.Projects(cmd.Context()); err != nil {
-				return err
-			}
-			if asJSON {
-				return g.printJSON(projects)
-			}
-			tw := g.table()
-			fmt.Fprintln(tw, "PROJECT\tREPLICA\tSTATE\tREADY\tVERSION\tNODE\tPORTS\tRESTARTS\tMESSAGE")
-			for _, p := range projects {
-				for _, s := range p.Services {
-					for _, r := range s.Replicas {
-						if r.DesiredState == client.DesiredShutdown && !all && r.Status.State == client.StateShutdown {
-							continue
+				if asJSON {
+					return g.printJSON(projects)
+				}
+				tw := g.table()
+				fmt.Fprintln(tw, "PROJECT\tREPLICA\tSTATE\tREADY\tVERSION\tNODE\tPORTS\tRESTARTS\tMESSAGE")
+				for _, p := range projects {
+					for _, s := range p.Services {
+						for _, r := range s.Replicas {
+							if r.DesiredState == client.DesiredShutdown && !all && r.Status.State == client.StateShutdown {
+								continue
+							}
+							state := r.Status.State
+							if state == "" {
+								state = client.StatePending
+							}
+							if r.DesiredState == client.DesiredShutdown && state != client.StateShutdown {
+								state += " (stopping)"
+							}
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Name, r.Name(), state, yesNo(r.Status.Ready),
+								r.Version, r.Node, ports(r.Status.Ports), r.Status.Restarts, r.Status.Message)
 						}
-						state := r.Status.State
-						if state == "" {
-							state = client.StatePending
-						}
-						if r.DesiredState == client.DesiredShutdown && state != client.StateShutdown {
-							state += " (stopping)"
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Name, r.Name(), state, yesNo(r.Status.Ready),
-							r.Version, r.Node, ports(r.Status.Ports), r.Status.Restarts, r.Status.Message)
 					}
 				}
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "also show replicas already shut down")
@@ -206,26 +201,20 @@ func newEventsCmd(g *globals) *cobra.Command {
 		Short: "Show what happened: deploys, replica changes, rollbacks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			return c.Events(cmd.Context(), since, project, follow, func(ev client.Event) {
-				if asJSON {
-					g.printJSON(ev)
-					return
-				}
-				what := ev.Project
-				if ev.Replica != "" {
-					what += "/" + ev.Replica
-				} else if ev.Service != "" {
-					what += "/" + ev.Service
-				}
-				fmt.Fprintf(g.stdout, "%s  %-8s %-12s %-24s %s\n", ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Type, ev.Action, what, ev.Message)
+			return g.withClient(func(c *client.Client, asJSON bool) error {
+				return c.Events(cmd.Context(), since, project, follow, func(ev client.Event) {
+					if asJSON {
+						g.printJSON(ev)
+						return
+					}
+					what := ev.Project
+					if ev.Replica != "" {
+						what += "/" + ev.Replica
+					} else if ev.Service != "" {
+						what += "/" + ev.Service
+					}
+					fmt.Fprintf(g.stdout, "%s  %-8s %-12s %-24s %s\n", ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Type, ev.Action, what, ev.Message)
+				})
 			})
 		},
 	}
@@ -279,33 +268,27 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the platform: managers, store, nodes, totals",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			st, err := c.Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return g.printJSON(st)
-			}
-			fmt.Fprintf(g.stdout, "ruche %s, cluster %s\n", st.Version, st.ClusterID)
-			for _, m := range st.Managers {
-				role := "manager"
-				if m.Leader {
-					role = "manager (leader)"
+			return g.withClient(func(c *client.Client, asJSON bool) error {
+				st, err := c.Status(cmd.Context())
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(g.stdout, "%s: %s at %s, healthy=%v\n", role, m.Name, m.APIAddr, m.Healthy)
-			}
-			fmt.Fprintf(g.stdout, "store: %s, %s of %s, revision %d, healthy=%v\n", st.Store.Endpoint,
-				bytesHuman(st.Store.DBSize), bytesHuman(st.Store.Quota), st.Store.Revision, st.Store.Healthy)
-			fmt.Fprintf(g.stdout, "projects: %d, services: %d, replicas: %d/%d ready\n", st.Projects, st.Services, st.Ready, st.Replicas)
-			return printNodes(g, st.Nodes)
+				if asJSON {
+					return g.printJSON(st)
+				}
+				fmt.Fprintf(g.stdout, "ruche %s, cluster %s\n", st.Version, st.ClusterID)
+				for _, m := range st.Managers {
+					role := "manager"
+					if m.Leader {
+						role = "manager (leader)"
+					}
+					fmt.Fprintf(g.stdout, "%s: %s at %s, healthy=%v\n", role, m.Name, m.APIAddr, m.Healthy)
+				}
+				fmt.Fprintf(g.stdout, "store: %s, %s of %s, revision %d, healthy=%v\n", st.Store.Endpoint,
+					bytesHuman(st.Store.DBSize), bytesHuman(st.Store.Quota), st.Store.Revision, st.Store.Healthy)
+				fmt.Fprintf(g.stdout, "projects: %d, services: %d, replicas: %d/%d ready\n", st.Projects, st.Services, st.Ready, st.Replicas)
+				return printNodes(g, st.Nodes)
+			})
 		},
 	}
 }
@@ -317,22 +300,16 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Short: "List nodes with their status, capacity and replicas",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			asJSON, err := g.json()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			nodes, err := c.Nodes(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return g.printJSON(nodes)
-			}
-			return printNodes(g, nodes)
+			return g.withClient(func(c *client.Client, asJSON bool) error {
+				nodes, err := c.Nodes(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return g.printJSON(nodes)
+				}
+				return printNodes(g, nodes)
+			})
 		},
 	})
 	return node

@@ -139,6 +139,21 @@ func (g *globals) json() (bool, error) {
 	return false, fmt.Errorf("unknown output format %q: use table or json", g.output)
 }
 
+// withClient runs fn with an API client and whether -o json was asked,
+// after checking the output format: the preamble of every command that
+// talks to the API.
+func (g *globals) withClient(fn func(c *client.Client, asJSON bool) error) error {
+	asJSON, err := g.json()
+	if err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	return fn(c, asJSON)
+}
+
 func (g *globals) printJSON(v any) error {
 	enc := json.NewEncoder(g.stdout)
 	enc.SetIndent("", "  ")
