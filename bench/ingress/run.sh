@@ -9,6 +9,7 @@
 #            open loop, bench/ingress/ingresstool load) vs direct;
 #   sustain  60 s at 10,000 req/s through ruche, then nginx;
 #   h2       h2load over HTTPS: ruche (tls: internal) and nginx (context);
+#   logcost  the backend alone, with and without Docker's log (context);
 #   rel      300 req/s of GET and POST for 60 s against 2 replicas during a
 #            rolling update and a scale 2→1→2, then a SIGKILL during GETs;
 #   swarm    the same against Docker Swarm's routing mesh;
@@ -22,7 +23,7 @@
 # free loopback ports with config files in a temporary dir, stopped by
 # their pids. Swarm is always left, also on failure or Ctrl-C.
 #
-# Knobs: BENCH_ING_SCENARIOS ("gobench peak half sustain h2 rel swarm"),
+# Knobs: BENCH_ING_SCENARIOS ("gobench peak half sustain h2 logcost rel swarm"),
 # BENCH_ING_ROUNDS (3), BENCH_ING_SECONDS (wrk, 15), BENCH_ING_CONNS (64),
 # BENCH_ING_HALF_SECONDS (12), BENCH_ING_SUSTAIN_SECONDS (60),
 # BENCH_ING_REL_SECONDS (60), BENCH_OUT (results go to $BENCH_OUT/ingress),
@@ -32,7 +33,7 @@ cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
 export DOCKER_CLI_HINTS=false
 
-SCENARIOS=${BENCH_ING_SCENARIOS:-"gobench peak half sustain h2 rel swarm"}
+SCENARIOS=${BENCH_ING_SCENARIOS:-"gobench peak half sustain h2 logcost rel swarm"}
 ROUNDS=${BENCH_ING_ROUNDS:-3}
 WRK_SECONDS=${BENCH_ING_SECONDS:-15}
 CONNS=${BENCH_ING_CONNS:-64}
@@ -64,6 +65,29 @@ now() { date +%s.%N; }
 failed() { # what why: a figure that could not be measured
 	printf 'failed\t%s\twhy=%s\n' "$1" "$(echo "$2" | tr '\t\n' '  ' | cut -c1-300)" >>"$RESULTS"
 	log "NOT MEASURED: $1: $2"
+}
+
+# phase NAME: what the machine's CPUs did from here to the next phase (or
+# phase_end), from /proc/stat, as a "cpu" result line: busy, steal (time
+# the hypervisor gave to others), idle. The figures of a phase with much
+# steal were measured on less than 2 cores.
+PHASE=""
+phase_end() {
+	[ -n "$PHASE" ] || return 0
+	read -ra now_cpu < <(head -n1 /proc/stat)
+	awk -v name="$PHASE" -v a="${PHASE_CPU[*]}" -v b="${now_cpu[*]}" 'BEGIN {
+		split(a, x, " "); split(b, y, " "); total = 0
+		for (i = 2; i <= 9; i++) { d[i] = y[i] - x[i]; total += d[i] }
+		if (total <= 0) exit
+		busy = d[2] + d[3] + d[4] + d[7] + d[8]
+		printf "cpu\t%s\tbusy=%.1f\tsteal=%.1f\tidle=%.1f\tiowait=%.1f\n", name, 100 * busy / total, 100 * d[9] / total, 100 * d[5] / total, 100 * d[6] / total
+	}' >>"$RESULTS"
+	PHASE=""
+}
+phase() {
+	phase_end
+	PHASE=$1
+	read -ra PHASE_CPU < <(head -n1 /proc/stat)
 }
 
 # --- cleanup: only what this run created ---------------------------------------
@@ -162,7 +186,7 @@ trap 'exit 143' TERM
 # missing (make prereqs installs them too); no service is started or
 # enabled: each runs in the foreground with this run's config.
 need=()
-for c in nginx:nginx haproxy:haproxy caddy:caddy wrk:wrk h2load:nghttp2-client openssl:openssl curl:curl jq:jq; do
+for c in nginx:nginx haproxy:haproxy caddy:caddy wrk:wrk h2load:nghttp2-client openssl:openssl curl:curl; do
 	command -v "${c%%:*}" >/dev/null 2>&1 || need+=("${c#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -226,6 +250,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the proxy's Go benchmark first, on a machine this run does not load yet ------
 
+if want gobench; then phase gobench; fi
 if want gobench; then
 	log "go test -run - -bench BenchmarkProxy -benchmem ./internal/proxy"
 	if go test -run - -bench BenchmarkProxy -benchmem -count 1 ./internal/proxy >"$OUT/gobench.txt" 2>&1; then
@@ -438,6 +463,7 @@ run_wrk() { # target seconds label
 	log "$label: $(tail -n1 "$RESULTS" | tr '\t' '\n' | grep -E '^(rps|p99|errors)=' | paste -sd' ')"
 }
 
+if want peak; then phase peak; fi
 if want peak; then
 	log "peak: ${#TARGETS[@]} targets, warm-up 3 s each, then $ROUNDS rounds of wrk ${WRK_SECONDS}s"
 	for t in "${TARGETS[@]}"; do run_wrk "$t" 3 ""; done
@@ -476,6 +502,7 @@ run_load() {
 
 # --- 2. p99 added at half of each proxy's peak ------------------------------------------
 
+if want half; then phase half; fi
 if want half; then
 	i=0
 	for p in "${TARGETS[@]}"; do
@@ -497,6 +524,7 @@ fi
 
 # --- 3. 60 s at 10,000 req/s --------------------------------------------------------------
 
+if want sustain; then phase sustain; fi
 if want sustain; then
 	for t in ruche nginx; do
 		[[ " ${TARGETS[*]} " == *" $t "* ]] || continue
@@ -524,6 +552,7 @@ run_h2() { # target port cafile
 	fi
 }
 
+if want h2; then phase h2; fi
 if want h2; then
 	log "h2: waiting for ruche's certificate of $TLS_HOST (internal CA)"
 	if wait_for "an HTTPS answer for $TLS_HOST" 60 curl_ok "https://$TLS_HOST:$HTTPS_PORT/bytes/1024" "$TLS_HOST" \
@@ -535,8 +564,32 @@ if want h2; then
 	[ -z "${PROXY_PID[nginx]:-}" ] || run_h2 nginx "$NGINX_TLS_PORT" "$WORK/nginx/cert.pem"
 fi
 
+# --- context: what the backend's request log costs ----------------------------------
+
+# hello logs every request to stdout, which Docker's json-file driver
+# carries through containerd-shim and dockerd to disk: a per-request cost
+# outside every proxy. Two plain containers of the same image, one with
+# --log-driver none, measured directly with wrk, alternately.
+if want logcost; then phase logcost; fi
+if want logcost; then
+	log "logcost: the backend alone, with Docker's json-file log and with --log-driver none"
+	docker run -d --name bench-ing-side-log -e HELLO_VERSION=bench "$IMAGE" >/dev/null
+	docker run -d --name bench-ing-side-nolog --log-driver none -e HELLO_VERSION=bench "$IMAGE" >/dev/null
+	for v in log nolog; do
+		ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "bench-ing-side-$v")
+		URL[side-$v]="http://$ip:8080/bytes/1024"
+		wait_for "bench-ing-side-$v" 20 curl_ok "${URL[side-$v]}" "$HOST" || failed "logcost/$v" "the container did not answer"
+		run_wrk "side-$v" 3 ""
+	done
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) = 1 ]; then order=(log nolog); else order=(nolog log); fi
+		for v in "${order[@]}"; do run_wrk "side-$v" 10 "logcost/$v/$r"; done
+	done
+	remove_containers bench-ing-side-
+fi
+
 stop_proxies
-if [ -n "$RUCHE_PID" ] && want rel; then
+if [ -n "$RUCHE_PID" ] && [ -n "$BACKEND" ] && want rel; then
 	timeout 90 "$RUCHE" rm bench-ing --timeout 60s >>"$OUT/ruche-cli.log" 2>&1 || log "ruche rm bench-ing failed"
 fi
 
@@ -609,6 +662,7 @@ services:
 EOF
 }
 
+if want rel; then phase rel; fi
 if want rel && [ -n "$RUCHE_PID" ]; then
 	rel_compose 1 >"$WORK/rel-1.yml"
 	rel_compose 2 >"$WORK/rel-2.yml"
@@ -668,6 +722,7 @@ services:
 EOF
 }
 
+if want swarm; then phase swarm; fi
 if want swarm; then
 	state=$(docker info --format '{{.Swarm.LocalNodeState}}')
 	if [ "$state" != inactive ]; then
@@ -680,8 +735,17 @@ if want swarm; then
 		docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
 		swarm_compose 1 >"$WORK/swarm.yml"
 		log "docker stack deploy bench-ingswarm (2 replicas of the image by ID, published on $SWARM_PORT)"
-		if docker stack deploy --detach=false --resolve-image never -c "$WORK/swarm.yml" bench-ingswarm >"$OUT/rel-swarm-roll.log" 2>&1 &&
-			wait_for "the routing mesh on 127.0.0.1:$SWARM_PORT" 60 curl_ok "http://127.0.0.1:$SWARM_PORT/" "$REL_HOST"; then
+		mesh_wait=60
+		if docker stack deploy --detach=false --resolve-image never -c "$WORK/swarm.yml" bench-ingswarm >"$OUT/rel-swarm-roll.log" 2>&1; then
+			# The routing mesh is IPVS in the ingress sandbox: without it
+			# (no /proc/net/ip_vs once dockerd has set the mesh up) it
+			# cannot answer; do not wait long for it.
+			[ -e /proc/net/ip_vs ] || mesh_wait=20
+			wait_for "the routing mesh on 127.0.0.1:$SWARM_PORT" "$mesh_wait" curl_ok "http://127.0.0.1:$SWARM_PORT/" "$REL_HOST" || mesh_wait=0
+		else
+			mesh_wait=0
+		fi
+		if [ "$mesh_wait" != 0 ]; then
 			echo "- Swarm: single node, advertise/listen 127.0.0.1:2377; the routing mesh publishes port $SWARM_PORT on every address (dockerd: $(ss -Hltnp "sport = :$SWARM_PORT" | awk '{print $4}' | paste -sd' ')): Swarm's ingress mode has no host IP option. The bench sends to 127.0.0.1 only" >>"$OUT/machine.md"
 			with_load swarm-roll "127.0.0.1:$SWARM_PORT" "$REL_HOST" "$REL_SECONDS" "GET /,POST /echo" -- \
 				"rolling update:docker service update --detach=false --no-resolve-image --env-add HELLO_VERSION=2 bench-ingswarm_web" \
@@ -690,7 +754,15 @@ if want swarm; then
 			with_load swarm-kill "127.0.0.1:$SWARM_PORT" "$REL_HOST" "$KILL_SECONDS" "GET /" -- \
 				"SIGKILL:$(declare -f containers_named kill_one); kill_one bench-ingswarm_web."
 		else
-			failed rel/swarm-roll "the Swarm stack did not come up or the mesh did not answer on 127.0.0.1:$SWARM_PORT (see rel-swarm-roll.log)"
+			why="the Swarm stack did not come up or its routing mesh did not answer on 127.0.0.1:$SWARM_PORT (see rel-swarm-roll.log)"
+			if [ ! -e /proc/net/ip_vs ]; then
+				why="Swarm's routing mesh cannot work on this machine: the kernel has no IPVS (/proc/net/ip_vs is missing; dockerd logs 'error reading the kernel parameter net.ipv4.vs.*', see dockerd-swarm.log) and no DOCKER-INGRESS rule was set up; the stack's 2 tasks ran, but 127.0.0.1:$SWARM_PORT refused connections"
+			fi
+			failed rel/swarm-roll "$why"
+			failed rel/swarm-kill "$why"
+		fi
+		if [ -n "$DOCKERD_LOG" ]; then
+			tail -n "+$((DOCKERD_LOG_START + 1))" "$DOCKERD_LOG" | grep -E 'level=(error|warning)' | tail -n 200 >"$OUT/dockerd-swarm.log" || true
 		fi
 		if swarm_pulled; then
 			echo "- image pulls by Swarm tasks: ATTEMPTED, see $DOCKERD_LOG" >>"$OUT/machine.md"
@@ -700,6 +772,8 @@ if want swarm; then
 		leave_swarm
 	fi
 fi
+
+phase_end
 
 # --- report ----------------------------------------------------------------------------------
 

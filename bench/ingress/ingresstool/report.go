@@ -54,6 +54,7 @@ func name(label string) string {
 type report struct {
 	peak     map[string][]*result // wrk runs by target: "peak/<target>/<round>"
 	peakOrd  []string
+	logcost  map[string][]*result          // wrk runs of the backend alone: "logcost/<log|nolog>/<round>"
 	half     map[string]map[string]*result // "half/<proxy>/<target>": proxy -> target -> load
 	halfOrd  []string
 	sustain  map[string]*result // "sustain/<target>"
@@ -64,12 +65,13 @@ type report struct {
 	actions  map[string][]*result // "rel/<scenario>"
 	errors   map[string][]*result // failed requests by load label
 	gobench  []*result
+	cpu      []*result // "cpu" lines: the machine's CPUs during each phase
 	failures []*result // "failed" lines: what could not be measured
 }
 
 func parseReport(r io.Reader) (*report, error) {
 	rep := &report{
-		peak: map[string][]*result{}, half: map[string]map[string]*result{}, sustain: map[string]*result{},
+		peak: map[string][]*result{}, logcost: map[string][]*result{}, half: map[string]map[string]*result{}, sustain: map[string]*result{},
 		rel: map[string]*result{}, actions: map[string][]*result{}, errors: map[string][]*result{},
 	}
 	sc := bufio.NewScanner(r)
@@ -91,11 +93,15 @@ func parseReport(r io.Reader) (*report, error) {
 			rep.errors[res.label] = append(rep.errors[res.label], res)
 		case res.kind == "gobench":
 			rep.gobench = append(rep.gobench, res)
+		case res.kind == "cpu":
+			rep.cpu = append(rep.cpu, res)
 		case res.kind == "wrk" && parts[0] == "peak" && len(parts) == 3:
 			if _, ok := rep.peak[parts[1]]; !ok {
 				rep.peakOrd = append(rep.peakOrd, parts[1])
 			}
 			rep.peak[parts[1]] = append(rep.peak[parts[1]], res)
+		case res.kind == "wrk" && parts[0] == "logcost" && len(parts) == 3:
+			rep.logcost[parts[1]] = append(rep.logcost[parts[1]], res)
 		case res.kind == "load" && parts[0] == "half" && len(parts) == 3:
 			if _, ok := rep.half[parts[1]]; !ok {
 				rep.half[parts[1]] = map[string]*result{}
@@ -192,10 +198,12 @@ type goal struct{ text, measured, verdict string }
 // and returns the goals.
 func (rep *report) render(w io.Writer) []goal {
 	var goals []goal
+	rep.writeCPU(w)
 	goals = append(goals, rep.writePeak(w)...)
 	goals = append(goals, rep.writeHalf(w)...)
 	goals = append(goals, rep.writeSustain(w)...)
 	rep.writeH2(w)
+	rep.writeLogCost(w)
 	goals = append(goals, rep.writeReliability(w)...)
 	goals = append(goals, rep.writeGoBench(w)...)
 	if len(rep.failures) > 0 {
@@ -210,4 +218,19 @@ func (rep *report) render(w io.Writer) []goal {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", g.text, g.measured, g.verdict)
 	}
 	return goals
+}
+
+// writeCPU: how much of the machine's CPU time each phase had. Steal is
+// time the hypervisor gave to other guests: a phase with 30 % steal ran on
+// about 1.4 of the 2 cores.
+func (rep *report) writeCPU(w io.Writer) {
+	if len(rep.cpu) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "#### The machine's CPUs during each phase (all processes, from /proc/stat)\n\n")
+	fmt.Fprintf(w, "| phase | busy | steal (taken by the hypervisor) | idle | iowait |\n|---|---|---|---|---|\n")
+	for _, r := range rep.cpu {
+		fmt.Fprintf(w, "| %s | %s %% | %s %% | %s %% | %s %% |\n", r.label, r.str("busy"), r.str("steal"), r.str("idle"), r.str("iowait"))
+	}
+	fmt.Fprintln(w)
 }

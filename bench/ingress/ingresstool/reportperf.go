@@ -14,6 +14,9 @@ func (rep *report) peakMedian(target string) (float64, bool) {
 
 // writePeak: wrk at full speed, several rounds per target; medians.
 func (rep *report) writePeak(w io.Writer) []goal {
+	if len(rep.peakOrd) == 0 {
+		w = io.Discard
+	}
 	fmt.Fprintf(w, "#### Throughput: 1 KiB answers over HTTP/1.1 keep-alive (wrk, closed loop)\n\n")
 	fmt.Fprintf(w, "| target | rounds | req/s, median | req/s, min – max | p50, median | p99, median | errors, all rounds | × nginx |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|\n")
@@ -74,6 +77,9 @@ func maxOf(v []float64) float64 {
 // writeHalf: each proxy at half its own peak (constant rate, open loop),
 // and the backend direct at the same rate; the p99 the proxy adds.
 func (rep *report) writeHalf(w io.Writer) []goal {
+	if len(rep.halfOrd) == 0 {
+		w = io.Discard
+	}
 	fmt.Fprintf(w, "#### Latency added at half of peak (constant rate, open loop, from the scheduled send time)\n\n")
 	fmt.Fprintf(w, "| proxy | rate (half its peak) | p50 via proxy | p99 via proxy | p99 direct, same rate | p99 added | p50 added | failed (proxy / direct) | late sends (proxy / direct) |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|\n")
@@ -107,6 +113,9 @@ func (rep *report) writeHalf(w io.Writer) []goal {
 
 // writeSustain: 60 s at 10,000 requests/s.
 func (rep *report) writeSustain(w io.Writer) []goal {
+	if len(rep.sustOrd) == 0 {
+		w = io.Discard
+	}
 	fmt.Fprintf(w, "#### Sustained constant rate (open loop, load generator on the same machine)\n\n")
 	fmt.Fprintf(w, "| target | rate × duration | sent | ok | failed | completed/s | p50 | p90 | p99 | p99.9 | max | late sends (max) | errors |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -199,4 +208,28 @@ func (rep *report) writeGoBench(w io.Writer) []goal {
 		fmt.Fprintln(w)
 	}
 	return []goal{g1, g2}
+}
+
+// writeLogCost: the backend alone with Docker's json-file log and without
+// (context: a per-request cost that every proxied figure carries).
+func (rep *report) writeLogCost(w io.Writer) {
+	if len(rep.logcost) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "#### The backend alone: the cost of its request log (wrk, direct; context)\n\n")
+	fmt.Fprintf(w, "| backend container | rounds | req/s, median | req/s, min – max | p99, median |\n|---|---|---|---|---|\n")
+	for _, v := range []struct{ key, text string }{
+		{"log", "`ruche-hello`, Docker's json-file log (as deployed)"},
+		{"nolog", "`ruche-hello`, `--log-driver none`"},
+	} {
+		rs := rep.logcost[v.key]
+		if len(rs) == 0 {
+			continue
+		}
+		rps := field(rs, "rps")
+		med, _ := median(rps)
+		p99, _ := median(field(rs, "p99"))
+		fmt.Fprintf(w, "| %s | %d | %s | %s – %s | %s |\n", v.text, len(rs), fmtNum(med), fmtNum(minOf(rps)), fmtNum(maxOf(rps)), ms(p99))
+	}
+	fmt.Fprintln(w)
 }

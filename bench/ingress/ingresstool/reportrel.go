@@ -102,6 +102,11 @@ func (rep *report) actionsOK(sc string) bool {
 func (rep *report) swarmBeside(sc string) string {
 	r, ok := rep.rel[sc]
 	if !ok {
+		for _, f := range rep.failures {
+			if f.label == "rel/"+sc {
+				return " (Swarm's routing mesh: not measured, see \"Not measured\")"
+			}
+		}
 		return ""
 	}
 	return fmt.Sprintf(" (Swarm's routing mesh, same load: %s failed of %s)", r.str("failed"), r.str("sent"))
