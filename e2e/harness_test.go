@@ -281,3 +281,16 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// hostPort is the port a replica publishes on IPv4 for its one container
+// port (Docker may publish another number on IPv6).
+func hostPort(t *testing.T, r client.Replica) uint16 {
+	t.Helper()
+	for _, p := range r.Status.Ports {
+		if p.HostIP == "0.0.0.0" || p.HostIP == "127.0.0.1" {
+			return p.Published
+		}
+	}
+	t.Fatalf("%s publishes no IPv4 port: %v", r.Name(), r.Status.Ports)
+	return 0
+}

@@ -120,10 +120,7 @@ func TestDeployScaleRemove(t *testing.T) {
 		t.Fatalf("got %d replicas, %d ready; want 3, 3", got, web.Ready)
 	}
 	for _, r := range running(web) {
-		if len(r.Status.Ports) != 1 {
-			t.Fatalf("%s publishes %v", r.Name(), r.Status.Ports)
-		}
-		code, body := get(t, r.Status.Ports[0].Published, "/")
+		code, body := get(t, hostPort(t, r), "/")
 		if want := fmt.Sprintf("hello from web.%d", r.Slot); code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("%s answered %d %q, want %q", r.Name(), code, body, want)
 		}
@@ -216,7 +213,7 @@ func TestFailedUpdateRollsBack(t *testing.T) {
 		t.Fatalf("after rollback: spec version %q, %d ready", web.Spec.Environment["HELLO_VERSION"], web.Ready)
 	}
 	for _, r := range running(web) {
-		if _, body := get(t, r.Status.Ports[0].Published, "/"); !strings.Contains(body, "version 1") {
+		if _, body := get(t, hostPort(t, r), "/"); !strings.Contains(body, "version 1") {
 			t.Fatalf("%s serves %q after rollback", r.Name(), body)
 		}
 	}
@@ -293,10 +290,10 @@ secrets:
 	}
 	port := func() uint16 {
 		rs := running(service(t, p.project(proj), "store"))
-		if len(rs) != 1 || len(rs[0].Status.Ports) != 1 {
+		if len(rs) != 1 {
 			t.Fatalf("replicas %+v", rs)
 		}
-		return rs[0].Status.Ports[0].Published
+		return hostPort(t, rs[0])
 	}
 	p.must("deploy", "-f", write("1"), "-p", proj)
 	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/data/note", port()), strings.NewReader("kept"))

@@ -89,9 +89,11 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-// portBindings flattens Docker's port map, sorted. A port published on
-// both 0.0.0.0 and :: (Docker does both for "all addresses") is reported
-// once, as 0.0.0.0.
+// portBindings flattens Docker's port map, sorted, IPv4 first. For "all
+// addresses" Docker publishes on both 0.0.0.0 and ::, and with an
+// ephemeral port the two may get different numbers (their allocators drift
+// apart once a port is published on one family only), so both are kept,
+// each with its own address.
 func portBindings(pm nat.PortMap) []client.PortBinding {
 	var out []client.PortBinding
 	seen := map[string]bool{}
@@ -104,6 +106,9 @@ func portBindings(pm nat.PortMap) []client.PortBinding {
 			pb := client.PortBinding{Target: uint16(port.Int()), Published: uint16(hp), Protocol: port.Proto(), HostIP: b.HostIP}
 			if ip, err := netip.ParseAddr(b.HostIP); err == nil && ip.IsUnspecified() {
 				pb.HostIP = "0.0.0.0"
+				if ip.Is6() {
+					pb.HostIP = "::"
+				}
 			}
 			key := fmt.Sprint(pb)
 			if !seen[key] {

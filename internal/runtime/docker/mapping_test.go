@@ -66,7 +66,8 @@ func TestContainerConfig(t *testing.T) {
 
 func TestPortBindings(t *testing.T) {
 	pm := nat.PortMap{
-		"8080/tcp": {{HostIP: "0.0.0.0", HostPort: "49153"}, {HostIP: "::", HostPort: "49153"}},
+		// Docker 20.10 gives IPv4 and IPv6 their own ephemeral port.
+		"8080/tcp": {{HostIP: "::", HostPort: "49151"}, {HostIP: "0.0.0.0", HostPort: "49153"}},
 		"53/udp":   {{HostIP: "127.0.0.1", HostPort: "5353"}},
 		"9000/tcp": nil, // exposed, not published
 	}
@@ -74,6 +75,7 @@ func TestPortBindings(t *testing.T) {
 	want := []client.PortBinding{
 		{Target: 53, Published: 5353, Protocol: "udp", HostIP: "127.0.0.1"},
 		{Target: 8080, Published: 49153, Protocol: "tcp", HostIP: "0.0.0.0"},
+		{Target: 8080, Published: 49151, Protocol: "tcp", HostIP: "::"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
