@@ -69,18 +69,33 @@ failed() { # what why: a figure that could not be measured
 
 # phase NAME: what the machine's CPUs did from here to the next phase (or
 # phase_end), from /proc/stat, as a "cpu" result line: busy, steal (time
-# the hypervisor gave to others), idle. The figures of a phase with much
-# steal were measured on less than 2 cores.
+# the hypervisor gave to others), idle; and which commands used the CPU
+# (from /proc/<pid>/stat, children reaped during the phase counted with
+# their parent; processes that ended without a waiting parent are missed).
+# The machine is shared: this tells whose work a figure competed with.
 PHASE=""
+CLK_TCK=$(getconf CLK_TCK)
+proc_ticks() { # "comm<TAB>ticks" per process, utime+stime+cutime+cstime
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v mine="${RUCHE_PID:-none}" '{
+		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [A-Za-z] .*$/, "", c); gsub(/[ \t,:]/, "_", c); if (c ~ /^kworker/) c = "kworker"; if ($1 == mine) c = c "(this-bench)"
+		s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+		printf "%s:%s\t%d\n", $1, c, f[12] + f[13] + f[14] + f[15] }'
+}
 phase_end() {
 	[ -n "$PHASE" ] || return 0
+	local now_cpu top secs
 	read -ra now_cpu < <(head -n1 /proc/stat)
-	awk -v name="$PHASE" -v a="${PHASE_CPU[*]}" -v b="${now_cpu[*]}" 'BEGIN {
+	secs=$(awk -v a="$PHASE_T" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+	top=$(proc_ticks | awk -F'\t' -v hz="$CLK_TCK" -v secs="$secs" 'NR == FNR { base[$1] = $2; next }
+		{ d = $2 - base[$1]; if (d <= 0) next; c = $1; sub(/^[0-9]+:/, "", c); use[c] += d }
+		END { for (c in use) printf "%.0f %s\n", 100 * use[c] / hz / secs, c }' "$WORK/phase.ticks" - |
+		sort -rn | awk '$1 >= 3' | head -n 8 | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')
+	awk -v name="$PHASE" -v a="${PHASE_CPU[*]}" -v b="${now_cpu[*]}" -v top="$top" 'BEGIN {
 		split(a, x, " "); split(b, y, " "); total = 0
 		for (i = 2; i <= 9; i++) { d[i] = y[i] - x[i]; total += d[i] }
 		if (total <= 0) exit
 		busy = d[2] + d[3] + d[4] + d[7] + d[8]
-		printf "cpu\t%s\tbusy=%.1f\tsteal=%.1f\tidle=%.1f\tiowait=%.1f\n", name, 100 * busy / total, 100 * d[9] / total, 100 * d[5] / total, 100 * d[6] / total
+		printf "cpu\t%s\tbusy=%.1f\tsteal=%.1f\tidle=%.1f\tiowait=%.1f\ttop=%s\n", name, 100 * busy / total, 100 * d[9] / total, 100 * d[5] / total, 100 * d[6] / total, top
 	}' >>"$RESULTS"
 	PHASE=""
 }
@@ -88,6 +103,8 @@ phase() {
 	phase_end
 	PHASE=$1
 	read -ra PHASE_CPU < <(head -n1 /proc/stat)
+	PHASE_T=$(date +%s.%N)
+	proc_ticks >"$WORK/phase.ticks"
 }
 
 # --- cleanup: only what this run created ---------------------------------------

@@ -227,10 +227,12 @@ func (rep *report) writeCPU(w io.Writer) {
 	if len(rep.cpu) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "#### The machine's CPUs during each phase (all processes, from /proc/stat)\n\n")
-	fmt.Fprintf(w, "| phase | busy | steal (taken by the hypervisor) | idle | iowait |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "#### The machine's CPUs during each phase (all processes, from /proc/stat and /proc/<pid>/stat)\n\n")
+	fmt.Fprintf(w, "| phase | busy | steal (taken by the hypervisor) | idle | largest users, %% of one core |\n|---|---|---|---|---|\n")
 	for _, r := range rep.cpu {
-		fmt.Fprintf(w, "| %s | %s %% | %s %% | %s %% | %s %% |\n", r.label, r.str("busy"), r.str("steal"), r.str("idle"), r.str("iowait"))
+		top := strings.ReplaceAll(r.str("top"), ",", ", ")
+		top = strings.ReplaceAll(top, ":", " ")
+		fmt.Fprintf(w, "| %s | %s %% | %s %% | %s %% | %s |\n", r.label, r.str("busy"), r.str("steal"), r.str("idle"), top)
 	}
 	fmt.Fprintln(w)
 }
