@@ -31,6 +31,7 @@ test-unit:
 
 bench: prereqs build
 	@bench/run.sh
+	@bench/ingress/run.sh
 
 clean:
 	rm -rf bin .demo
