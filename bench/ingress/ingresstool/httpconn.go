@@ -76,8 +76,16 @@ type httpConn struct {
 	reqBuf  []byte
 	bodyBuf bytes.Buffer
 
+	idleSince time.Time // when the last answer was read
+
 	dials, retries int
 }
+
+// peekAfterIdle: a connection idle at least this long is checked before
+// reuse. One used more often than that (high rates) skips the check, a
+// syscall per request; a server rarely closes a connection that busy, and
+// a GET that meets one anyway is sent again (see do).
+const peekAfterIdle = 10 * time.Millisecond
 
 func (c *httpConn) close() {
 	if c.conn != nil {
@@ -98,7 +106,7 @@ func (c *httpConn) do(ctx context.Context, req request, seq int) error {
 		body = "ruche-bench " + strconv.Itoa(seq) + "\n"
 	}
 	for attempt := 0; ; attempt++ {
-		if c.conn != nil && !c.idleAlive() {
+		if c.conn != nil && time.Since(c.idleSince) >= peekAfterIdle && !c.idleAlive() {
 			c.close()
 		}
 		reused := c.conn != nil
@@ -120,6 +128,7 @@ func (c *httpConn) do(ctx context.Context, req request, seq int) error {
 			if !keep {
 				c.close()
 			}
+			c.idleSince = time.Now()
 			return err
 		}
 		retry := reused && attempt == 0 && (c.conn.w == 0 || (c.conn.r == 0 && req.idempotent()))

@@ -7,6 +7,8 @@ import (
 	"io"
 	"maps"
 	"net"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +42,7 @@ func loadCmd(ctx context.Context, args []string, out io.Writer) error {
 	conns := fs.Int("conns", 64, "connections (one worker each)")
 	timeout := fs.Duration("timeout", 10*time.Second, "per request")
 	maxEvents := fs.Int("error-lines", 1000, "failed requests printed with their time, at most")
+	cpuProfile := fs.String("cpuprofile", "", "write the generator's own CPU profile here")
 	var mix requestsFlag
 	fs.Var(&mix, "req", `a request of the mix, "GET /bytes/1024" or "POST /echo" (repeatable; cycled)`)
 	if err := fs.Parse(args); err != nil {
@@ -50,6 +53,17 @@ func loadCmd(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *host == "" {
 		*host = *addr
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	res, err := runLoad(ctx, loadConfig{
