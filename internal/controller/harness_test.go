@@ -394,9 +394,12 @@ func byImage(scripts map[string][]step) script {
 	}
 }
 
-// metric returns the value of a counter of the registry.
+// metric returns the value of a counter of the registry. The controller
+// counts after its transaction: the bubble settles first, so that a test
+// that saw the write also sees the count.
 func (h *harness) metric(name string, labels ...string) float64 {
 	h.t.Helper()
+	synctest.Wait()
 	mfs, err := h.reg.Gather()
 	if err != nil {
 		h.t.Fatal(err)
