@@ -40,6 +40,10 @@ type statusEntry struct {
 	// starts sees every ready replica as ready since then: monitor windows
 	// restart, which errs on the safe side.
 	readySince time.Time
+	// terminalSince is when the controller first saw the replica failed or
+	// complete (same clock, same restart rule): replacement delays count
+	// from it.
+	terminalSince time.Time
 }
 
 // cache is the controller's view of the store, kept current by the watch.
@@ -196,6 +200,12 @@ func (c *cache) applyStatus(ev store.Event, now time.Time) (touch, error) {
 		e.readySince = now
 		if cur != nil && cur.st.Ready {
 			e.readySince = cur.readySince
+		}
+	}
+	if terminalState(st.State) {
+		e.terminalSince = now
+		if cur != nil && terminalState(cur.st.State) {
+			e.terminalSince = cur.terminalSince
 		}
 	}
 	c.statuses[id] = e

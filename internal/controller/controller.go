@@ -79,6 +79,11 @@ type Controller struct {
 	events *events.Recorder
 	m      *metrics
 	rng    *rand.Rand
+	// backoff is the replacement bookkeeping of failed replicas, by
+	// service and slot (replace.go). In memory: a new controller starts
+	// every slot's backoff afresh. Only the goroutine of Run touches it,
+	// and it outlives the sessions of one Run (a lost watch keeps it).
+	backoff map[svcKey]map[int]slotBackoff
 }
 
 // New returns a Controller. It does no I/O.
@@ -89,12 +94,13 @@ func New(cfg Config, deps Deps) *Controller {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Controller{
-		cfg:    cfg,
-		st:     deps.Store,
-		log:    log.With("component", "controller"),
-		events: deps.Events,
-		m:      newMetrics(deps.Metrics),
-		rng:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		cfg:     cfg,
+		st:      deps.Store,
+		log:     log.With("component", "controller"),
+		events:  deps.Events,
+		m:       newMetrics(deps.Metrics),
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		backoff: map[svcKey]map[int]slotBackoff{},
 	}
 }
 
@@ -331,7 +337,15 @@ func (r *run) reconcile(ctx context.Context, k svcKey, now time.Time) {
 	if p.full {
 		r.dirty[k] = true
 	}
+	if p.backoffSet {
+		if len(p.backoff) == 0 {
+			delete(r.c.backoff, k)
+		} else {
+			r.c.backoff[k] = p.backoff
+		}
+	}
 	r.c.m.created.Add(float64(p.created))
+	r.c.m.replaced.Add(float64(p.replaced))
 	for _, res := range p.results {
 		r.c.m.updates.WithLabelValues(res).Inc()
 	}

@@ -594,7 +594,9 @@ func TestDependsOnCompletedJob(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, byImage(map[string][]step{"migrate": completes(5 * time.Second)}))
 		defer h.close()
-		h.deploy(client.ServiceSpec{Name: "migrate", Image: "migrate", Replicas: 1})
+		// A one-shot job says on-failure: with the default (any), a
+		// completed replica is restarted, then replaced.
+		h.deploy(client.ServiceSpec{Name: "migrate", Image: "migrate", Replicas: 1, RestartPolicy: client.RestartPolicy{Condition: client.RestartOnFailure}})
 		h.deploy(web("v1", 1, func(s *client.ServiceSpec) {
 			s.DependsOn = map[string]client.DependencySpec{"migrate": {Condition: client.ConditionCompleted, Required: true}}
 		}))

@@ -23,9 +23,16 @@ func TestOnEtcd(t *testing.T) {
 			{d, client.ReplicaStatus{State: client.StateRunning, Ready: true}},
 		}
 	}
+	attempts := byAttempt(map[string][][]step{"flaky": {
+		{{10 * time.Millisecond, client.ReplicaStatus{State: client.StateFailed, Message: "create: name conflict"}}},
+		quick(50 * time.Millisecond),
+	}})
 	h := newHarnessOn(t, e, e.Close, func(rec store.TaskRecord) []step {
-		if rec.Spec.Image == "bad" {
+		switch rec.Spec.Image {
+		case "bad":
 			return turnsUnhealthy(50*time.Millisecond, 100*time.Millisecond)
+		case "flaky":
+			return attempts(rec)
 		}
 		return quick(50 * time.Millisecond)
 	}, Config{Seed: 1, MaxTxnOps: 16})
@@ -56,10 +63,20 @@ func TestOnEtcd(t *testing.T) {
 	if st := w.svcStatus["web"]; st.State != client.UpdateRolledBack {
 		t.Fatalf("status %+v, want rolled_back", st)
 	}
+	// Replicas that fail at once are replaced; the failed deploy recovers.
+	h.deploy(client.ServiceSpec{Name: "api", Image: "flaky", Replicas: 12, UpdateConfig: quickUpdate,
+		RestartPolicy: client.RestartPolicy{Delay: client.Duration(20 * time.Millisecond)}})
+	h.waitStatus("api", wait, client.UpdateFailed)
+	w = h.waitStatus("api", wait, client.UpdateCompleted)
+	if r := w.ready("api"); r != 12 || w.count("api") != 12 {
+		t.Fatalf("api: %d ready of %d tasks, want 12 replaced and ready", r, w.count("api"))
+	}
 	h.remove("web")
-	h.waitFor("web removed", wait, func(w world) bool {
+	h.remove("api")
+	h.waitFor("web and api removed", wait, func(w world) bool {
 		_, ok := w.svcStatus["web"]
-		return w.count("web") == 0 && len(w.statuses) == 0 && !ok
+		_, ok2 := w.svcStatus["api"]
+		return w.count("web") == 0 && w.count("api") == 0 && len(w.statuses) == 0 && !ok && !ok2
 	})
 }
 

@@ -10,9 +10,10 @@ import (
 
 // metrics are the controller's Prometheus metrics.
 type metrics struct {
-	passes  prometheus.Counter
-	created prometheus.Counter
-	updates *prometheus.CounterVec
+	passes   prometheus.Counter
+	created  prometheus.Counter
+	replaced prometheus.Counter
+	updates  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -25,6 +26,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ruche_controller_tasks_created_total",
 			Help: "Replica tasks created by the controller.",
 		}),
+		replaced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ruche_controller_replicas_replaced_total",
+			Help: "Failed or completed replicas replaced with a new task by the controller (restart_policy).",
+		}),
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ruche_service_updates_total",
 			Help: "Service rollouts (deploys, updates, scales, rollbacks) that ended, by result.",
@@ -36,6 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		m.passes = register(reg, m.passes)
 		m.created = register(reg, m.created)
+		m.replaced = register(reg, m.replaced)
 		m.updates = register(reg, m.updates)
 	}
 	return m

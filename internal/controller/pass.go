@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
@@ -27,11 +28,17 @@ type pass struct {
 	statusSet bool                // status differs from the stored one
 	note      string              // why the service waits (depends_on, no node)
 
-	events  []client.Event
-	results []string // update results, for metrics
-	created int
-	wake    time.Time // when the service wants another pass
-	full    bool      // the transaction budget ran out: another pass follows
+	events   []client.Event
+	results  []string // update results, for metrics
+	created  int
+	replaced int       // failed replicas replaced
+	wake     time.Time // when the service wants another pass
+	full     bool      // the transaction budget ran out: another pass follows
+
+	// backoff is this pass's copy of the service's replacement
+	// bookkeeping; the run keeps it only if the pass commits.
+	backoff    map[int]slotBackoff
+	backoffSet bool
 }
 
 func newPass(r *run, v *view, now time.Time) *pass {
@@ -39,6 +46,7 @@ func newPass(r *run, v *view, now time.Time) *pass {
 	if v.status != nil {
 		p.status = *v.status
 	}
+	p.backoff = maps.Clone(r.c.backoff[v.key])
 	return p
 }
 
@@ -102,6 +110,7 @@ func (p *pass) collectGarbage() {
 // removeService shuts down the tasks of a service that has no record
 // left, and deletes its status once no task is left.
 func (p *pass) removeService() {
+	p.forgetBackoff()
 	for _, t := range p.live {
 		if t.running() {
 			p.shutdown(t, "service removed")

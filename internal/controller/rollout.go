@@ -52,12 +52,15 @@ func (p *pass) converge() {
 	for _, t := range ro.surplus {
 		p.shutdown(t, fmt.Sprintf("scaled down to %d", rec.Spec.Replicas))
 	}
+	p.replaceFailed(ro)
 	if p.progressing() {
 		p.progress(ro)
 	}
 	p.fill(ro)
 	if p.progressing() {
 		p.checkDone(ro)
+	} else {
+		p.checkRecovered(ro)
 	}
 	p.setMessage()
 	p.observe(p.v.recRev)

@@ -19,7 +19,9 @@ type task struct {
 	status     *client.ReplicaStatus // nil until the agent reports
 	statusRev  int64
 	readySince time.Time
-	nodeGone   bool // its node is down or unknown: no report will come
+	// terminalSince is when the controller saw it fail or complete.
+	terminalSince time.Time
+	nodeGone      bool // its node is down or unknown: no report will come
 }
 
 func (t *task) id() string    { return t.rec.ID }
@@ -34,10 +36,10 @@ func (t *task) state() string {
 }
 
 // terminal: the agent gave up on it (restart policy) or it completed.
-func (t *task) terminal() bool {
-	s := t.state()
-	return s == client.StateFailed || s == client.StateComplete
-}
+func (t *task) terminal() bool { return terminalState(t.state()) }
+
+// terminalState: the agent will do nothing more with a replica in state s.
+func terminalState(s string) bool { return s == client.StateFailed || s == client.StateComplete }
 
 // gone: its container is removed, or can no longer be waited for.
 func (t *task) gone() bool { return t.state() == client.StateShutdown || t.nodeGone }
@@ -117,7 +119,7 @@ func (c *cache) view(k svcKey) *view {
 		t := &task{key: te.key, rec: te.rec, rev: te.rev, tmpl: te.tmpl}
 		if se != nil {
 			st := se.st
-			t.status, t.statusRev, t.readySince = &st, se.rev, se.readySince
+			t.status, t.statusRev, t.readySince, t.terminalSince = &st, se.rev, se.readySince, se.terminalSince
 		}
 		if n, ok := c.nodes[te.rec.Node]; !ok || n.v.Status == "down" {
 			t.nodeGone = true
