@@ -69,25 +69,37 @@ failed() { # what why: a figure that could not be measured
 
 # phase NAME: what the machine's CPUs did from here to the next phase (or
 # phase_end), from /proc/stat, as a "cpu" result line: busy, steal (time
-# the hypervisor gave to others), idle; and which commands used the CPU
-# (from /proc/<pid>/stat, children reaped during the phase counted with
-# their parent; processes that ended without a waiting parent are missed).
-# The machine is shared: this tells whose work a figure competed with.
+# the hypervisor gave to others), idle; and which commands used the CPU,
+# from /proc/<pid>/stat. Processes of this run are marked "(bench)": its
+# ruche up, backend replica and proxies (and their children), and "clients
+# (bench)", the commands this script ran and waited for (wrk, h2load,
+# ingresstool, curl, the docker CLI). Other processes count with their own
+# time only; one that started and ended within the phase is missed (the
+# busy share still counts it). The machine is shared: this tells whose
+# work a figure competed with.
 PHASE=""
 CLK_TCK=$(getconf CLK_TCK)
-proc_ticks() { # "comm<TAB>ticks" per process, utime+stime+cutime+cstime
-	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v mine="${RUCHE_PID:-none}" '{
-		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [A-Za-z] .*$/, "", c); gsub(/[ \t,:]/, "_", c); if (c ~ /^kworker/) c = "kworker"; if ($1 == mine) c = c "(this-bench)"
-		s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
-		printf "%s:%s\t%d\n", $1, c, f[12] + f[13] + f[14] + f[15] }'
+BACKEND_PID=""
+proc_ticks() { # "pid<TAB>name<TAB>ticks"
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v self=$$ -v mine="${RUCHE_PID:-} ${BACKEND_PID:-} ${PROXY_PID[*]:-}" '
+		BEGIN { n = split(mine, m, " "); for (i = 1; i <= n; i++) own[m[i]] = 1 }
+		{
+			c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [A-Za-z] .*$/, "", c); gsub(/[ \t,:]/, "_", c)
+			if (c ~ /^kworker/) c = "kworker"
+			s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+			t = f[12] + f[13]
+			if ($1 == self) { c = "clients"; t = f[14] + f[15] }
+			if (($1 in own) || (f[2] in own) || $1 == self) c = c "(bench)"
+			printf "%s\t%s\t%d\n", $1, c, t
+		}'
 }
 phase_end() {
 	[ -n "$PHASE" ] || return 0
 	local now_cpu top secs
 	read -ra now_cpu < <(head -n1 /proc/stat)
 	secs=$(awk -v a="$PHASE_T" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
-	top=$(proc_ticks | awk -F'\t' -v hz="$CLK_TCK" -v secs="$secs" 'NR == FNR { base[$1] = $2; next }
-		{ d = $2 - base[$1]; if (d <= 0) next; c = $1; sub(/^[0-9]+:/, "", c); use[c] += d }
+	top=$(proc_ticks | awk -F'\t' -v hz="$CLK_TCK" -v secs="$secs" 'NR == FNR { base[$1] = $3; next }
+		{ d = $3 - base[$1]; if (d > 0) use[$2] += d }
 		END { for (c in use) printf "%.0f %s\n", 100 * use[c] / hz / secs, c }' "$WORK/phase.ticks" - |
 		sort -rn | awk '$1 >= 3' | head -n 8 | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')
 	awk -v name="$PHASE" -v a="${PHASE_CPU[*]}" -v b="${now_cpu[*]}" -v top="$top" 'BEGIN {
@@ -345,6 +357,7 @@ EOF
 	wait_for "a ready replica in ruche routes" 60 backend_addr
 	"$RUCHE" routes >"$OUT/routes.txt" 2>&1 || true
 	log "backend replica at $BACKEND (from ruche routes -o json)"
+	BACKEND_PID=$(docker inspect -f '{{.State.Pid}}' $(containers_named bench-ing-web-) 2>/dev/null | head -n1 || true)
 	wait_for "the backend" 30 curl_ok "http://$BACKEND/bytes/1024" "$HOST"
 	wait_for "ruche's ingress" 30 curl_ok "http://127.0.0.1:$HTTP_PORT/bytes/1024" "$HOST"
 fi
@@ -468,16 +481,43 @@ addr_of() { # target: host:port of its URL
 
 # --- 1. peak requests/s: wrk ------------------------------------------------------------
 
-run_wrk() { # target seconds label
-	local t=$1 s=$2 label=$3 raw
+# tree_ticks PID: CPU ticks (user + system) of the process and its children
+# (nginx's workers), 0 without a pid.
+tree_ticks() {
+	[ -n "$1" ] || { echo 0; return; }
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$1" '{
+		s = $0; sub(/^.*\) /, "", s); split(s, f, " ")
+		if ($1 == p || f[2] == p) t += f[12] + f[13] } END { print t + 0 }'
+}
+
+# proxy_pid TARGET: the process that does the proxying (none for direct).
+proxy_pid() {
+	case $1 in
+	ruche) echo "$RUCHE_PID" ;;
+	direct) echo "" ;;
+	*) echo "${PROXY_PID[$1]:-}" ;;
+	esac
+}
+
+# run_wrk TARGET SECONDS LABEL: one wrk run; with a label, its result line,
+# plus the CPU seconds the proxy and the backend used meanwhile.
+run_wrk() {
+	local t=$1 s=$2 label=$3 raw pp p0 b0 p1 b1
+	pp=$(proxy_pid "$t")
+	p0=$(tree_ticks "$pp") b0=$(tree_ticks "$BACKEND_PID")
 	raw=$(wrk -t2 -c"$CONNS" -d"${s}s" --latency -H "Host: $HOST" "${URL[$t]}" 2>&1) || true
+	p1=$(tree_ticks "$pp") b1=$(tree_ticks "$BACKEND_PID")
 	printf -- '--- %s\n%s\n' "$label" "$raw" >>"$OUT/wrk.log"
 	[ -n "$label" ] || return 0
-	if ! printf '%s\n' "$raw" | "$TOOL" wrk -label "$label" >>"$RESULTS" 2>>"$OUT/wrk.log"; then
+	local line
+	if ! line=$(printf '%s\n' "$raw" | "$TOOL" wrk -label "$label" 2>>"$OUT/wrk.log"); then
 		failed "$label" "wrk output not understood (see wrk.log)"
 		return
 	fi
-	log "$label: $(tail -n1 "$RESULTS" | tr '\t' '\n' | grep -E '^(rps|p99|errors)=' | paste -sd' ')"
+	[ -z "$pp" ] || line+=$(printf '\tproxy_cpu_s=%s' "$(awk -v d=$((p1 - p0)) -v hz="$CLK_TCK" 'BEGIN { print d / hz }')")
+	[ -z "$BACKEND_PID" ] || [[ $label != peak/* ]] || line+=$(printf '\tbackend_cpu_s=%s' "$(awk -v d=$((b1 - b0)) -v hz="$CLK_TCK" 'BEGIN { print d / hz }')")
+	printf '%s\n' "$line" >>"$RESULTS"
+	log "$label: $(printf '%s\n' "$line" | tr '\t' '\n' | grep -E '^(rps|p99|errors|proxy_cpu_s)=' | paste -sd' ')"
 }
 
 if want peak; then phase peak; fi
@@ -605,6 +645,7 @@ if want logcost; then
 	remove_containers bench-ing-side-
 fi
 
+phase_end
 stop_proxies
 if [ -n "$RUCHE_PID" ] && [ -n "$BACKEND" ] && want rel; then
 	timeout 90 "$RUCHE" rm bench-ing --timeout 60s >>"$OUT/ruche-cli.log" 2>&1 || log "ruche rm bench-ing failed"
@@ -698,6 +739,7 @@ if want rel && [ -n "$RUCHE_PID" ]; then
 		failed rel/ruche-roll "deploying bench-ingrel failed (see rel-ruche-roll.log)"
 	fi
 fi
+phase_end
 stop_ruche
 
 # --- Swarm's routing mesh ----------------------------------------------------------------------

@@ -18,8 +18,8 @@ func (rep *report) writePeak(w io.Writer) []goal {
 		w = io.Discard
 	}
 	fmt.Fprintf(w, "#### Throughput: 1 KiB answers over HTTP/1.1 keep-alive (wrk, closed loop)\n\n")
-	fmt.Fprintf(w, "| target | rounds | req/s, median | req/s, min – max | p50, median | p99, median | errors, all rounds | × nginx |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| target | rounds | req/s, median | req/s, min – max | p50, median | p99, median | errors, all rounds | × nginx | proxy CPU per request | backend CPU per request |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
 	nginx, haveNginx := rep.peakMedian(targetNginx)
 	for _, t := range rep.peakOrd {
 		rs := rep.peak[t]
@@ -35,8 +35,9 @@ func (rep *report) writePeak(w io.Writer) []goal {
 		if haveNginx && nginx > 0 {
 			ratio = fmt.Sprintf("%.2f×", med/nginx)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s – %s | %s | %s | %.0f | %s |\n", name(t), len(rs), fmtNum(med),
-			fmtNum(minOf(rps)), fmtNum(maxOf(rps)), ms(p50), ms(p99), errs, ratio)
+		fmt.Fprintf(w, "| %s | %d | %s | %s – %s | %s | %s | %.0f | %s | %s | %s |\n", name(t), len(rs), fmtNum(med),
+			fmtNum(minOf(rps)), fmtNum(maxOf(rps)), ms(p50), ms(p99), errs, ratio,
+			cpuPerRequest(rs, "proxy_cpu_s"), cpuPerRequest(rs, "backend_cpu_s"))
 	}
 	fmt.Fprintln(w)
 
@@ -232,4 +233,22 @@ func (rep *report) writeLogCost(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %d | %s | %s – %s | %s |\n", v.text, len(rs), fmtNum(med), fmtNum(minOf(rps)), fmtNum(maxOf(rps)), ms(p99))
 	}
 	fmt.Fprintln(w)
+}
+
+// cpuPerRequest is the median over runs of the CPU time a process used
+// during a wrk run divided by the requests of that run, in µs.
+func cpuPerRequest(rs []*result, key string) string {
+	var per []float64
+	for _, r := range rs {
+		cpu, ok1 := r.num(key)
+		n, ok2 := r.num("requests")
+		if ok1 && ok2 && n > 0 {
+			per = append(per, cpu*1e6/n)
+		}
+	}
+	m, ok := median(per)
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f µs", m)
 }
