@@ -16,8 +16,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		files   []string
 		project string
 		dryRun  bool
-		detach  bool
-		timeout time.Duration
+		wf      waitFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy -f compose.yml [-p project]",
@@ -54,10 +53,10 @@ and follows each service until the stack has converged (exit 0) or failed (exit 
 			} else {
 				printChanges(g, resp)
 			}
-			if dryRun || detach || resp.Revision == 0 {
+			if dryRun || wf.detach || resp.Revision == 0 {
 				return nil
 			}
-			w := waitSpec{project: spec.Name, rev: resp.Revision, timeout: timeout}
+			w := waitSpec{project: spec.Name, rev: resp.Revision, timeout: wf.timeout}
 			for _, ch := range resp.Changes {
 				switch ch.Kind {
 				case client.ChangeRemove:
@@ -76,8 +75,7 @@ and follows each service until the stack has converged (exit 0) or failed (exit 
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "compose file (repeat to merge; default compose.yml)")
 	cmd.Flags().StringVarP(&project, "project", "p", "", "project name (default: the file's name: key, else its directory)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate and show the changes, apply nothing")
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return once applied, without waiting")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for convergence")
+	addWaitFlags(cmd, &wf, 10*time.Minute)
 	return cmd
 }
 

@@ -86,8 +86,7 @@ func ports(ps []client.PortBinding) string {
 }
 
 func newScaleCmd(g *globals) *cobra.Command {
-	var detach bool
-	var timeout time.Duration
+	var wf waitFlags
 	cmd := &cobra.Command{
 		Use:   "scale project/service=N ...",
 		Short: "Set the number of replicas of services",
@@ -123,8 +122,8 @@ func newScaleCmd(g *globals) *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(g.stdout, "%s/%s: replicas %d -> %d\n", r.project, r.service, ch.From, ch.To)
-				if !detach && ch.Revision > 0 {
-					if err := g.wait(cmd.Context(), c, waitSpec{project: r.project, rev: ch.Revision, services: []string{r.service}, timeout: timeout}); err != nil {
+				if !wf.detach && ch.Revision > 0 {
+					if err := g.wait(cmd.Context(), c, waitSpec{project: r.project, rev: ch.Revision, services: []string{r.service}, timeout: wf.timeout}); err != nil {
 						return err
 					}
 				}
@@ -132,14 +131,12 @@ func newScaleCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once, without waiting")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for convergence")
+	addWaitFlags(cmd, &wf, 10*time.Minute)
 	return cmd
 }
 
 func newRollbackCmd(g *globals) *cobra.Command {
-	var detach bool
-	var timeout time.Duration
+	var wf waitFlags
 	cmd := &cobra.Command{
 		Use:   "rollback project/service",
 		Short: "Put a service back on its previous version",
@@ -158,14 +155,13 @@ func newRollbackCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "%s/%s: rolling back (%s)\n", p, s, strings.Join(ch.Fields, ", "))
-			if detach {
+			if wf.detach {
 				return nil
 			}
-			return g.wait(cmd.Context(), c, waitSpec{project: p, rev: ch.Revision, services: []string{s}, timeout: timeout})
+			return g.wait(cmd.Context(), c, waitSpec{project: p, rev: ch.Revision, services: []string{s}, timeout: wf.timeout})
 		},
 	}
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once, without waiting")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for convergence")
+	addWaitFlags(cmd, &wf, 10*time.Minute)
 	return cmd
 }
 
@@ -225,8 +221,8 @@ func newEventsCmd(g *globals) *cobra.Command {
 }
 
 func newRmCmd(g *globals) *cobra.Command {
-	var volumes, detach bool
-	var timeout time.Duration
+	var volumes bool
+	var wf waitFlags
 	cmd := &cobra.Command{
 		Use:   "rm project [--volumes]",
 		Short: "Remove a project: its replicas and networks; its named volumes only with --volumes",
@@ -246,10 +242,10 @@ func newRmCmd(g *globals) *cobra.Command {
 			if !volumes {
 				fmt.Fprintln(g.stdout, "named volumes are kept (use --volumes to delete them)")
 			}
-			if detach {
+			if wf.detach {
 				return nil
 			}
-			if err := g.wait(cmd.Context(), c, waitSpec{project: args[0], projectGone: true, timeout: timeout}); err != nil {
+			if err := g.wait(cmd.Context(), c, waitSpec{project: args[0], projectGone: true, timeout: wf.timeout}); err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "%s removed\n", args[0])
@@ -257,8 +253,7 @@ func newRmCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&volumes, "volumes", false, "also delete the project's named volumes (their data is lost)")
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "return at once, without waiting")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
+	addWaitFlags(cmd, &wf, 5*time.Minute)
 	return cmd
 }
 

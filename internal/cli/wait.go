@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +23,18 @@ type waitSpec struct {
 	// projectGone waits for the whole project (ruche rm).
 	projectGone bool
 	timeout     time.Duration
+}
+
+// waitFlags are the --detach and --timeout flags of a command that waits
+// for its change to converge.
+type waitFlags struct {
+	detach  bool
+	timeout time.Duration
+}
+
+func addWaitFlags(cmd *cobra.Command, f *waitFlags, timeout time.Duration) {
+	cmd.Flags().BoolVarP(&f.detach, "detach", "d", false, "return once the change is applied, without waiting")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", timeout, "how long to wait for convergence")
 }
 
 // wait follows the project and prints one line per service each time its
