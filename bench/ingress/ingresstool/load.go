@@ -32,8 +32,8 @@ const lateAfter = time.Millisecond
 
 type job struct {
 	seq int
-	at  time.Time // scheduled send time
-	rec bool      // in the recorded phase
+	at  time.Time // latency counts from here: the due time, or when the dispatcher could hand the request out
+	rec bool      // in the recorded phase (by due time)
 }
 
 type errEvent struct {
@@ -70,10 +70,12 @@ type loadResult struct {
 
 // runLoad is an open-loop generator: request i is due at start + i/rate
 // whatever happened to the requests before it, and its latency is measured
-// from that due time to the end of its answer. A stalled server therefore
-// shows in the latency of every request that had to wait, not only in the
-// one that stalled (no coordinated omission). Requests wait in a queue for
-// a free worker; with enough workers the queue stays empty.
+// from that due time (or from when the generator's own timer let it hand
+// the request out, if later) to the end of its answer. A stalled server
+// therefore shows in the latency of every request that had to wait for a
+// worker, not only in the one that stalled (no coordinated omission).
+// Requests wait in a queue for a free worker; with enough workers the
+// queue stays empty.
 func runLoad(ctx context.Context, cfg loadConfig) (*loadResult, error) {
 	if cfg.rate <= 0 || cfg.conns <= 0 || len(cfg.mix) == 0 || cfg.duration <= 0 {
 		return nil, fmt.Errorf("%w: load needs a rate, a duration, connections and requests", errUsage)
@@ -135,7 +137,17 @@ dispatch:
 			case <-timer.C:
 			}
 		}
-		j := job{seq: i, at: at, rec: !at.Before(res.start)}
+		// Latency counts from the due time, or from now if the timer woke
+		// the dispatcher late: on a VM a short timer overshoots by a
+		// millisecond or more even when idle, and that is the generator's
+		// own delay. Waiting for a free worker (a slow server) still counts:
+		// the time is taken before the hand-off, which blocks when the
+		// queue is full.
+		from := at
+		if now := time.Now(); now.After(at) {
+			from = now
+		}
+		j := job{seq: i, at: from, rec: !at.Before(res.start)}
 		select {
 		case jobs <- j:
 		case <-ctx.Done():
