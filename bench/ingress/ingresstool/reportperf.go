@@ -81,7 +81,7 @@ func (rep *report) writeHalf(w io.Writer) []goal {
 	if len(rep.halfOrd) == 0 {
 		w = io.Discard
 	}
-	fmt.Fprintf(w, "#### Latency added at half of peak (constant rate, open loop, from the scheduled send time)\n\n")
+	fmt.Fprintf(w, "#### Latency added at half of peak (constant rate, open loop; latency from the due time, see bench/README.md)\n\n")
 	fmt.Fprintf(w, "| proxy | rate (half its peak) | p50 via proxy | p99 via proxy | p99 direct, same rate | p99 added | p50 added | failed (proxy / direct) | late sends (proxy / direct) |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|\n")
 	g := goal{text: fmt.Sprintf("p99 added by ruche at half its peak ≤ %.0f ms", maxAddedP99Ms), measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
