@@ -815,7 +815,9 @@ if want swarm; then
 		else
 			why="the Swarm stack did not come up or its routing mesh did not answer on 127.0.0.1:$SWARM_PORT (see rel-swarm-roll.log)"
 			if [ ! -e /proc/net/ip_vs ]; then
-				why="Swarm's routing mesh cannot work on this machine: the kernel has no IPVS (/proc/net/ip_vs is missing; dockerd logs 'error reading the kernel parameter net.ipv4.vs.*', see dockerd-swarm.log) and no DOCKER-INGRESS rule was set up; the stack's 2 tasks ran, but 127.0.0.1:$SWARM_PORT refused connections"
+				why="Swarm's routing mesh cannot work on this machine: the kernel has no IPVS (/proc/net/ip_vs is missing; see dockerd-swarm.log for dockerd's errors)"
+				iptables -t nat -S DOCKER-INGRESS >/dev/null 2>&1 || why+="; no DOCKER-INGRESS rule was set up"
+				why+="; $(docker service ls --filter name=bench-ingswarm_web --format '{{.Replicas}}' 2>/dev/null) tasks running, but 127.0.0.1:$SWARM_PORT did not answer"
 			fi
 			failed rel/swarm-roll "$why"
 			failed rel/swarm-kill "$why"
