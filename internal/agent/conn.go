@@ -34,6 +34,16 @@ type Conn interface {
 	// CleanupDone takes the node out of a project's cleanup record,
 	// deleting the record when no node is left.
 	CleanupDone(ctx context.Context, project, node string) error
+	// Heartbeat tells the managers the node is alive, with its live load.
+	// The answer is the interval the managers want heartbeats at (0: keep
+	// the current one).
+	Heartbeat(ctx context.Context, node string, load client.NodeLoad) (time.Duration, error)
+}
+
+// HeartbeatSink takes heartbeats on the manager side: the leader's node
+// health tracker. It returns the heartbeat interval agents should use.
+type HeartbeatSink interface {
+	Beat(node string, load client.NodeLoad) time.Duration
 }
 
 // Opener opens sealed secrets (see store.SecretRecord).
@@ -46,6 +56,9 @@ type Opener interface {
 type LocalConn struct {
 	st      store.Store
 	secrets Opener
+	// Beats takes the node's heartbeats; nil drops them (no node health
+	// tracking in this process).
+	Beats HeartbeatSink
 }
 
 // NewLocalConn returns a Conn over st; secrets (may be nil when no project
@@ -83,6 +96,14 @@ func (c *LocalConn) RegisterNode(ctx context.Context, n client.Node) error {
 		}
 		return nil
 	}
+}
+
+// Heartbeat hands the beat to Beats.
+func (c *LocalConn) Heartbeat(ctx context.Context, node string, load client.NodeLoad) (time.Duration, error) {
+	if c.Beats == nil {
+		return 0, nil
+	}
+	return c.Beats.Beat(node, load), nil
 }
 
 // WatchTasks watches the node's assignments.
