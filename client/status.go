@@ -62,6 +62,10 @@ type PortBinding struct {
 	Published uint16 `json:"published"`
 	Protocol  string `json:"protocol"`
 	HostIP    string `json:"host_ip,omitempty"`
+	// Route marks a binding the agent published itself, on its node's
+	// advertise address, so that the ingress of other nodes reaches a
+	// route's target port (not a port the service publishes).
+	Route bool `json:"route,omitempty"`
 }
 
 // Update states of a service.
