@@ -149,6 +149,9 @@ type Node struct {
 	Replicas     int               `json:"replicas"`
 	Version      string            `json:"version,omitempty"`
 	UpdatedAt    time.Time         `json:"updated_at"`
+	// CertSerial is the serial (hex) of the node certificate the managers
+	// issued at join; a certificate with another serial is refused.
+	CertSerial string `json:"cert_serial,omitempty"`
 }
 
 // NodeLoad is a node's live load, reported with its heartbeats.

@@ -21,6 +21,7 @@ import (
 //	/ruche/cleanup/<p>                      CleanupRecord (ruche rm in progress)
 //	/ruche/events/<unix-nanos>-<seq>        client.Event, with a lease
 //	/ruche/tokens/<sha256-hex>              TokenRecord
+//	/ruche/jointokens/<sha256-hex>          JoinTokenRecord (single-use, expiring)
 const Root = "/ruche/"
 
 const (
@@ -35,6 +36,7 @@ const (
 	CleanupPrefix    = Root + "cleanup/"
 	EventsPrefix     = Root + "events/"
 	TokensPrefix     = Root + "tokens/"
+	JoinTokensPrefix = Root + "jointokens/"
 	ClusterKey       = Root + "meta/cluster"
 	ElectionPrefix   = Root + "election/"
 )
@@ -51,6 +53,7 @@ func SecretKey(p, name string) string       { return SecretsPrefix + p + "/" + n
 func ConfigKey(p, name string) string       { return ConfigsPrefix + p + "/" + name }
 func CleanupKey(p string) string            { return CleanupPrefix + p }
 func TokenKey(hash string) string           { return TokensPrefix + hash }
+func JoinTokenKey(hash string) string       { return JoinTokensPrefix + hash }
 
 // EventKey orders events by time; seq breaks ties within one writer.
 func EventKey(t time.Time, seq uint32) string {

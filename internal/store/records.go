@@ -81,6 +81,15 @@ type TokenRecord struct {
 	Expires time.Time `json:"expires,omitempty"`
 }
 
+// JoinTokenRecord is a join token, stored by the SHA-256 of its secret. It
+// authenticates nothing but one join: the join deletes it in the
+// transaction that creates the node record.
+type JoinTokenRecord struct {
+	Role    string    `json:"role"` // "agent" or "manager"
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
 // ClusterRecord identifies the cluster.
 type ClusterRecord struct {
 	ID      string    `json:"id"`

@@ -1,0 +1,78 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Join token roles.
+const (
+	JoinRoleAgent   = "agent"
+	JoinRoleManager = "manager"
+)
+
+// TokenRequest is the body of POST /v1/tokens: a join token.
+type TokenRequest struct {
+	Role string `json:"role"` // JoinRoleAgent or JoinRoleManager
+	// TTL is how long the token can be used (default 1h).
+	TTL Duration `json:"ttl,omitempty"`
+}
+
+// JoinToken describes a join token. Token (the secret) is set only in the
+// answer to its creation: the managers keep only its hash.
+type JoinToken struct {
+	ID      string    `json:"id"` // the first characters of the token's hash
+	Token   string    `json:"token,omitempty"`
+	Role    string    `json:"role"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	// CAHash pins the cluster CA for the joining machine: "sha256:<hex>" of
+	// the CA certificate's public key (as kubeadm's discovery hash).
+	CAHash string `json:"ca_hash,omitempty"`
+	// Managers are the API URLs a machine can join through.
+	Managers []string `json:"managers,omitempty"`
+}
+
+// JoinRequest is the body of POST /v1/join (no bearer token: the join
+// token in it is the credential).
+type JoinRequest struct {
+	Token    string            `json:"token"`
+	NodeName string            `json:"node_name"`
+	Hostname string            `json:"hostname,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	// Addr is the node's advertise address (an IP address).
+	Addr string `json:"addr,omitempty"`
+	// CSR is the PEM certificate request for the node's key.
+	CSR string `json:"csr"`
+}
+
+// JoinResponse is what a node gets when it joins.
+type JoinResponse struct {
+	NodeID    string   `json:"node_id"`
+	Cert      string   `json:"cert"` // PEM, signed by the cluster CA
+	CA        string   `json:"ca"`   // PEM
+	ClusterID string   `json:"cluster_id"`
+	Managers  []string `json:"managers"`
+}
+
+// CreateJoinToken makes a join token for role, valid for ttl (0: the
+// server's default, 1h).
+func (c *Client) CreateJoinToken(ctx context.Context, role string, ttl time.Duration) (*JoinToken, error) {
+	var out JoinToken
+	return &out, c.do(ctx, http.MethodPost, "/v1/tokens", jsonBody(TokenRequest{Role: role, TTL: Duration(ttl)}), "application/json", &out)
+}
+
+// JoinTokens lists the join tokens not yet used (without their secret).
+func (c *Client) JoinTokens(ctx context.Context) ([]JoinToken, error) {
+	var out []JoinToken
+	return out, c.do(ctx, http.MethodGet, "/v1/tokens", nil, "", &out)
+}
+
+// RemoveJoinToken deletes the join token whose ID starts with id.
+func (c *Client) RemoveJoinToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+esc(id), nil, "", nil)
+}
+
+// Servers returns the API URLs the client uses.
+func (c *Client) Servers() []string { return append([]string(nil), c.servers...) }
