@@ -2,6 +2,9 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"net/http"
 	"time"
 )
@@ -76,3 +79,10 @@ func (c *Client) RemoveJoinToken(ctx context.Context, id string) error {
 
 // Servers returns the API URLs the client uses.
 func (c *Client) Servers() []string { return append([]string(nil), c.servers...) }
+
+// CAHash is the pin of a cluster CA: "sha256:" and the hex SHA-256 of the
+// certificate's SubjectPublicKeyInfo (the form kubeadm uses).
+func CAHash(ca *x509.Certificate) string {
+	sum := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
