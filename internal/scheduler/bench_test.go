@@ -10,16 +10,29 @@ import (
 
 // BenchmarkPlace10kOn1k places 10,000 replicas (100 services of 100) on
 // 1,000 nodes in one plan, as a first deploy of a large cluster would.
-func BenchmarkPlace10kOn1k(b *testing.B) {
-	nodes := make([]client.Node, 1000)
+func BenchmarkPlace10kOn1k(b *testing.B) { benchPlace(b, 1000, 100, 100, 0) }
+
+// BenchmarkPlace10kOn1kExhaustive is the same plan scoring every feasible
+// node (Options.Sample < 0): the cost sampling saves.
+func BenchmarkPlace10kOn1kExhaustive(b *testing.B) { benchPlace(b, 1000, 100, 100, -1) }
+
+// BenchmarkPlace100kOn5k places 100,000 replicas (100 services of 1,000)
+// on 5,000 nodes in one plan: issue 4's scale, without the store.
+func BenchmarkPlace100kOn5k(b *testing.B) { benchPlace(b, 5000, 100, 1000, 0) }
+
+// benchPlace places services × perService replicas on n nodes in one plan:
+// a mix of constraints, hard spread and host ports. It reports
+// placements/s.
+func benchPlace(b *testing.B, n, services, perService, sample int) {
+	nodes := make([]client.Node, n)
 	for i := range nodes {
 		zone := []string{"home", "cloud", "school"}[i%3]
-		nodes[i] = node(fmt.Sprintf("n%04d", i), capa(8, 16<<30), labels("zone", zone),
+		nodes[i] = node(fmt.Sprintf("n%05d", i), capa(8, 16<<30), labels("zone", zone),
 			load(float64(i%7)))
 	}
-	reqs := make([]Request, 0, 10000)
-	for s := range 100 {
-		mods := []func(*client.ServiceSpec){replicas(100), reserve(0.05, 64<<20)}
+	reqs := make([]Request, 0, services*perService)
+	for s := range services {
+		mods := []func(*client.ServiceSpec){replicas(perService), reserve(0.05, 64<<20)}
 		switch s % 4 {
 		case 1:
 			mods = append(mods, constraints("node.labels.zone != school"))
@@ -28,17 +41,18 @@ func BenchmarkPlace10kOn1k(b *testing.B) {
 		case 3:
 			mods = append(mods, publish(uint16(10000+s)))
 		}
-		for slot := 1; slot <= 100; slot++ {
+		for slot := 1; slot <= perService; slot++ {
 			reqs = append(reqs, req(fmt.Sprintf("svc%02d", s), slot, mods...))
 		}
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		p := NewPlanner(Snapshot{Nodes: nodes}, Options{Rand: rand.New(rand.NewPCG(1, 1))})
+		p := NewPlanner(Snapshot{Nodes: nodes}, Options{Rand: rand.New(rand.NewPCG(1, 1)), Sample: sample})
 		for _, r := range reqs {
 			if _, err := p.Place(r); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
+	b.ReportMetric(float64(len(reqs)*b.N)/b.Elapsed().Seconds(), "placements/s")
 }

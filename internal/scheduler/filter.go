@@ -17,6 +17,15 @@ const rejected = "rejected"
 // first reason n cannot take the replica (or just "rejected" unless
 // explain), or "" if it can.
 func (p *Planner) check(n *nodeState, req Request, d demand, cons []Constraint, explain bool) string {
+	if r := staticCheck(n, cons, explain); r != "" {
+		return r
+	}
+	return p.dynamicCheck(n, req, d, explain)
+}
+
+// staticCheck runs the filters that depend on the node record alone (its
+// state and the constraints): their answer does not change during a plan.
+func staticCheck(n *nodeState, cons []Constraint, explain bool) string {
 	if n.node.Status != "ready" {
 		return pick(explain, func() string { return "node is " + orUnknown(n.node.Status) })
 	}
@@ -28,6 +37,12 @@ func (p *Planner) check(n *nodeState, req Request, d demand, cons []Constraint, 
 			return pick(explain, func() string { return "constraint " + c.String() })
 		}
 	}
+	return ""
+}
+
+// dynamicCheck runs the filters whose answer changes as the plan books
+// placements (host ports, reservations) and the extra filters.
+func (p *Planner) dynamicCheck(n *nodeState, req Request, d demand, explain bool) string {
 	for _, port := range d.ports {
 		if use, used := n.ports[port]; used && !d.replacing(use.task) {
 			return pick(explain, func() string { return "host port " + port.String() + " in use by " + use.service })
