@@ -204,6 +204,16 @@ type StoreStatus struct {
 	Quota    int64  `json:"quota"`
 	Revision int64  `json:"revision"`
 	Healthy  bool   `json:"healthy"`
+	// DBSizeInUse is the part of DBSize holding data; the rest is
+	// reclaimed by defragmentation. Members is the number of etcd members
+	// that answered.
+	DBSizeInUse int64 `json:"db_size_in_use,omitempty"`
+	Members     int   `json:"members,omitempty"`
+	// Alarms are raised etcd alarms (NOSPACE, CORRUPT); Warnings are what
+	// `ruche status` prints about them and about a store near its quota.
+	Alarms   []string `json:"alarms,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	Error    string   `json:"error,omitempty"` // the store did not answer
 }
 
 func itoa(n int) string {
