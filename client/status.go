@@ -34,6 +34,10 @@ type Replica struct {
 	Node         string    `json:"node"`
 	DesiredState string    `json:"desired_state"`
 	CreatedAt    time.Time `json:"created_at"`
+	// Moving is set (with the reason) on a replica `ruche rebalance` asked
+	// to move: the controller starts its successor on another node, then
+	// shuts it down.
+	Moving string `json:"moving,omitempty"`
 
 	Status ReplicaStatus `json:"status"`
 }
@@ -145,10 +149,15 @@ type Node struct {
 	Status       string            `json:"status"`       // "ready", "down"
 	Availability string            `json:"availability"` // "active", "drain"
 	Capacity     ResourceAmounts   `json:"capacity"`
-	Load         *NodeLoad         `json:"load,omitempty"`
-	Replicas     int               `json:"replicas"`
-	Version      string            `json:"version,omitempty"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// ManagerLabels are the labels set by `ruche node label`, and
+	// RemovedLabels the ones it removed: they win over the agent's own
+	// (--label) when it registers again. Labels is the result.
+	ManagerLabels map[string]string `json:"manager_labels,omitempty"`
+	RemovedLabels []string          `json:"removed_labels,omitempty"`
+	Load          *NodeLoad         `json:"load,omitempty"`
+	Replicas      int               `json:"replicas"`
+	Version       string            `json:"version,omitempty"`
+	UpdatedAt     time.Time         `json:"updated_at"`
 	// CertSerial is the serial (hex) of the node certificate the managers
 	// issued at join; a certificate with another serial is refused.
 	CertSerial string `json:"cert_serial,omitempty"`
