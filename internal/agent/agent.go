@@ -35,6 +35,12 @@ type Config struct {
 	// configs. Default /var/lib/ruche/agent.
 	DataDir string
 	Labels  map[string]string
+	// AdvertiseAddr is the node's IP address other nodes reach it at. When
+	// set, each replica of a service with routes gets the routes' target
+	// ports published on it (ephemeral host ports), for the ingress of
+	// other nodes (see routeports.go). Empty: nothing is published for
+	// routes (a single node).
+	AdvertiseAddr string
 	// Resync is the period of the full resync that backs up the engine's
 	// event stream. Default 30s.
 	Resync time.Duration

@@ -71,6 +71,8 @@ type harness struct {
 	dir     string
 	drain   Drainer
 	cluster string
+	// advertise is the agent's AdvertiseAddr.
+	advertise string
 }
 
 func newHarness(t *testing.T, rt *fakeRuntime) *harness {
@@ -83,7 +85,7 @@ func newHarness(t *testing.T, rt *fakeRuntime) *harness {
 func (h *harness) start() {
 	h.reg = prometheus.NewRegistry()
 	log := slog.New(slog.DiscardHandler)
-	h.agent = New(Config{NodeID: "n1", ClusterID: h.cluster, Hostname: "host1", DataDir: h.dir}, Deps{
+	h.agent = New(Config{NodeID: "n1", ClusterID: h.cluster, Hostname: "host1", DataDir: h.dir, AdvertiseAddr: h.advertise}, Deps{
 		Runtime: h.rt, Conn: h.conn, Log: log, Metrics: h.reg, Events: events.NewRecorder(h.st, log), Drainer: h.drain,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -56,6 +56,8 @@ type env struct {
 	node    string
 	project string
 	dir     string
+	// advertise is the agent's AdvertiseAddr.
+	advertise string
 
 	mu     sync.Mutex
 	agent  *agent.Agent
@@ -112,7 +114,7 @@ func (e *env) start() {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	e.agent = agent.New(agent.Config{NodeID: e.node, DataDir: e.dir}, agent.Deps{Runtime: e.rt, Conn: e.conn, Log: log})
+	e.agent = agent.New(agent.Config{NodeID: e.node, DataDir: e.dir, AdvertiseAddr: e.advertise}, agent.Deps{Runtime: e.rt, Conn: e.conn, Log: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan error, 1)
 	a := e.agent

@@ -300,7 +300,11 @@ func (f *fakeRuntime) Start(ctx context.Context, id string) error {
 		if pub == 0 {
 			pub = uint16(40000 + i)
 		}
-		fc.c.Ports = append(fc.c.Ports, client.PortBinding{Target: p.Target, Published: pub, Protocol: "tcp", HostIP: "0.0.0.0"})
+		host := p.HostIP
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		fc.c.Ports = append(fc.c.Ports, client.PortBinding{Target: p.Target, Published: pub, Protocol: "tcp", HostIP: host})
 	}
 	fc.c.Addresses = map[string]string{}
 	for i, n := range fc.spec.Networks {

@@ -396,6 +396,7 @@ func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 		return err
 	}
 	spec := containerSpec(rec, files)
+	addRoutePorts(&spec, rec, s.a.cfg.AdvertiseAddr)
 	if s.a.cfg.ClusterID != "" {
 		spec.Labels[runtime.LabelCluster] = s.a.cfg.ClusterID
 	}
@@ -454,7 +455,7 @@ func (s *supervisor) observeRun(ctx context.Context, rec store.TaskRecord, c run
 	s.runSeen = c.StartedAt
 	st := client.ReplicaStatus{
 		State: client.StateRunning, Ready: true, Health: c.Health, ContainerID: c.ID,
-		Ports: c.Ports, Addresses: projectAddresses(rec, c.Addresses), StartedAt: c.StartedAt,
+		Ports: markRoutePorts(c.Labels, rec.Spec.Ports, c.Ports), Addresses: projectAddresses(rec, c.Addresses), StartedAt: c.StartedAt,
 	}
 	switch c.Health {
 	case runtime.HealthStarting:

@@ -14,6 +14,7 @@ package routing
 
 import (
 	"net"
+	"net/netip"
 	"sort"
 	"strconv"
 
@@ -117,12 +118,43 @@ func addr(task store.TaskRecord, st client.ReplicaStatus, port uint16, in Input)
 	if !ok || node.Addr == "" {
 		return ""
 	}
-	for _, p := range st.Ports {
-		if p.Target == port && (p.Protocol == "" || p.Protocol == "tcp") {
-			return net.JoinHostPort(node.Addr, strconv.Itoa(int(p.Published)))
-		}
+	if p, ok := remotePort(st.Ports, port, node.Addr); ok {
+		return net.JoinHostPort(node.Addr, strconv.Itoa(int(p)))
 	}
 	return ""
+}
+
+// remotePort picks the host port that reaches a replica's target port from
+// another node: the binding its agent published for routes (PortBinding.Route)
+// first, else one the service publishes itself on every address or on the
+// node's address. A binding on another address (127.0.0.1) is not
+// reachable from elsewhere.
+func remotePort(ps []client.PortBinding, target uint16, nodeAddr string) (uint16, bool) {
+	var fallback uint16
+	for _, p := range ps {
+		if p.Target != target || (p.Protocol != "" && p.Protocol != "tcp") || p.Published == 0 {
+			continue
+		}
+		if p.Route {
+			return p.Published, true
+		}
+		if fallback == 0 && reachable(p.HostIP, nodeAddr) {
+			fallback = p.Published
+		}
+	}
+	return fallback, fallback != 0
+}
+
+// reachable reports whether a port bound on hostIP is reached at nodeAddr.
+func reachable(hostIP, nodeAddr string) bool {
+	h, err := netip.ParseAddr(hostIP)
+	if hostIP == "" || (err == nil && h.IsUnspecified()) {
+		n, nerr := netip.ParseAddr(nodeAddr)
+		// Docker's "::" binding is IPv6 only; "0.0.0.0" IPv4 only.
+		return hostIP == "" || nerr != nil || h.Is4() == n.Unmap().Is4()
+	}
+	n, err2 := netip.ParseAddr(nodeAddr)
+	return err == nil && err2 == nil && h == n.Unmap()
 }
 
 // containerIP picks the replica's address on its first project network (in

@@ -126,3 +126,62 @@ func TestWatcherFollowsTheStore(t *testing.T) {
 		}
 	})
 }
+
+func TestRemotePort(t *testing.T) {
+	tests := []struct {
+		name     string
+		ports    []client.PortBinding
+		nodeAddr string
+		want     uint16
+	}{
+		{name: "none", nodeAddr: "192.0.2.10"},
+		{
+			name:     "the route binding over the service's own port",
+			ports:    []client.PortBinding{{Target: 80, Published: 8080, Protocol: "tcp", HostIP: "0.0.0.0"}, {Target: 80, Published: 40000, Protocol: "tcp", HostIP: "192.0.2.10", Route: true}},
+			nodeAddr: "192.0.2.10",
+			want:     40000,
+		},
+		{
+			name:     "the service's own port on every address (older agents)",
+			ports:    []client.PortBinding{{Target: 80, Published: 8080, Protocol: "tcp", HostIP: "0.0.0.0"}},
+			nodeAddr: "192.0.2.10",
+			want:     8080,
+		},
+		{
+			name:     "no host address",
+			ports:    []client.PortBinding{{Target: 80, Published: 8080, Protocol: "tcp"}},
+			nodeAddr: "192.0.2.10",
+			want:     8080,
+		},
+		{
+			name:     "loopback binding unreachable from elsewhere",
+			ports:    []client.PortBinding{{Target: 80, Published: 8080, Protocol: "tcp", HostIP: "127.0.0.1"}},
+			nodeAddr: "192.0.2.10",
+		},
+		{
+			name:     "ipv6 wildcard skipped for an ipv4 node",
+			ports:    []client.PortBinding{{Target: 80, Published: 8081, Protocol: "tcp", HostIP: "::"}, {Target: 80, Published: 8080, Protocol: "tcp", HostIP: "0.0.0.0"}},
+			nodeAddr: "192.0.2.10",
+			want:     8080,
+		},
+		{
+			name:     "udp and other targets ignored",
+			ports:    []client.PortBinding{{Target: 80, Published: 8080, Protocol: "udp", HostIP: "0.0.0.0"}, {Target: 81, Published: 8081, Protocol: "tcp", Route: true}},
+			nodeAddr: "192.0.2.10",
+		},
+		{
+			name:     "the node's own address",
+			ports:    []client.PortBinding{{Target: 80, Published: 8080, Protocol: "tcp", HostIP: "192.0.2.10"}},
+			nodeAddr: "192.0.2.10",
+			want:     8080,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := remotePort(tt.ports, 80, tt.nodeAddr)
+			if got != tt.want || ok != (tt.want != 0) {
+				t.Errorf("got %d %v, want %d", got, ok, tt.want)
+			}
+		})
+	}
+}
