@@ -161,6 +161,10 @@ type Node struct {
 	// CertSerial is the serial (hex) of the node certificate the managers
 	// issued at join; a certificate with another serial is refused.
 	CertSerial string `json:"cert_serial,omitempty"`
+	// NodeAPIAddr is where the node's agent serves its node API (mutual
+	// TLS, managers only), as the agent registers it; empty means
+	// <Addr>:7444.
+	NodeAPIAddr string `json:"node_api_addr,omitempty"`
 }
 
 // NodeLoad is a node's live load, reported with its heartbeats.
