@@ -21,7 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/agent"
 	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/pki"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -38,6 +40,12 @@ type Config struct {
 	ManagerName, APIAddr string
 	// DefaultTLS is what a route's automatic TLS mode means here.
 	DefaultTLS string
+	// ManagerURLs are the API URLs machines join through and agents talk
+	// to (join answers, `token create`). Empty: https://APIAddr.
+	ManagerURLs []string
+	// AgentKeepalive is the interval of keep-alive lines on agent streams
+	// (default 10s).
+	AgentKeepalive time.Duration
 }
 
 // Sealer encrypts secret contents before they are stored.
@@ -79,6 +87,13 @@ type Deps struct {
 	Events      *events.Recorder
 	Log         *slog.Logger
 	Registry    *prometheus.Registry // /metrics serves it; may be nil
+	// CA signs node certificates at join; nil: joins answer 501.
+	CA *pki.CA
+	// Opener opens secrets for remote agents; nil: they cannot have any.
+	Opener agent.Opener
+	// Heartbeats takes remote agents' heartbeats (the node health
+	// tracker); nil drops them.
+	Heartbeats agent.HeartbeatSink
 }
 
 // Server is the API.
@@ -88,6 +103,9 @@ type Server struct {
 	log *slog.Logger
 	m   *metrics
 	mux *http.ServeMux
+
+	local *agent.LocalConn // the agent API's store side
+	nodes *nodeCache
 }
 
 // New wires the routes. It does no I/O.
@@ -97,6 +115,12 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{cfg: cfg, d: d, log: d.Log.With("component", "apiserver"), mux: http.NewServeMux()}
 	s.m = newMetrics(d.Registry)
+	if s.cfg.AgentKeepalive <= 0 {
+		s.cfg.AgentKeepalive = 10 * time.Second
+	}
+	s.local = agent.NewLocalConn(d.Store, d.Opener)
+	s.local.Beats = d.Heartbeats
+	s.nodes = newNodeCache(d.Store)
 	s.routes()
 	return s
 }
@@ -114,6 +138,9 @@ func (s *Server) routes() {
 	s.handle("GET /v1/projects/{project}/services/{service}/logs", s.logs)
 	s.handle("GET /v1/events", s.events)
 	s.handle("GET /v1/routes", s.listRoutes)
+	s.tokenRoutes()
+	s.joinRoutes()
+	s.agentRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	if s.d.Registry != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.d.Registry, promhttp.HandlerOpts{}))
@@ -126,11 +153,19 @@ func (s *Server) routes() {
 // Handler is the server's http.Handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Run keeps the server's view of the node records (who may use the agent
+// API) until ctx ends. Without it the agent API reads the store on every
+// request.
+func (s *Server) Run(ctx context.Context) error { return s.nodes.run(ctx) }
+
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // handle registers an authenticated route with metrics, panic recovery and
 // error mapping.
-func (s *Server) handle(pattern string, h handlerFunc) {
+func (s *Server) handle(pattern string, h handlerFunc) { s.handleAuth(pattern, s.authenticate, h) }
+
+// handleAuth is handle with another authentication (nil: none).
+func (s *Server) handleAuth(pattern string, auth func(*http.Request) error, h handlerFunc) {
 	route := pattern[strings.IndexByte(pattern, ' ')+1:]
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -144,9 +179,11 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 			}
 			s.m.observe(r.Method, route, rec.status, time.Since(start))
 		}()
-		if err := s.authenticate(r); err != nil {
-			writeError(rec, err)
-			return
+		if auth != nil {
+			if err := auth(r); err != nil {
+				writeError(rec, err)
+				return
+			}
 		}
 		r.Body = http.MaxBytesReader(rec, r.Body, s.cfg.MaxBodyBytes)
 		if err := h(rec, r); err != nil {
@@ -160,7 +197,9 @@ func (s *Server) handle(pattern string, h handlerFunc) {
 	})
 }
 
-// authenticate checks the bearer token against the store.
+// authenticate checks the bearer token against the store: only admin API
+// tokens (/ruche/tokens/) authenticate; join tokens live elsewhere and
+// authenticate nothing but a join.
 func (s *Server) authenticate(r *http.Request) error {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
@@ -176,6 +215,9 @@ func (s *Server) authenticate(r *http.Request) error {
 	}
 	if !rec.Expires.IsZero() && time.Now().After(rec.Expires) {
 		return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "token expired"}
+	}
+	if rec.Role != "admin" {
+		return &apiError{status: http.StatusForbidden, code: "forbidden", msg: "this token's role cannot use the API"}
 	}
 	return nil
 }

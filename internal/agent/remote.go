@@ -1,0 +1,374 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// The agent API on the managers (served by internal/apiserver, mutual TLS):
+//
+//	POST {prefix}<node>/register                       client.Node → 204
+//	GET  {prefix}<node>/tasks                          NDJSON StreamFrame[store.TaskRecord]
+//	PUT  {prefix}<node>/tasks/<task>/status            client.ReplicaStatus → 204, 410 task_gone
+//	GET  {prefix}<node>/secrets/<project>/<name>       opened content
+//	GET  {prefix}<node>/configs/<project>/<name>       content
+//	GET  {prefix}<node>/cleanups                       NDJSON StreamFrame[store.CleanupRecord]
+//	POST {prefix}<node>/cleanups/<project>/done        204
+//	POST {prefix}<node>/heartbeat                      client.NodeLoad → HeartbeatReply
+const RemotePathPrefix = "/v1/agent/nodes/"
+
+// CodeTaskGone is the error code of a status report for a task no longer
+// assigned (HTTP 410); RemoteConn turns it back into ErrTaskGone.
+const CodeTaskGone = "task_gone"
+
+// ErrRefused: the managers refused the node (certificate unknown, node
+// removed, or the node joined again with another certificate).
+var ErrRefused = errors.New("agent: refused by the managers")
+
+// StreamFrame is one line of an agent stream: the full set, or a
+// keep-alive (Set is then null).
+type StreamFrame[T any] struct {
+	Set       []T  `json:"set"`
+	KeepAlive bool `json:"keepalive,omitempty"`
+}
+
+// HeartbeatReply answers a heartbeat.
+type HeartbeatReply struct {
+	Interval client.Duration `json:"interval"` // 0: keep the current one
+}
+
+// RemoteConfig configures a RemoteConn.
+type RemoteConfig struct {
+	// Managers are the managers' API base URLs ("https://10.0.0.1:7443");
+	// a request that cannot reach one goes to the next.
+	Managers []string
+	// Cert is the node certificate and key (client certificate).
+	Cert tls.Certificate
+	// RootCAs holds the cluster CA, the only one the managers' certificate
+	// is checked against.
+	RootCAs *x509.CertPool
+	// Timeout bounds each request but the streams (default 15s).
+	Timeout time.Duration
+	// StreamIdle is how long a stream may stay silent (the managers send
+	// keep-alives every 10s) before it is deemed dead and reopened
+	// (default 35s).
+	StreamIdle time.Duration
+	Log        *slog.Logger
+}
+
+// RemoteConn is a Conn over HTTPS with mutual TLS to the managers: the
+// agent of a node that joined (`ruche agent`).
+type RemoteConn struct {
+	cfg RemoteConfig
+	hc  *http.Client
+	log *slog.Logger
+
+	mu  sync.Mutex
+	cur int // index of the manager that answered last
+}
+
+var _ Conn = (*RemoteConn)(nil)
+
+// NewRemoteConn returns a RemoteConn. It does no I/O.
+func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.StreamIdle <= 0 {
+		cfg.StreamIdle = 35 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{
+			Certificates: []tls.Certificate{cfg.Cert},
+			RootCAs:      cfg.RootCAs,
+			MinVersion:   tls.VersionTLS12,
+		},
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: cfg.Timeout,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+	}
+	return &RemoteConn{cfg: cfg, hc: &http.Client{Transport: tr}, log: log.With("component", "remoteconn")}
+}
+
+// Close releases idle connections.
+func (c *RemoteConn) Close() { c.hc.CloseIdleConnections() }
+
+// remoteError is an error answer of the managers.
+type remoteError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *remoteError) Error() string { return fmt.Sprintf("manager answered %d: %s", e.status, e.msg) }
+
+func (e *remoteError) Unwrap() error {
+	switch {
+	case e.code == CodeTaskGone:
+		return ErrTaskGone
+	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
+		return ErrRefused
+	case e.status == http.StatusNotFound:
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// send sends a request to the manager that answered last, then to the
+// others in turn; a manager that cannot be reached or answers 5xx is
+// skipped. Answers 4xx are the managers' verdict and come back as errors.
+func (c *RemoteConn) send(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	c.mu.Lock()
+	start := c.cur
+	c.mu.Unlock()
+	n := len(c.cfg.Managers)
+	if n == 0 {
+		return nil, errors.New("no manager URL")
+	}
+	var lastErr error
+	for i := range n {
+		idx := (start + i) % n
+		req, err := http.NewRequestWithContext(ctx, method, c.cfg.Managers[idx]+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			lastErr = err
+			continue
+		}
+		if resp.StatusCode >= 500 {
+			lastErr = readError(resp)
+			continue
+		}
+		c.mu.Lock()
+		c.cur = idx
+		c.mu.Unlock()
+		if resp.StatusCode >= 400 {
+			return nil, readError(resp)
+		}
+		return resp, nil
+	}
+	return nil, fmt.Errorf("no manager answered: %w", lastErr)
+}
+
+func readError(resp *http.Response) error {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e client.Error
+	if json.Unmarshal(b, &e) != nil || e.Message == "" {
+		e.Message = resp.Status
+	}
+	return &remoteError{status: resp.StatusCode, code: e.Code, msg: e.Message}
+}
+
+// call is a bounded request; out (if non-nil) gets the JSON answer, raw (if
+// non-nil) the body as is.
+func (c *RemoteConn) call(ctx context.Context, method, path string, in, out any) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var body []byte
+	if in != nil {
+		body, _ = json.Marshal(in)
+	}
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return nil, fmt.Errorf("decode answer: %w", err)
+		}
+	}
+	return b, nil
+}
+
+func nodePath(node string, rest ...string) string {
+	p := RemotePathPrefix + url.PathEscape(node)
+	for _, r := range rest {
+		p += "/" + url.PathEscape(r)
+	}
+	return p
+}
+
+// RegisterNode refreshes the node's record (the managers keep what they
+// decide: role, availability, labels, address).
+func (c *RemoteConn) RegisterNode(ctx context.Context, n client.Node) error {
+	if _, err := c.call(ctx, http.MethodPost, nodePath(n.ID, "register"), n, nil); err != nil {
+		return fmt.Errorf("register node: %w", err)
+	}
+	return nil
+}
+
+// ReportStatus sends a task's status; ErrTaskGone when it is no longer
+// assigned.
+func (c *RemoteConn) ReportStatus(ctx context.Context, taskID, node string, st client.ReplicaStatus) error {
+	if _, err := c.call(ctx, http.MethodPut, nodePath(node, "tasks", taskID, "status"), st, nil); err != nil {
+		return fmt.Errorf("report status of %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// Secret fetches a secret's content, opened by the managers and sent over
+// the mutual TLS connection. The node is taken from the certificate's
+// path: a node may only read secrets of projects it runs replicas of.
+func (c *RemoteConn) Secret(ctx context.Context, project, name string) ([]byte, error) {
+	b, err := c.call(ctx, http.MethodGet, nodePath(c.nodeID(), "secrets", project, name), nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// Config fetches a config's content.
+func (c *RemoteConn) Config(ctx context.Context, project, name string) ([]byte, error) {
+	b, err := c.call(ctx, http.MethodGet, nodePath(c.nodeID(), "configs", project, name), nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// nodeID is the node the certificate names.
+func (c *RemoteConn) nodeID() string {
+	if leaf := c.cfg.Cert.Leaf; leaf != nil {
+		return leaf.Subject.CommonName
+	}
+	if len(c.cfg.Cert.Certificate) > 0 {
+		if leaf, err := x509.ParseCertificate(c.cfg.Cert.Certificate[0]); err == nil {
+			return leaf.Subject.CommonName
+		}
+	}
+	return ""
+}
+
+// CleanupDone takes the node out of a project's cleanup record.
+func (c *RemoteConn) CleanupDone(ctx context.Context, project, node string) error {
+	if _, err := c.call(ctx, http.MethodPost, nodePath(node, "cleanups", project, "done"), nil, nil); err != nil {
+		return fmt.Errorf("cleanup done: %w", err)
+	}
+	return nil
+}
+
+// Heartbeat sends the node's load; the answer is the interval the managers
+// want.
+func (c *RemoteConn) Heartbeat(ctx context.Context, node string, load client.NodeLoad) (time.Duration, error) {
+	var out HeartbeatReply
+	if _, err := c.call(ctx, http.MethodPost, nodePath(node, "heartbeat"), load, &out); err != nil {
+		return 0, fmt.Errorf("heartbeat: %w", err)
+	}
+	return out.Interval.D(), nil
+}
+
+// WatchTasks follows the node's task set.
+func (c *RemoteConn) WatchTasks(ctx context.Context, node string) (<-chan []store.TaskRecord, error) {
+	return watchRemote[store.TaskRecord](ctx, c, nodePath(node, "tasks")), nil
+}
+
+// WatchCleanups follows the cleanup records naming the node.
+func (c *RemoteConn) WatchCleanups(ctx context.Context, node string) (<-chan []store.CleanupRecord, error) {
+	return watchRemote[store.CleanupRecord](ctx, c, nodePath(node, "cleanups")), nil
+}
+
+// watchRemote follows an NDJSON set stream, reopening it with backoff when
+// it breaks or stays silent longer than StreamIdle. Every (re)connection
+// starts with the full set, so the channel stays level-triggered like
+// watchSet's: it holds at most one set, the latest.
+func watchRemote[T any](ctx context.Context, c *RemoteConn, path string) <-chan []T {
+	out := make(chan []T, 1)
+	go func() {
+		defer close(out)
+		bo := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
+		failing := false
+		for {
+			got, err := streamOnce(ctx, c, path, func(set []T) {
+				select {
+				case <-out:
+				default:
+				}
+				out <- set
+			})
+			if ctx.Err() != nil {
+				return
+			}
+			if got {
+				bo.reset()
+			}
+			if !failing || got {
+				c.log.Warn("stream from the managers broke; reconnecting", "path", path, "err", err)
+			}
+			failing = !got
+			if !sleep(ctx, bo.next()) {
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// streamOnce reads one connection of a set stream; got reports whether a
+// set arrived.
+func streamOnce[T any](ctx context.Context, c *RemoteConn, path string, fn func([]T)) (got bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	// A silent stream is a dead one: the managers send keep-alives.
+	idle := time.AfterFunc(c.cfg.StreamIdle, cancel)
+	defer idle.Stop()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var f StreamFrame[T]
+		if err := dec.Decode(&f); err != nil {
+			if ctx.Err() != nil && !idle.Stop() {
+				return got, fmt.Errorf("no keep-alive for %s", c.cfg.StreamIdle)
+			}
+			return got, err
+		}
+		idle.Reset(c.cfg.StreamIdle)
+		if f.KeepAlive {
+			continue
+		}
+		if f.Set == nil {
+			f.Set = []T{}
+		}
+		got = true
+		fn(f.Set)
+	}
+}

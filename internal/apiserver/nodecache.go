@@ -1,0 +1,119 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// nodeCache follows the node records so the agent API checks a node
+// certificate against its record without one store read per request. A
+// miss or a serial mismatch is checked against the store before a refusal
+// (the watch may lag a join by a few milliseconds), so the cache can only
+// make a request cheaper, never wrongly refused. Streams of agents wait on
+// changed() and re-check, so a removed node loses its streams at once.
+type nodeCache struct {
+	st store.Store
+
+	mu      sync.Mutex
+	ready   bool
+	serials map[string]string // node id → certificate serial
+	changed chan struct{}     // closed and replaced on every change
+}
+
+func newNodeCache(st store.Store) *nodeCache {
+	return &nodeCache{st: st, serials: map[string]string{}, changed: make(chan struct{})}
+}
+
+// serial returns the certificate serial of node's record; ok is false when
+// there is no record.
+func (c *nodeCache) serial(ctx context.Context, node string, want string) (serial string, ok bool, err error) {
+	c.mu.Lock()
+	serial, ok = c.serials[node]
+	ready := c.ready
+	c.mu.Unlock()
+	if ready && ok && serial == want {
+		return serial, true, nil
+	}
+	var n client.Node
+	if _, err := store.GetJSON(ctx, c.st, store.NodeKey(node), &n); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", false, nil
+		}
+		return "", false, err
+	}
+	return n.CertSerial, true, nil
+}
+
+// changes returns a channel closed at the next change of any node record.
+func (c *nodeCache) changes() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+func (c *nodeCache) notify() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// run follows the node records until ctx ends, re-listing after a broken
+// watch.
+func (c *nodeCache) run(ctx context.Context) error {
+	bo := time.Duration(0)
+	for ctx.Err() == nil {
+		if bo > 0 {
+			select {
+			case <-time.After(bo):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		bo = min(max(2*bo, 100*time.Millisecond), 5*time.Second)
+		kvs, rev, err := c.st.List(ctx, store.NodesPrefix)
+		if err != nil {
+			continue
+		}
+		c.mu.Lock()
+		clear(c.serials)
+		for _, kv := range kvs {
+			c.put(kv)
+		}
+		c.ready = true
+		c.notify()
+		c.mu.Unlock()
+		wctx, cancel := context.WithCancel(ctx)
+		for resp := range c.st.Watch(wctx, store.NodesPrefix, rev+1) {
+			if resp.Err != nil {
+				break
+			}
+			bo = 0
+			c.mu.Lock()
+			for _, ev := range resp.Events {
+				if ev.Type == store.EventPut {
+					c.put(ev.KV)
+				} else {
+					delete(c.serials, store.Last(ev.KV.Key))
+				}
+			}
+			c.notify()
+			c.mu.Unlock()
+		}
+		cancel()
+		c.mu.Lock()
+		c.ready = false
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+func (c *nodeCache) put(kv store.KV) {
+	var n client.Node
+	if store.Decode(kv, &n) == nil {
+		c.serials[store.Last(kv.Key)] = n.CertSerial
+	}
+}
