@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -92,4 +93,17 @@ func (m *Embedded) Err() <-chan error { return m.e.Err() }
 // DBSize is the backend's size in bytes, and Quota its limit.
 func (m *Embedded) DBSize() (size, quota int64) {
 	return m.e.Server.Backend().Size(), m.e.Server.Cfg.QuotaBackendBytes
+}
+
+// Defragment defragments the in-process member (endpoint "") directly: the
+// in-process client's maintenance server has no health notifier and cannot
+// do it. Other endpoints go through the client.
+func (m *Embedded) Defragment(ctx context.Context, endpoint string) error {
+	if endpoint != "" {
+		return m.Etcd.Defragment(ctx, endpoint)
+	}
+	if err := m.e.Server.Defragment(); err != nil {
+		return fmt.Errorf("defragment local member: %w", err)
+	}
+	return nil
 }

@@ -75,6 +75,9 @@ func (e *Etcd) Txn(ctx context.Context, cmps []Cmp, ops ...Op) (int64, error) {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return 0, fmt.Errorf("txn: %w", ErrNotFound)
 		}
+		if isNoSpace(err) {
+			return 0, fullError(err)
+		}
 		return 0, fmt.Errorf("txn: %w", err)
 	}
 	if !resp.Succeeded {
@@ -133,6 +136,9 @@ func (e *Etcd) Grant(ctx context.Context, ttl time.Duration) (LeaseID, error) {
 	secs := int64((ttl + time.Second - 1) / time.Second)
 	resp, err := e.cli.Grant(ctx, secs)
 	if err != nil {
+		if isNoSpace(err) {
+			return 0, fullError(err)
+		}
 		return 0, fmt.Errorf("grant lease: %w", err)
 	}
 	return LeaseID(resp.ID), nil
