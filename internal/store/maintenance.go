@@ -180,7 +180,7 @@ func (e *Etcd) DisarmNoSpace(ctx context.Context) error {
 // SnapshotInfo describes a snapshot written by Snapshot.
 type SnapshotInfo struct {
 	Size    int64
-	Version  string // etcd storage version of the snapshot
+	Version string // etcd storage version of the snapshot
 }
 
 // Snapshot writes a consistent snapshot of the whole store (etcd's backend
