@@ -44,6 +44,11 @@ type Config struct {
 	// Resync is the period of the full resync that backs up the engine's
 	// event stream. Default 30s.
 	Resync time.Duration
+	// HeartbeatInterval is the interval of heartbeats until the managers
+	// answer with theirs. Default 1s.
+	HeartbeatInterval time.Duration
+	// ProcDir is where the node's load is read (heartbeat.go). Default /proc.
+	ProcDir string
 }
 
 // Deps are the agent's collaborators.
@@ -146,9 +151,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	evc := make(chan runtime.Event)
 	resyncc := make(chan struct{}, 1)
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.watchEngine(ctx, evc, resyncc) }()
 	go func() { defer a.wg.Done(); a.cleaner(ctx) }()
+	go func() { defer a.wg.Done(); a.heartbeat(ctx) }()
 	tick := time.NewTicker(a.cfg.Resync)
 	defer tick.Stop()
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/nodes"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -70,7 +71,7 @@ func NewLocalConn(st store.Store, secrets Opener) *LocalConn {
 var _ Conn = (*LocalConn)(nil)
 
 // RegisterNode writes the node record, keeping what the managers own in it
-// (role, availability) when it exists.
+// (role, availability, status, their labels: nodes.Register) when it exists.
 func (c *LocalConn) RegisterNode(ctx context.Context, n client.Node) error {
 	key := store.NodeKey(n.ID)
 	for {
@@ -79,15 +80,12 @@ func (c *LocalConn) RegisterNode(ctx context.Context, n client.Node) error {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("register node: %w", err)
 		}
+		var prev *client.Node
 		if rev != 0 {
-			if old.Role != "" {
-				n.Role = old.Role
-			}
-			if old.Availability != "" {
-				n.Availability = old.Availability
-			}
+			prev = &old
 		}
-		_, err = c.st.Txn(ctx, []store.Cmp{store.ModRevisionIs(key, rev)}, store.Put(key, store.Encode(n)))
+		rec := nodes.Register(prev, n)
+		_, err = c.st.Txn(ctx, []store.Cmp{store.ModRevisionIs(key, rev)}, store.Put(key, store.Encode(rec)))
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
