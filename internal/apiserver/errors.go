@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/store"
@@ -57,6 +58,12 @@ func toAPIError(err error) *client.Error {
 		return &client.Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body larger than the limit of " + itoa(mbe.Limit) + " bytes"}
 	case errors.Is(err, store.ErrConflict):
 		return &client.Error{Status: http.StatusConflict, Code: "conflict", Message: "the state changed while the request was applied; retry"}
+	case errors.Is(err, store.ErrFull):
+		msg := err.Error()
+		if i := strings.Index(msg, store.ErrFull.Error()); i > 0 {
+			msg = msg[i:] // from "store is full: ..."
+		}
+		return &client.Error{Status: http.StatusInsufficientStorage, Code: "store_full", Message: msg}
 	}
 	return &client.Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error: " + err.Error()}
 }

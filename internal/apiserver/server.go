@@ -87,6 +87,8 @@ type Deps struct {
 	Events      *events.Recorder
 	Log         *slog.Logger
 	Registry    *prometheus.Registry // /metrics serves it; may be nil
+	// Backup writes backup archives; nil: GET /v1/backup answers 501.
+	Backup BackupWriter
 	// CA signs node certificates at join; nil: joins answer 501.
 	CA *pki.CA
 	// Opener opens secrets for remote agents; nil: they cannot have any.
@@ -138,6 +140,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/projects/{project}/services/{service}/logs", s.logs)
 	s.handle("GET /v1/events", s.events)
 	s.handle("GET /v1/routes", s.listRoutes)
+	s.handle("GET /v1/backup", s.getBackup)
 	s.tokenRoutes()
 	s.joinRoutes()
 	s.agentRoutes()
