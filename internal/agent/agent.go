@@ -41,6 +41,9 @@ type Config struct {
 	// other nodes (see routeports.go). Empty: nothing is published for
 	// routes (a single node).
 	AdvertiseAddr string
+	// NodeAPIAddr is where the node API listens (registered in the node
+	// record for the managers); empty: not served, or <AdvertiseAddr>:7444.
+	NodeAPIAddr string
 	// Resync is the period of the full resync that backs up the engine's
 	// event stream. Default 30s.
 	Resync time.Duration
@@ -204,6 +207,7 @@ func (a *Agent) register(ctx context.Context) error {
 		n := client.Node{
 			ID: a.cfg.NodeID, Hostname: a.cfg.Hostname, Labels: a.cfg.Labels,
 			Role: "agent", Status: "ready", Availability: "active", UpdatedAt: time.Now(),
+			Addr: a.cfg.AdvertiseAddr, NodeAPIAddr: a.cfg.NodeAPIAddr,
 		}
 		info, err := a.rt.Info(ctx)
 		if err == nil {

@@ -1,0 +1,133 @@
+package nodeapi
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/pki"
+)
+
+// Client calls the node API of agents, as a manager: its client
+// certificate is a manager node certificate (see ManagerCert). A node is
+// authenticated by its certificate: signed by the cluster CA for the node
+// ID the caller expects (the certificate's DNS name), whatever address it
+// is reached at.
+type Client struct {
+	cert tls.Certificate
+	ca   *x509.CertPool
+
+	mu      sync.Mutex
+	clients map[string]*http.Client // by node ID
+}
+
+// NewClient returns a client. It does no I/O.
+func NewClient(cert tls.Certificate, ca *x509.CertPool) *Client {
+	return &Client{cert: cert, ca: ca, clients: map[string]*http.Client{}}
+}
+
+func (c *Client) http(node string) *http.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hc, ok := c.clients[node]; ok {
+		return hc
+	}
+	tr := &http.Transport{
+		Proxy:       nil,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig: &tls.Config{
+			Certificates: []tls.Certificate{c.cert},
+			RootCAs:      c.ca,
+			ServerName:   node, // node certificates carry their node ID as DNS name
+			MinVersion:   tls.VersionTLS12,
+		},
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	hc := &http.Client{Transport: tr}
+	c.clients[node] = hc
+	return hc
+}
+
+// Forget drops the connections kept to a node.
+func (c *Client) Forget(node string) {
+	c.mu.Lock()
+	hc := c.clients[node]
+	delete(c.clients, node)
+	c.mu.Unlock()
+	if hc != nil {
+		hc.CloseIdleConnections()
+	}
+}
+
+// Logs streams the logs of a service's replicas on node (reached at addr,
+// host:port) to w, line by line, until the node ends the stream or ctx
+// ends. A node's "error: ..." line (its failure after the stream began)
+// comes back as the error.
+func (c *Client) Logs(ctx context.Context, node, addr, project, service string, opts agent.LogOptions, w io.Writer) error {
+	q := url.Values{"project": {project}, "service": {service}}
+	if opts.Follow {
+		q.Set("follow", "true")
+	}
+	if !opts.Since.IsZero() {
+		q.Set("since", opts.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if opts.Tail != 0 {
+		q.Set("tail", strconv.Itoa(opts.Tail))
+	}
+	u := url.URL{Scheme: "https", Host: addr, Path: "/v1/logs", RawQuery: q.Encode()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	resp, err := c.http(node).Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: node %s at %s: %w", ErrUnreachable, node, addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("node %s: %s: %s", node, resp.Status, strings.TrimSpace(string(b)))
+	}
+	lw := &lineWriter{w: w}
+	_, err = io.Copy(lw, resp.Body)
+	lw.flush()
+	if lw.remoteErr != "" {
+		return fmt.Errorf("node %s: %s", node, lw.remoteErr)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: node %s: stream cut: %w", ErrUnreachable, node, err)
+	}
+	return nil
+}
+
+// ManagerCert issues this manager its own node certificate (RoleManager),
+// the client certificate of its calls to the node API. It is kept in
+// memory: a new one at every start.
+func ManagerCert(ca *pki.CA, name string) (tls.Certificate, error) {
+	csr, key, err := pki.NewNodeKey(name)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPEM, _, err := ca.SignNode(csr, pki.NodeRequest{ID: name, Role: pki.RoleManager})
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("manager certificate: %w", err)
+	}
+	return cert, nil
+}
