@@ -12,6 +12,7 @@ import (
 
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/nodes"
 	"github.com/ruche-platform/ruche/internal/pki"
 	"github.com/ruche-platform/ruche/internal/store"
 )
@@ -74,10 +75,11 @@ func decodeBody(r *http.Request, v any, what string) error {
 	return nil
 }
 
-// agentRegister refreshes the node's own description (capacity, version,
-// host name); what managers decide (role, availability, labels, address,
-// status, certificate serial) stays as the record has it. A node without a
-// record was removed: it does not come back by registering.
+// agentRegister refreshes the node's record with what the agent says of
+// its machine, merged as nodes.Register does for every agent (managers keep
+// role, availability, status and their labels); the certificate serial is
+// the managers' too. A node without a record was removed: it does not come
+// back by registering.
 func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) error {
 	node := r.PathValue("node")
 	var n client.Node
@@ -98,11 +100,11 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		up := old
-		if n.Hostname != "" {
-			up.Hostname = n.Hostname
+		up := nodes.Register(&old, n)
+		up.Role, up.CertSerial = old.Role, old.CertSerial
+		if up.Hostname == "" {
+			up.Hostname = old.Hostname
 		}
-		up.Capacity, up.Version, up.UpdatedAt = n.Capacity, n.Version, time.Now().UTC()
 		_, err = s.d.Store.Txn(ctx, []store.Cmp{store.ModRevisionIs(key, rev)}, store.Put(key, store.Encode(up)))
 		if errors.Is(err, store.ErrConflict) {
 			continue

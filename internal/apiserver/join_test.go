@@ -452,8 +452,12 @@ func TestAgentRegisterKeepsManagersFields(t *testing.T) {
 	e := newTLSEnv(t, nil)
 	ctx := context.Background()
 	cert := e.mustJoin("n2")
-	reg := client.Node{ID: "n2", Hostname: "box", Role: "manager", Availability: "active", Status: "ready", Labels: map[string]string{"evil": "1"},
-		Addr: "6.6.6.6", CertSerial: "00", Capacity: client.ResourceAmounts{CPUs: 4, Memory: 1 << 30}, Version: "20.10"}
+	reg := client.Node{ID: "n2", Hostname: "box", Role: "manager", Availability: "active", Status: "ready", Labels: map[string]string{"zone": "home"},
+		Addr: "10.1.2.3", CertSerial: "00", Capacity: client.ResourceAmounts{CPUs: 4, Memory: 1 << 30}, Version: "20.10"}
+	var before client.Node
+	rev, _ := store.GetJSON(ctx, e.st, store.NodeKey("n2"), &before)
+	before.Availability = "drain"
+	e.st.Txn(ctx, []store.Cmp{store.ModRevisionIs(store.NodeKey("n2"), rev)}, store.Put(store.NodeKey("n2"), store.Encode(before)))
 	if code, body := e.do(e.httpClient(cert), "POST", "/v1/agent/nodes/n2/register", "", reg); code != http.StatusNoContent {
 		t.Fatalf("register: got %d %s", code, body)
 	}
@@ -462,8 +466,13 @@ func TestAgentRegisterKeepsManagersFields(t *testing.T) {
 	if n.Hostname != "box" || n.Capacity.CPUs != 4 || n.Version != "20.10" {
 		t.Fatalf("the node's own fields were not refreshed: %+v", n)
 	}
-	if n.Role != "agent" || n.Addr != "10.1.2.3" || n.Labels["evil"] != "" || n.Labels["zone"] != "home" || n.CertSerial == "00" {
+	if n.Role != "agent" || n.Availability != "drain" || n.CertSerial != before.CertSerial || n.Labels["zone"] != "home" {
 		t.Fatalf("the node changed what managers decide: %+v", n)
+	}
+	// A node for another one: refused.
+	reg.ID = "n3"
+	if code, body := e.do(e.httpClient(cert), "POST", "/v1/agent/nodes/n2/register", "", reg); code != http.StatusBadRequest {
+		t.Fatalf("register of another id: got %d %s", code, body)
 	}
 }
 
