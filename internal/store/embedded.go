@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -25,7 +26,8 @@ type EmbeddedConfig struct {
 // Embedded is a running embedded etcd member and a Store on it.
 type Embedded struct {
 	*Etcd
-	e *embed.Etcd
+	e         *embed.Etcd
+	closeOnce sync.Once
 }
 
 // StartEmbedded starts etcd in this process and waits until it serves.
@@ -81,10 +83,12 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	return &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e}, nil
 }
 
-// Close stops the client and the member.
+// Close stops the client and the member. Closing twice is harmless.
 func (m *Embedded) Close() {
-	m.cli.Close()
-	m.e.Close()
+	m.closeOnce.Do(func() {
+		m.cli.Close()
+		m.e.Close()
+	})
 }
 
 // Err reports a fatal error of the member.
