@@ -144,6 +144,7 @@ func (s *Server) routes() {
 	s.tokenRoutes()
 	s.joinRoutes()
 	s.agentRoutes()
+	s.agentRouteTable()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	if s.d.Registry != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.d.Registry, promhttp.HandlerOpts{}))
