@@ -91,6 +91,7 @@ func newRoot(g *globals) *cobra.Command {
 		newStatusCmd(g),
 		newNodeCmd(g),
 		newRoutesCmd(g),
+		newBackupCmd(g),
 	)
 	return root
 }
