@@ -134,6 +134,10 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	ag := agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
 		agent.Deps{Runtime: rt, Conn: agent.NewLocalConn(st, box), Log: log, Metrics: reg, Events: rec, Drainer: drainer})
+	logs, err := newClusterLogs(ca, cfg.NodeID, st, ag, log)
+	if err != nil {
+		return err
+	}
 	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec})
 	defaultTLS := client.TLSNone
 	if cfg.Ingress.acmeOn() {
@@ -141,7 +145,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr, DefaultTLS: defaultTLS},
 		apiserver.Deps{
-			Store: st, Secrets: box, Checker: localChecker{rt}, Logs: agentLogs{ag}, Events: rec, Log: log, Registry: reg,
+			Store: st, Secrets: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
 			StoreStatus: func(ctx context.Context) client.StoreStatus {
 				size, quota := st.DBSize()
 				_, rev, err := st.List(ctx, store.ClusterKey)

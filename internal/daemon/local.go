@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"time"
 
-	"github.com/ruche-platform/ruche/internal/agent"
-	"github.com/ruche-platform/ruche/internal/apiserver"
 	"github.com/ruche-platform/ruche/internal/runtime/docker"
 )
 
@@ -49,13 +46,6 @@ func (c localChecker) CheckPort(ctx context.Context, protocol, hostIP string, po
 		}
 		return ln.Close()
 	}
-}
-
-// agentLogs serves the API's log requests from the local agent.
-type agentLogs struct{ a *agent.Agent }
-
-func (l agentLogs) Logs(ctx context.Context, project, service string, o apiserver.LogOptions, w io.Writer) error {
-	return l.a.Logs(ctx, project, service, agent.LogOptions{Follow: o.Follow, Since: o.Since, Tail: o.Tail}, w)
 }
 
 func tlsConfig(cert tls.Certificate) *tls.Config {
