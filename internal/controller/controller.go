@@ -69,6 +69,14 @@ type Deps struct {
 	Log     *slog.Logger
 	Metrics prometheus.Registerer // may be nil
 	Events  *events.Recorder      // may be nil
+	// Loads gives the nodes' live load to the scheduler (the node health
+	// tracker); may be nil.
+	Loads LoadSource
+}
+
+// LoadSource is the live load of nodes (nodes.Tracker).
+type LoadSource interface {
+	Load(node string) (client.NodeLoad, bool)
 }
 
 // Controller reconciles services. Run it only while holding leadership.
@@ -77,6 +85,7 @@ type Controller struct {
 	st     store.Store
 	log    *slog.Logger
 	events *events.Recorder
+	loads  LoadSource
 	m      *metrics
 	rng    *rand.Rand
 	// backoff is the replacement bookkeeping of failed replicas, by
@@ -98,6 +107,7 @@ func New(cfg Config, deps Deps) *Controller {
 		st:      deps.Store,
 		log:     log.With("component", "controller"),
 		events:  deps.Events,
+		loads:   deps.Loads,
 		m:       newMetrics(deps.Metrics),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		backoff: map[svcKey]map[int]slotBackoff{},
@@ -294,7 +304,7 @@ func (r *run) reconcileDirty(ctx context.Context, now time.Time) {
 	}
 	clear(r.dirty)
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	r.planner = scheduler.NewPlanner(r.snapshot(), scheduler.Options{Rand: r.c.rng})
+	r.planner = scheduler.NewPlanner(r.snapshot(), scheduler.Options{Rand: r.c.rng, Filters: r.placementFilters()})
 	for _, k := range keys {
 		if ctx.Err() != nil {
 			return
@@ -362,7 +372,13 @@ func (r *run) reconcile(ctx context.Context, k svcKey, now time.Time) {
 func (r *run) snapshot() scheduler.Snapshot {
 	var snap scheduler.Snapshot
 	for _, n := range r.cache.nodes {
-		snap.Nodes = append(snap.Nodes, n.v)
+		node := n.v
+		if r.c.loads != nil {
+			if l, ok := r.c.loads.Load(node.ID); ok {
+				node.Load = &l
+			}
+		}
+		snap.Nodes = append(snap.Nodes, node)
 	}
 	for id, t := range r.cache.tasks {
 		if se := r.cache.statuses[id]; se != nil {

@@ -18,13 +18,20 @@ type slot struct {
 	cur  []*task // desired running, current spec
 	old  []*task // desired running, an older spec
 	down []*task // desired shutdown, container not gone yet
+	// leaving are running tasks moved off their node (drain, rebalance)
+	// whose successor is in cur or old: they are shut down once it is
+	// ready (nodes.go).
+	leaving []*task
 }
 
 // empty: nothing runs or is wanted in the slot any more: it needs a task.
 func (s *slot) empty() bool { return len(s.cur) == 0 && len(s.old) == 0 && !s.stopping() }
 
-// stopping: a task of the slot is still being shut down.
+// stopping: a task of the slot is still being shut down (or moved away).
 func (s *slot) stopping() bool {
+	if len(s.leaving) > 0 {
+		return true
+	}
 	for _, t := range s.down {
 		if !t.gone() {
 			return true
@@ -52,10 +59,12 @@ func (p *pass) converge() {
 	for _, t := range ro.surplus {
 		p.shutdown(t, fmt.Sprintf("scaled down to %d", rec.Spec.Replicas))
 	}
+	p.evacuate(ro)
 	p.replaceFailed(ro)
 	if p.progressing() {
 		p.progress(ro)
 	}
+	p.move(ro)
 	p.fill(ro)
 	if p.progressing() {
 		p.checkDone(ro)
@@ -106,6 +115,7 @@ func (p *pass) classify() *rollout {
 	// Highest slots first, so events read in scale-down order.
 	sort.SliceStable(ro.surplus, func(i, j int) bool { return ro.surplus[i].rec.Slot > ro.surplus[j].rec.Slot })
 	for _, s := range ro.slots {
+		p.splitLeaving(s)
 		p.dedupe(s)
 	}
 	return ro

@@ -22,6 +22,8 @@ type task struct {
 	// terminalSince is when the controller saw it fail or complete.
 	terminalSince time.Time
 	nodeGone      bool // its node is down or unknown: no report will come
+	nodeDown      bool // its node's record says down (it may come back)
+	nodeDrain     bool // its node is being drained
 }
 
 func (t *task) id() string    { return t.rec.ID }
@@ -121,8 +123,14 @@ func (c *cache) view(k svcKey) *view {
 			st := se.st
 			t.status, t.statusRev, t.readySince, t.terminalSince = &st, se.rev, se.readySince, se.terminalSince
 		}
-		if n, ok := c.nodes[te.rec.Node]; !ok || n.v.Status == "down" {
+		n, ok := c.nodes[te.rec.Node]
+		switch {
+		case !ok:
 			t.nodeGone = true
+		case n.v.Status == client.NodeDown:
+			t.nodeGone, t.nodeDown = true, true
+		case n.v.Availability == client.AvailabilityDrain:
+			t.nodeDrain = true
 		}
 		v.tasks = append(v.tasks, t)
 	}

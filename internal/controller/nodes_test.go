@@ -1,0 +1,335 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/nodes"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// cluster is the harness with nodes n1..n3, each with a fake agent that
+// beats to a node health tracker, and the node monitor running beside the
+// controller: node failures end to end, on fake time.
+type cluster struct {
+	*harness
+	tr    *nodes.Tracker
+	mu    sync.Mutex
+	nodes map[string]*fakeNode
+}
+
+type fakeNode struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newCluster(t *testing.T, s script) *cluster {
+	t.Helper()
+	h := newHarness(t, s)
+	c := &cluster{harness: h, tr: nodes.NewTracker(nodes.Config{}), nodes: map[string]*fakeNode{}}
+	for _, id := range []string{"n2", "n3"} {
+		h.put(store.NodeKey(id), client.Node{
+			ID: id, Hostname: "box-" + id, Role: "agent", Status: client.NodeReady, Availability: client.AvailabilityActive,
+			Capacity: client.ResourceAmounts{CPUs: 4, Memory: 8 << 30},
+		})
+		c.start(id)
+	}
+	c.beat("n1", h.ctx) // n1's fake agent is the harness's own: it never dies
+	log := slog.New(slog.DiscardHandler)
+	mon := nodes.NewMonitor(nodes.MonitorDeps{Store: h.st, Tracker: c.tr, Events: events.NewRecorder(h.st, log), Log: log})
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); mon.Run(h.ctx) }()
+	return c
+}
+
+// start runs node id's agent and heartbeats.
+func (c *cluster) start(id string) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	n := &fakeNode{cancel: cancel, done: make(chan struct{})}
+	a := newFakeAgent(c.st, id, c.agent.script)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(n.done)
+		a.run(ctx)
+	}()
+	c.beat(id, ctx)
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+}
+
+func (c *cluster) beat(id string, ctx context.Context) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			c.tr.Beat(id, client.NodeLoad{})
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+}
+
+// kill stops node id's agent and heartbeats: its replicas' last reports
+// stay in the store, as when a machine dies.
+func (c *cluster) kill(id string) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	c.mu.Unlock()
+	n.cancel()
+	<-n.done
+}
+
+func (c *cluster) setNode(id string, edit func(*client.Node)) {
+	c.t.Helper()
+	key := store.NodeKey(id)
+	var n client.Node
+	rev, err := store.GetJSON(c.ctx, c.st, key, &n)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	edit(&n)
+	if _, err := c.st.Txn(c.ctx, []store.Cmp{store.ModRevisionIs(key, rev)}, store.Put(key, store.Encode(n))); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) nodeStatus(id string) string {
+	var n client.Node
+	store.GetJSON(c.ctx, c.st, store.NodeKey(id), &n)
+	return n.Status
+}
+
+// placement is "node:count" of the running tasks of service, sorted.
+func placement(w world, service string) string {
+	count := map[string]int{}
+	for _, t := range w.running(service) {
+		count[t.Node]++
+	}
+	var out []string
+	for n, k := range count {
+		out = append(out, fmt.Sprintf("%s:%d", n, k))
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+func onNode(w world, service, node string) []store.TaskRecord {
+	var out []store.TaskRecord
+	for _, t := range w.tasks {
+		if t.Service == service && t.Node == node {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func spreadMax(s *client.ServiceSpec) { s.Ruche.Spread = client.SpreadMaxAvailability }
+
+func TestNodeDownReplacedThenBackStopsSurplus(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		c.deploy(web("app:1", 3, spreadMax))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		if got := placement(w, "web"); got != "n1:1 n2:1 n3:1" {
+			t.Fatalf("placement: got %q, want one per node", got)
+		}
+		old := onNode(w, "web", "n2")[0]
+		c.kill("n2")
+		// Down after 5s of silence, replaced on n1 or n3 at once.
+		w = c.waitFor("web.2 replaced off n2", 15*time.Second, func(w world) bool {
+			return w.ready("web") == 3 && len(onNode(w, "web", "n2")) == 1 && onNode(w, "web", "n2")[0].DesiredState == client.DesiredShutdown
+		})
+		if got := c.nodeStatus("n2"); got != client.NodeDown {
+			t.Fatalf("n2 status: got %q, want down", got)
+		}
+		if got := placement(w, "web"); strings.Contains(got, "n2") || len(w.running("web")) != 3 {
+			t.Fatalf("placement after n2 died: got %q", got)
+		}
+		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
+			t.Errorf("status: got %s, want completed (a replacement is not a rollout)", st.State)
+		}
+		// Never more than 3 running once n2 is back: its old replica is told
+		// to shut down and goes away.
+		over := c.observe(func(w world) string {
+			if n := len(w.running("web")); n > 3 {
+				return fmt.Sprintf("%d replicas wanted running", n)
+			}
+			return ""
+		})
+		c.start("n2")
+		w = c.waitFor("old web.2 gone from n2", 15*time.Second, func(w world) bool {
+			_, there := w.tasks[old.ID]
+			return !there && c.nodeStatus("n2") == client.NodeReady
+		})
+		if got := w.ready("web"); got != 3 {
+			t.Errorf("ready after n2 came back: got %d, want 3", got)
+		}
+		over.check(t)
+	})
+}
+
+func TestNodeDownVolumeBoundWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		vol := func(s *client.ServiceSpec) {
+			s.Mounts = []client.MountSpec{{Type: client.MountVolume, Source: "data", Target: "/data"}}
+		}
+		c.deploy(web("app:1", 3, spreadMax, vol))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		bound := onNode(w, "web", "n2")[0]
+		c.kill("n2")
+		c.waitFor("n2 down", 15*time.Second, func(world) bool { return c.nodeStatus("n2") == client.NodeDown })
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		w = c.world()
+		if got := w.tasks[bound.ID]; got.DesiredState != client.DesiredRunning {
+			t.Fatalf("volume-bound replica on the down node: got %s, want it kept running", got.DesiredState)
+		}
+		if got := len(w.running("web")); got != 3 {
+			t.Fatalf("running: got %d, want 3 (no replacement for the bound one)", got)
+		}
+		// A rollout meanwhile keeps the slot on its node: the status says why.
+		c.deploy(web("app:2", 3, spreadMax, vol))
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		w = c.world()
+		if st := w.svcStatus["web"]; st.State != client.UpdateUpdating || !strings.Contains(st.Message, "n2") {
+			t.Errorf("status during the update: got %s %q, want updating, saying it waits for n2", st.State, st.Message)
+		}
+		for _, r := range w.running("web") {
+			if r.Slot == bound.Slot && r.ID != bound.ID {
+				t.Fatalf("slot %d got %s on %s while its volume is on n2", r.Slot, r.ID, r.Node)
+			}
+		}
+		if got := w.tasks[bound.ID]; got.DesiredState != client.DesiredRunning {
+			t.Fatalf("bound replica during the update: got %s, want running (waiting)", got.DesiredState)
+		}
+		// The node comes back: the replica is updated where its volume is.
+		c.start("n2")
+		w = c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		if got := placement(w, "web"); got != "n1:1 n2:1 n3:1" {
+			t.Fatalf("placement after n2 came back: got %q, want one per node", got)
+		}
+		for _, r := range onNode(w, "web", "n2") {
+			if r.Slot != bound.Slot {
+				t.Errorf("slot %d on n2, want slot %d (its volume)", r.Slot, bound.Slot)
+			}
+		}
+	})
+}
+
+func TestNodeDownVolumeBoundForcedMove(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		vol := func(s *client.ServiceSpec) {
+			s.Mounts = []client.MountSpec{{Type: client.MountVolume, Source: "data", Target: "/data"}}
+		}
+		c.deploy(web("app:1", 3, spreadMax, vol))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		bound := onNode(w, "web", "n2")[0]
+		c.kill("n2")
+		c.waitFor("n2 down", 15*time.Second, func(world) bool { return c.nodeStatus("n2") == client.NodeDown })
+		// What `ruche rebalance shop/web --force` writes.
+		bound.Moving = "forced by ruche rebalance --force"
+		c.put(store.TaskKey("n2", bound.ID), bound)
+		w = c.waitFor("bound replica moved", 15*time.Second, func(w world) bool {
+			return w.ready("web") == 3 && w.tasks[bound.ID].DesiredState == client.DesiredShutdown
+		})
+		if got := placement(w, "web"); strings.Contains(got, "n2") {
+			t.Fatalf("placement: got %q, want nothing on n2", got)
+		}
+	})
+}
+
+func TestDrainMovesStartFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		c.deploy(web("app:1", 4))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		onN2 := len(onNode(w, "web", "n2"))
+		if onN2 == 0 {
+			t.Fatalf("nothing on n2 to drain: %s", placement(w, "web"))
+		}
+		// From now on, never fewer than 4 ready, never more than 4 + 1
+		// running (parallelism 1).
+		o := c.observe(func(w world) string {
+			if n := w.ready("web"); n < 4 {
+				return fmt.Sprintf("%d ready, want >= 4", n)
+			}
+			if n := len(w.running("web")); n > 5 {
+				return fmt.Sprintf("%d running, want <= 5", n)
+			}
+			return ""
+		})
+		c.setNode("n2", func(n *client.Node) { n.Availability = client.AvailabilityDrain })
+		w = c.waitFor("n2 drained", time.Minute, func(w world) bool {
+			return len(onNode(w, "web", "n2")) == 0 && w.ready("web") == 4 && len(w.running("web")) == 4
+		})
+		o.check(t)
+		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
+			t.Errorf("status: got %s, want completed", st.State)
+		}
+		var shut int
+		for _, ev := range w.events {
+			if ev.Action == "shutdown" && strings.Contains(ev.Message, "node drained") {
+				shut++
+			}
+		}
+		if shut != onN2 {
+			t.Errorf("drain shutdown events: got %d, want %d", shut, onN2)
+		}
+		// activate: nothing moves back.
+		c.setNode("n2", func(n *client.Node) { n.Availability = client.AvailabilityActive })
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := onNode(c.world(), "web", "n2"); len(got) != 0 {
+			t.Errorf("replicas moved back to n2 after activate: %d", len(got))
+		}
+	})
+}
+
+func TestMovingReplicaMovesElsewhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		c.deploy(web("app:1", 2))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		r := w.running("web")[0]
+		o := c.observe(func(w world) string {
+			if n := w.ready("web"); n < 2 {
+				return fmt.Sprintf("%d ready, want >= 2", n)
+			}
+			return ""
+		})
+		r.Moving = "rebalance: test"
+		c.put(store.TaskKey(r.Node, r.ID), r)
+		w = c.waitFor("moved", 30*time.Second, func(w world) bool {
+			_, there := w.tasks[r.ID]
+			return !there && w.ready("web") == 2
+		})
+		o.check(t)
+		for _, x := range w.running("web") {
+			if x.Slot == r.Slot && x.Node == r.Node {
+				t.Errorf("slot %d moved back onto %s", r.Slot, r.Node)
+			}
+		}
+	})
+}
