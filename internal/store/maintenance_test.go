@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/ruche-platform/ruche/internal/pki"
@@ -178,29 +181,27 @@ func TestNoSpace(t *testing.T) {
 		t.Errorf("reads must keep working: %v", err)
 	}
 
-	// Recover the way the housekeeper does: compact, defragment, disarm.
-	u, err := e.Usage(ctx)
+	// The housekeeper recovers: compact, defragment, disarm.
+	before, err := e.Usage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !u.NoSpace() {
-		t.Fatalf("usage has no NOSPACE alarm: %+v", u)
+	if !before.NoSpace() {
+		t.Fatalf("usage has no NOSPACE alarm: %+v", before)
 	}
-	if err := e.Compact(ctx, u.Revision); err != nil {
-		t.Fatal(err)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewUsageCollector(e))
+	if got := gather(t, reg); len(got) != 4 {
+		t.Errorf("metrics when full: %v", got)
 	}
-	if err := e.Defragment(ctx, u.Members[0].Endpoint); err != nil {
-		t.Fatal(err)
-	}
+	h := NewHousekeeper(HousekeeperConfig{}, e, slog.New(slog.NewTextHandler(io.Discard, nil)), reg)
+	h.check(ctx, time.Now())
 	after, err := e.Usage(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Largest().DBSize >= u.Largest().DBSize {
-		t.Errorf("defragment did not shrink: %d -> %d", u.Largest().DBSize, after.Largest().DBSize)
-	}
-	if err := e.DisarmNoSpace(ctx); err != nil {
-		t.Fatal(err)
+	if after.Largest().DBSize >= before.Largest().DBSize || after.NoSpace() {
+		t.Errorf("housekeeper did not recover: %+v -> %+v", before, after)
 	}
 	if _, err := e.Txn(ctx, nil, Put("/t/small", []byte("ok"))); err != nil {
 		t.Fatalf("write after recovery: %v", err)
