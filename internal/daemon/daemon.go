@@ -28,6 +28,7 @@ import (
 	"github.com/ruche-platform/ruche/internal/apiserver"
 	"github.com/ruche-platform/ruche/internal/controller"
 	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/nodes"
 	"github.com/ruche-platform/ruche/internal/pki"
 	"github.com/ruche-platform/ruche/internal/runtime/docker"
 	"github.com/ruche-platform/ruche/internal/secret"
@@ -47,6 +48,8 @@ type Config struct {
 	DockerHost               string // default: DOCKER_HOST, else the default socket
 	Version                  string
 	Log                      *slog.Logger
+	// Heartbeat is the node health timing (interval, down after).
+	Heartbeat nodes.Config
 }
 
 // Up runs the platform until ctx ends. Containers keep running after it
@@ -132,20 +135,25 @@ func Up(ctx context.Context, cfg Config) error {
 	if ing != nil {
 		drainer = ing.proxy
 	}
+	tracker := nodes.NewTracker(cfg.Heartbeat)
+	localConn := agent.NewLocalConn(st, box)
+	localConn.Beats = tracker
 	ag := agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
-		agent.Deps{Runtime: rt, Conn: agent.NewLocalConn(st, box), Log: log, Metrics: reg, Events: rec, Drainer: drainer})
+		agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: drainer})
 	logs, err := newClusterLogs(ca, cfg.NodeID, st, ag, log)
 	if err != nil {
 		return err
 	}
-	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec})
+	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec, Loads: tracker})
+	monitor := nodes.NewMonitor(nodes.MonitorDeps{Store: st, Tracker: tracker, Events: rec, Log: log})
 	defaultTLS := client.TLSNone
 	if cfg.Ingress.acmeOn() {
 		defaultTLS = client.TLSACME
 	}
 	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr, DefaultTLS: defaultTLS},
 		apiserver.Deps{
-			Store: st, Secrets: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
+			Heartbeats: tracker,
+			Store:      st, Secrets: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
 			StoreStatus: func(ctx context.Context) client.StoreStatus {
 				size, quota := st.DBSize()
 				_, rev, err := st.List(ctx, store.ClusterKey)
@@ -185,9 +193,12 @@ func Up(ctx context.Context, cfg Config) error {
 	run("controller", func() error {
 		return st.RunElected(ctx, "controller", cfg.NodeID, func(ctx context.Context) {
 			log.Info("leading: controllers started")
+			monDone := make(chan struct{})
+			go func() { defer close(monDone); monitor.Run(ctx) }()
 			if err := ctl.Run(ctx); err != nil && ctx.Err() == nil {
 				log.Error("controller stopped", "err", err)
 			}
+			<-monDone
 		})
 	})
 	run("api", func() error {
