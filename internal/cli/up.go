@@ -69,5 +69,7 @@ running; the next start adopts them.`,
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	f.DurationVar(&cfg.Heartbeat.Interval, "heartbeat-interval", time.Second, "how often agents send heartbeats (handed to them by the managers)")
+	f.DurationVar(&cfg.Heartbeat.DownAfter, "node-down-after", 5*time.Second, "a node silent this long is marked down and its replicas are placed elsewhere")
 	return cmd
 }
