@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,7 +40,11 @@ import (
 type Config struct {
 	DataDir string
 	APIAddr string // default 127.0.0.1:7443
-	Ingress IngressConfig
+	// AdvertiseAddr is the IP address other machines reach this manager
+	// (and its node) at; empty: a single node. Agents join through
+	// https://<AdvertiseAddr>:<API port>.
+	AdvertiseAddr string
+	Ingress       IngressConfig
 	// StoreAddr and StorePeerAddr are the embedded etcd's loopback
 	// listeners (defaults 127.0.0.1:7479 and :7480).
 	StoreAddr, StorePeerAddr string
@@ -100,6 +105,9 @@ func Up(ctx context.Context, cfg Config) error {
 	if apiHost != "" && apiHost != "0.0.0.0" && apiHost != "::" {
 		hosts = append(hosts, apiHost)
 	}
+	if cfg.AdvertiseAddr != "" {
+		hosts = append(hosts, cfg.AdvertiseAddr)
+	}
 	cert, err := ca.ServerCert(filepath.Join(cfg.DataDir, "pki"), hosts)
 	if err != nil {
 		return fmt.Errorf("api certificate: %w", err)
@@ -138,7 +146,8 @@ func Up(ctx context.Context, cfg Config) error {
 	tracker := nodes.NewTracker(cfg.Heartbeat)
 	localConn := agent.NewLocalConn(st, box)
 	localConn.Beats = tracker
-	ag := agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels},
+	ag := agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
+		AdvertiseAddr: cfg.AdvertiseAddr},
 		agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: drainer})
 	logs, err := newClusterLogs(ca, cfg.NodeID, st, ag, log)
 	if err != nil {
@@ -150,10 +159,11 @@ func Up(ctx context.Context, cfg Config) error {
 	if cfg.Ingress.acmeOn() {
 		defaultTLS = client.TLSACME
 	}
-	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr, DefaultTLS: defaultTLS},
+	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr, DefaultTLS: defaultTLS,
+		ManagerURLs: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)},
 		apiserver.Deps{
 			Heartbeats: tracker,
-			Store:      st, Secrets: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
+			Store:      st, Secrets: box, CA: ca, Opener: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
 			StoreStatus: func(ctx context.Context) client.StoreStatus {
 				size, quota := st.DBSize()
 				_, rev, err := st.List(ctx, store.ClusterKey)
@@ -167,7 +177,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
-		TLSConfig:         tlsConfig(cert),
+		TLSConfig:         apiTLSConfig(cert, ca),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -190,6 +200,7 @@ func Up(ctx context.Context, cfg Config) error {
 		ing.run(ctx, run)
 	}
 	run("agent", func() error { return ag.Run(ctx) })
+	run("api-nodes", func() error { return api.Run(ctx) })
 	run("controller", func() error {
 		return st.RunElected(ctx, "controller", cfg.NodeID, func(ctx context.Context) {
 			log.Info("leading: controllers started")
@@ -224,6 +235,26 @@ func Up(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	log.Info("ruche stopped; containers keep running and are adopted at the next start")
 	return runErr
+}
+
+// managerURLs are the URLs agents join and talk to: the advertise address
+// when there is one, else the API address.
+func managerURLs(apiAddr, advertise string) []string {
+	if advertise == "" {
+		return []string{apiURL(apiAddr)}
+	}
+	_, port, _ := net.SplitHostPort(apiAddr)
+	return []string{"https://" + net.JoinHostPort(advertise, port)}
+}
+
+// apiTLSConfig serves the API certificate and verifies client (node)
+// certificates when given: the agent API under /v1/agent/ requires one,
+// the CLI API a token.
+func apiTLSConfig(cert tls.Certificate, ca *pki.CA) *tls.Config {
+	c := tlsConfig(cert)
+	c.ClientCAs = ca.Pool()
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	return c
 }
 
 func apiURL(addr string) string {
