@@ -279,8 +279,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 					}
 					fmt.Fprintf(g.stdout, "%s: %s at %s, healthy=%v\n", role, m.Name, m.APIAddr, m.Healthy)
 				}
-				fmt.Fprintf(g.stdout, "store: %s, %s of %s, revision %d, healthy=%v\n", st.Store.Endpoint,
-					bytesHuman(st.Store.DBSize), bytesHuman(st.Store.Quota), st.Store.Revision, st.Store.Healthy)
+				printStore(g.stdout, st.Store)
 				fmt.Fprintf(g.stdout, "projects: %d, services: %d, replicas: %d/%d ready\n", st.Projects, st.Services, st.Ready, st.Replicas)
 				return printNodes(g, st.Nodes)
 			})
