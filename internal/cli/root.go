@@ -92,6 +92,8 @@ func newRoot(g *globals) *cobra.Command {
 		newNodeCmd(g),
 		newRoutesCmd(g),
 		newBackupCmd(g),
+		newAgentCmd(g),
+		newTokenCmd(g),
 	)
 	return root
 }

@@ -65,6 +65,7 @@ running; the next start adopts them.`,
 	f.StringVar(&cfg.StoreAddr, "store-addr", "127.0.0.1:7479", "embedded etcd client listener (loopback)")
 	f.StringVar(&cfg.StorePeerAddr, "store-peer-addr", "127.0.0.1:7480", "embedded etcd peer listener (loopback)")
 	f.StringVar(&cfg.NodeID, "node-name", "", "this node's name (default: the host name)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "IP address other machines reach this manager and node at (default: none, a single node)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable)")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
