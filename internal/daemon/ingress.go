@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"time"
 
@@ -51,23 +50,9 @@ type ingress struct {
 }
 
 func newIngress(cfg IngressConfig, nodeID string, st store.Store, ca *pki.CA, box *secret.Box, log *slog.Logger, reg prometheus.Registerer) (*ingress, error) {
-	pcfg := proxy.Config{
-		HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
-		MaxBodyBytes: cfg.MaxBodyBytes, HoldTimeout: cfg.HoldTimeout, DrainTimeout: cfg.DrainTimeout,
-	}
-	for _, s := range cfg.TrustedProxies {
-		pfx, err := netip.ParsePrefix(s)
-		if err != nil {
-			addr, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, fmt.Errorf("--trusted-proxy %q: not an address or CIDR prefix", s)
-			}
-			pfx = netip.PrefixFrom(addr, addr.BitLen())
-		}
-		pcfg.TrustedProxies = append(pcfg.TrustedProxies, pfx)
-	}
-	if cfg.AccessLog {
-		pcfg.AccessLog = os.Stderr
+	pcfg, err := proxyConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
 	ccfg := certs.Config{ACMEDirectory: cfg.ACMEDirectory, ACMEEmail: cfg.ACMEEmail, HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr}
 	if ccfg.ACMEDirectory == "" && cfg.ACMEEmail != "" {
