@@ -55,6 +55,9 @@ type Config struct {
 	Log                      *slog.Logger
 	// Heartbeat is the node health timing (interval, down after).
 	Heartbeat nodes.Config
+	// Store is the store's quota, or an external etcd to use instead of
+	// the embedded one.
+	Store StoreConfig
 }
 
 // Up runs the platform until ctx ends. Containers keep running after it
@@ -77,10 +80,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	defer unlock()
 
-	st, err := store.StartEmbedded(store.EmbeddedConfig{
-		Dir: filepath.Join(cfg.DataDir, "store"), Name: cfg.NodeID,
-		ClientAddr: cfg.StoreAddr, PeerAddr: cfg.StorePeerAddr,
-	})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -132,6 +132,7 @@ func Up(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rec := events.NewRecorder(st, log)
+	housekeeper := storeHousekeeping(st, log, reg)
 
 	var ing *ingress
 	if cfg.Ingress.HTTPAddr != "" || cfg.Ingress.HTTPSAddr != "" {
@@ -164,11 +165,7 @@ func Up(ctx context.Context, cfg Config) error {
 		apiserver.Deps{
 			Heartbeats: tracker,
 			Store:      st, Secrets: box, CA: ca, Opener: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
-			StoreStatus: func(ctx context.Context) client.StoreStatus {
-				size, quota := st.DBSize()
-				_, rev, err := st.List(ctx, store.ClusterKey)
-				return client.StoreStatus{Endpoint: "embedded etcd", DBSize: size, Quota: quota, Revision: rev, Healthy: err == nil}
-			},
+			StoreStatus: st.StoreStatus, Backup: backupSource(st, cfg.DataDir, clusterID, cfg.Version),
 		})
 
 	ln, err := net.Listen("tcp", cfg.APIAddr)
@@ -211,6 +208,9 @@ func Up(ctx context.Context, cfg Config) error {
 			}
 			<-monDone
 		})
+	})
+	run("store-housekeeping", func() error {
+		return st.RunElected(ctx, "store-housekeeping", cfg.NodeID, func(ctx context.Context) { housekeeper.Run(ctx) })
 	})
 	run("api", func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
