@@ -15,6 +15,7 @@ func newUpCmd(g *globals) *cobra.Command {
 	cfg := daemon.Config{}
 	var labels []string
 	var logLevel, logFormat string
+	var storeFlags func() error
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the platform on this machine: manager and agent in one process",
@@ -43,6 +44,9 @@ running; the next start adopts them.`,
 				cfg.Labels[k] = v
 			}
 			cfg.Version = Version
+			if err := storeFlags(); err != nil {
+				return err
+			}
 			return daemon.Up(cmd.Context(), cfg)
 		},
 	}
@@ -64,6 +68,7 @@ running; the next start adopts them.`,
 	f.BoolVar(&in.AccessLog, "access-log", false, "write the ingress access log (JSON lines) to stderr")
 	f.StringVar(&cfg.StoreAddr, "store-addr", "127.0.0.1:7479", "embedded etcd client listener (loopback)")
 	f.StringVar(&cfg.StorePeerAddr, "store-peer-addr", "127.0.0.1:7480", "embedded etcd peer listener (loopback)")
+	storeFlags = addStoreFlags(f, &cfg.Store)
 	f.StringVar(&cfg.NodeID, "node-name", "", "this node's name (default: the host name)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "IP address other machines reach this manager and node at (default: none, a single node)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable)")
