@@ -4,7 +4,7 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/ruche-platform/ruche/internal/cli.Version=$(VERSION)
 
-.PHONY: all build prereqs demo test test-unit vet bench clean
+.PHONY: all build prereqs demo test test-unit vet bench clean testbed
 
 all: build
 
@@ -32,6 +32,12 @@ test-unit:
 bench: prereqs build
 	@bench/run.sh
 	@bench/ingress/run.sh
+
+# A ruche cluster of 3 nodes on this machine (network namespaces, a dockerd
+# each; needs root), until ^C. See internal/testbed/README.md.
+testbed: build
+	$(GO) build -o bin/ruche-testbed ./cmd/ruche-testbed
+	bin/ruche-testbed -bin bin/ruche $(TESTBED_FLAGS)
 
 clean:
 	rm -rf bin .demo

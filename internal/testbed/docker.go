@@ -35,7 +35,7 @@ func (n *Node) dockerdArgs() []string {
 	}
 }
 
-func (n *Node) dataRoot() string      { return filepath.Join(n.tb.dataDir(), n.name) }
+func (n *Node) dataRoot() string      { return filepath.Join(n.tb.dataDir(), n.name, "docker") }
 func (n *Node) dockerPidFile() string { return filepath.Join(n.dir, "docker.pid") }
 
 // StartDocker starts the node's dockerd (again, after PowerOff), waits

@@ -89,7 +89,8 @@ func (n *Node) Exec(ctx context.Context, name string, args ...string) ([]byte, e
 // testbed stops it at Close (or, after a crash, the next Start does).
 type Proc struct {
 	Name    string
-	LogPath string // its standard output and error
+	Args    []string // the program and its arguments
+	LogPath string   // its standard output and error
 	cmd     *exec.Cmd
 	pidFile string
 	done    chan struct{}
@@ -126,7 +127,7 @@ func (n *Node) start(label, name string, track bool, args ...string) (*Proc, err
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testbed: %s: start %s: %w", n.name, name, err)
 	}
-	p := &Proc{Name: label, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: label, Args: append([]string{name}, args...), LogPath: logPath, cmd: cmd, done: make(chan struct{})}
 	// nsenter execs the program in place: the pid is the program's.
 	if st, err := procStart(cmd.Process.Pid); err == nil {
 		p.pidFile = filepath.Join(n.dir, "procs", strconv.Itoa(cmd.Process.Pid))
