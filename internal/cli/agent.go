@@ -56,6 +56,7 @@ for its agent (and another --node-name).`,
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name (default: the host name)")
 	f.StringVar(&cfg.NodeAPIAddr, "node-api-addr", "", "node API listen address (default <advertise-addr>:7444)")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
+	agentIngressFlags(cmd, &cfg.Ingress)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd

@@ -53,8 +53,11 @@ type AgentConfig struct {
 	// <AdvertiseAddr>:7444).
 	NodeAPIAddr string
 	DockerHost  string // default: DOCKER_HOST, else the default socket
-	Version     string
-	Log         *slog.Logger
+	// Ingress is the node's proxy (HTTP only on agent nodes for now; see
+	// agentreach.go); both addresses empty turn it off.
+	Ingress IngressConfig
+	Version string
+	Log     *slog.Logger
 }
 
 // Identity is what a node keeps of its join, in <data-dir>/agent.json next
@@ -145,15 +148,23 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	conn := agent.NewRemoteConn(agent.RemoteConfig{Managers: id.Managers, Cert: cert, RootCAs: pool, Log: log})
 	defer conn.Close()
 	host, _ := os.Hostname()
+	var ing *agentIngress
+	var drainer agent.Drainer
+	if cfg.Ingress.HTTPAddr != "" || cfg.Ingress.HTTPSAddr != "" {
+		if ing, err = newAgentIngress(cfg.Ingress, id.NodeID, conn, log, reg); err != nil {
+			return err
+		}
+		drainer = ing.proxy
+	}
 	ag := agent.New(agent.Config{
 		NodeID: id.NodeID, ClusterID: id.ClusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 		AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr,
-	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg})
+	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Drainer: drainer})
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	run := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -164,10 +175,22 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		}()
 	}
 	run("agent", func() error { return ag.Run(ctx) })
-	// The node API (logs for the managers) and the ingress of agent nodes
-	// are started here too, by their owners: nodeapi.Server on
-	// cfg.NodeAPIAddr with cert and pool, and the ingress with a routing
-	// view the managers send.
+	if cfg.NodeAPIAddr != "" {
+		napi := newNodeAPI(cfg.NodeAPIAddr, cert, pool, ag, log)
+		run("node api", func() error {
+			// Without it only `ruche logs` of this node is lost: the
+			// replicas keep running.
+			if err := napi.Run(ctx); err != nil {
+				log.Error("node api stopped; the managers cannot show this node's logs", "err", err)
+			}
+			return nil
+		})
+	} else {
+		log.Warn("no advertise address: the node API is off, the managers cannot show this node's logs")
+	}
+	if ing != nil {
+		ing.run(ctx, run)
+	}
 	log.Info("ruche agent is up", "node", id.NodeID, "cluster", id.ClusterID, "managers", id.Managers,
 		"advertise_addr", cfg.AdvertiseAddr, "data_dir", cfg.DataDir)
 
