@@ -29,7 +29,7 @@ import (
 func TestBackupCommands(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.StartEmbedded(store.EmbeddedConfig{Dir: filepath.Join(dir, "store"), ClientAddr: freeAddr(t), PeerAddr: freeAddr(t)})
+	st, err := store.StartEmbedded(store.EmbeddedConfig{Dir: filepath.Join(dir, "store"), ClientAddr: loopbackPort(t), PeerAddr: loopbackPort(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestBackupCommands(t *testing.T) {
 	}
 
 	target := filepath.Join(dir, "restored")
-	code, out = run("backup", "restore", file, "--data-dir", target, "--store-peer-addr", freeAddr(t))
+	code, out = run("backup", "restore", file, "--data-dir", target, "--store-peer-addr", loopbackPort(t))
 	if code != 0 || !strings.Contains(out, "now run: ruche up --data-dir "+target) {
 		t.Fatalf("restore: exit %d: %s", code, out)
 	}
@@ -93,7 +93,7 @@ func TestBackupCommands(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
+func loopbackPort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
