@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -238,7 +239,7 @@ func Join(ctx context.Context, cfg AgentConfig) (*Identity, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("--join needs --token (made with `ruche token create` on a manager)")
 	}
-	ca, caPEM, err := fetchCA(ctx, base)
+	ca, caPEM, local, err := fetchCA(ctx, base)
 	if err != nil {
 		return nil, err
 	}
@@ -254,9 +255,7 @@ func Join(ctx context.Context, cfg AgentConfig) (*Identity, error) {
 
 	addr := cfg.AdvertiseAddr
 	if addr == "" {
-		if addr, err = localAddrTowards(ctx, u); err != nil {
-			return nil, err
-		}
+		addr = local // the address this machine reaches the manager from
 	}
 	name := cfg.NodeName
 	host, _ := os.Hostname()
@@ -320,50 +319,40 @@ func Join(ctx context.Context, cfg AgentConfig) (*Identity, error) {
 }
 
 // fetchCA reads the cluster CA from the manager, before trusting it: the
-// caller checks it against the pin.
-func fetchCA(ctx context.Context, base string) (*x509.Certificate, []byte, error) {
+// caller checks it against the pin. It also returns the local IP address of
+// the connection: the address the manager sees this machine at.
+func fetchCA(ctx context.Context, base string) (ca *x509.Certificate, caPEM []byte, local string, err error) {
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // checked against --ca-hash below, and the join itself is verified
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // checked against --ca-hash by the caller; the join itself is verified
 	}}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/join/ca", nil)
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if a, ok := info.Conn.LocalAddr().(*net.TCPAddr); ok {
+			local = a.IP.String()
+		}
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, base+"/v1/join/ca", nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reach the manager at %s: %w", base, err)
+		return nil, nil, "", fmt.Errorf("reach the manager at %s: %w", base, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("cluster CA from %s: %s", base, resp.Status)
+		return nil, nil, "", fmt.Errorf("cluster CA from %s: %s", base, resp.Status)
 	}
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("cluster CA from %s: not a PEM certificate", base)
+		return nil, nil, "", fmt.Errorf("cluster CA from %s: not a PEM certificate", base)
 	}
-	ca, err := x509.ParseCertificate(block.Bytes)
+	ca, err = x509.ParseCertificate(block.Bytes)
 	if err != nil || !ca.IsCA {
-		return nil, nil, fmt.Errorf("cluster CA from %s: not a CA certificate", base)
+		return nil, nil, "", fmt.Errorf("cluster CA from %s: not a CA certificate", base)
 	}
-	return ca, b, nil
-}
-
-// localAddrTowards is the local IP address of a TCP connection to u: the
-// address the manager sees this machine at.
-func localAddrTowards(ctx context.Context, u *url.URL) (string, error) {
-	hostport := u.Host
-	if u.Port() == "" {
-		hostport = net.JoinHostPort(u.Hostname(), "443")
-	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", hostport)
-	if err != nil {
-		return "", fmt.Errorf("reach the manager at %s: %w", hostport, err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.TCPAddr).IP.String(), nil
+	return ca, b, local, nil
 }
 
 func saveIdentity(dir string, id *Identity, certPEM, keyPEM, caPEM []byte) error {
