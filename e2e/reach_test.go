@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+)
+
+// TestReachAcrossNodes: a manager (`ruche up --advertise-addr 127.0.0.1`)
+// and an agent (`ruche agent`, its own ingress and node API) on loopback,
+// one replica of a routed service on each (spread max_availability). Each
+// node's ingress reaches both replicas (the other node's through the port
+// its agent published for the route), and `ruche logs` shows the output of
+// both (the agent's through its node API).
+func TestReachAcrossNodes(t *testing.T) {
+	p := startPlatform(t, "--advertise-addr", "127.0.0.1")
+	var jt client.JoinToken
+	if err := json.Unmarshal([]byte(p.must("token", "create", "--ttl", "10m", "-o", "json")), &jt); err != nil {
+		t.Fatal(err)
+	}
+	node := uniq("e2e-reach-")
+	dataDir := t.TempDir()
+	agentHTTP := freePort(t)
+	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
+		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash, "--data-dir", dataDir, "--node-name", node,
+		"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--http-addr", agentHTTP, "--https-addr", "",
+		"--log-level", "debug"}}
+	a.start()
+	t.Cleanup(func() {
+		a.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(a.logPath)
+			t.Logf("ruche agent log:\n%s", tail(string(b), 60))
+		}
+	})
+	eventually(t, "two nodes ready", 60*time.Second, func() bool {
+		ready := 0
+		for _, n := range p.nodes() {
+			if n.Status == "ready" {
+				ready++
+			}
+		}
+		return ready == 2
+	})
+
+	proj := uniq("e2e-reach-")
+	cleanupProject(t, p, proj)
+	host := proj + ".ruche.test"
+	file := writeCompose(t, strings.NewReplacer("@IMAGE@", image, "@HOST@", host).Replace(`
+services:
+  web:
+    image: @IMAGE@
+    healthcheck:
+      test: ["CMD", "/hello", "health"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+    deploy:
+      replicas: 1
+    x-ruche:
+      spread: max_availability
+      routes:
+        - host: @HOST@
+          port: 8080
+`))
+	// One replica first: both nodes share one Docker engine here, and two
+	// agents creating the project network at once would make two networks
+	// of one name; the second replica then finds it.
+	p.must("deploy", "-f", file, "-p", proj)
+	p.must("scale", proj+"/web=2")
+	eventually(t, "one replica ready on each node", 90*time.Second, func() bool {
+		web := service(t, p.project(proj), "web")
+		nodes := map[string]bool{}
+		for _, r := range running(web) {
+			if r.Status.Ready {
+				nodes[r.Node] = true
+			}
+		}
+		return web.Ready == 2 && len(nodes) == 2
+	})
+	for _, r := range running(service(t, p.project(proj), "web")) {
+		var route []client.PortBinding
+		for _, b := range r.Status.Ports {
+			if b.Route {
+				route = append(route, b)
+			}
+		}
+		if len(route) != 1 || route[0].HostIP != "127.0.0.1" || route[0].Target != 8080 || route[0].Published == 0 {
+			t.Errorf("replica %s on %s: route bindings %+v, want one 8080 on 127.0.0.1", r.Name(), r.Node, route)
+		}
+	}
+
+	for name, addr := range map[string]string{"manager": p.httpAddr, "agent": agentHTTP} {
+		port := portOf(t, addr)
+		seen := map[string]bool{}
+		eventually(t, "the "+name+"'s ingress reaches both replicas", 30*time.Second, func() bool {
+			out, err := curl(t, "--resolve", host+":"+port+":127.0.0.1", "http://"+host+":"+port+"/")
+			if err == nil && strings.HasPrefix(out, "hello from web.") {
+				seen[strings.Fields(out)[2]] = true
+			}
+			return seen["web.1"] && seen["web.2"]
+		})
+	}
+
+	eventually(t, "logs of both replicas", 30*time.Second, func() bool {
+		out, _, code := p.ruche("logs", proj+"/web")
+		return code == 0 && strings.Contains(out, "web.1 | ") && strings.Contains(out, "web.2 | ") && !strings.Contains(out, "error:")
+	})
+}
