@@ -80,7 +80,11 @@ func ports(ps []client.PortBinding) string {
 		if host == "" {
 			host = "0.0.0.0"
 		}
-		out = append(out, fmt.Sprintf("%s:%d->%d/%s", host, p.Published, p.Target, p.Protocol))
+		b := fmt.Sprintf("%s:%d->%d/%s", host, p.Published, p.Target, p.Protocol)
+		if p.Route {
+			b += "(route)" // published by ruche for the ingress of other nodes
+		}
+		out = append(out, b)
 	}
 	return strings.Join(out, ",")
 }
