@@ -86,7 +86,8 @@ func TestAgentJoins(t *testing.T) {
 	dataDir := t.TempDir()
 	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
 		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash,
-		"--data-dir", dataDir, "--node-name", node, "--node-api-addr", freePort(t), "--label", "zone=e2e", "--log-level", "debug"}}
+		"--data-dir", dataDir, "--node-name", node, "--node-api-addr", freePort(t), "--http-addr", "", "--https-addr", "",
+		"--label", "zone=e2e", "--log-level", "debug"}}
 	a.start()
 	t.Cleanup(func() {
 		a.stop()
@@ -96,6 +97,9 @@ func TestAgentJoins(t *testing.T) {
 		}
 		if strings.Contains(string(b), jt.Token) {
 			t.Errorf("the join token is in the agent's log")
+		}
+		if b, _ := os.ReadFile(p.logPath); strings.Contains(string(b), jt.Token) {
+			t.Errorf("the join token is in the manager's log")
 		}
 	})
 	eventually(t, "two nodes ready", 60*time.Second, func() bool {
@@ -181,7 +185,7 @@ secrets:
 
 	// Restart without --join: the saved identity, the same containers.
 	a.stop()
-	a.args = []string{"agent", "--data-dir", dataDir, "--node-api-addr", freePort(t), "--log-level", "debug"}
+	a.args = []string{"agent", "--data-dir", dataDir, "--node-api-addr", freePort(t), "--http-addr", "", "--https-addr", "", "--log-level", "debug"}
 	a.start()
 	// The restarted agent works: a third replica comes up beside the two
 	// adopted ones.
