@@ -216,6 +216,10 @@ func (e *Etcd) StoreStatus(ctx context.Context) client.StoreStatus {
 	st.Healthy = true
 	for _, a := range u.Alarms {
 		st.Alarms = append(st.Alarms, a.Type)
+		if a.Type == pb.AlarmType_CORRUPT.String() {
+			st.Healthy = false
+			st.Warnings = append(st.Warnings, fmt.Sprintf("store member %x reports data corruption (CORRUPT alarm): restore it from a backup", a.Member))
+		}
 	}
 	if u.NoSpace() {
 		st.Healthy = false
