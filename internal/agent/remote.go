@@ -108,6 +108,10 @@ func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
 		ForceAttemptHTTP2:     true,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       90 * time.Second,
+		// A manager that vanished without closing (power cut, cable) is
+		// noticed by HTTP/2 pings within ~15s, for every request and
+		// stream on the connection at once.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
 	}
 	return &RemoteConn{cfg: cfg, hc: &http.Client{Transport: tr}, log: log.With("component", "remoteconn")}
 }
