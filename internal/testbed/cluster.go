@@ -181,7 +181,11 @@ func (c *Cluster) Join(ctx context.Context, node string, extra ...string) error 
 	if err := os.MkdirAll(c.DataDir(node), 0o700); err != nil {
 		return fmt.Errorf("testbed: %w", err)
 	}
-	args := append([]string{"agent", "--join", c.ManagerURL(), "--token", tok.Token}, c.agentArgs(n)...)
+	args := []string{"agent", "--join", c.ManagerURL(), "--token", tok.Token}
+	if tok.CAHash != "" {
+		args = append(args, "--ca-hash", tok.CAHash)
+	}
+	args = append(args, c.agentArgs(n)...)
 	p, err := n.Start(c.cfg.Bin, append(args, extra...)...)
 	if err != nil {
 		return err
