@@ -82,6 +82,17 @@ func TestAgentJoins(t *testing.T) {
 		t.Fatalf("token has no manager URL: %+v", jt)
 	}
 
+	// ls shows unused tokens by ID, rm revokes one.
+	var spare client.JoinToken
+	json.Unmarshal([]byte(p.must("token", "create", "-o", "json")), &spare)
+	if ls := p.must("token", "ls"); !strings.Contains(ls, spare.ID) || strings.Contains(ls, spare.Token) {
+		t.Fatalf("token ls:\n%s", ls)
+	}
+	p.must("token", "rm", spare.ID)
+	if ls := p.must("token", "ls"); strings.Contains(ls, spare.ID) {
+		t.Fatalf("token ls after rm:\n%s", ls)
+	}
+
 	node := uniq("e2e-agent-")
 	dataDir := t.TempDir()
 	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
@@ -126,9 +137,10 @@ func TestAgentJoins(t *testing.T) {
 		t.Fatalf("node.key mode %v, want 0600", st.Mode().Perm())
 	}
 
-	// The token is used up.
-	other := exec.Command(rucheBin, "agent", "--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash,
+	// The token is used up (given here through the environment).
+	other := exec.Command(rucheBin, "agent", "--join", jt.Managers[0], "--ca-hash", jt.CAHash,
 		"--data-dir", t.TempDir(), "--node-name", uniq("e2e-again-"))
+	other.Env = append(os.Environ(), "RUCHE_JOIN_TOKEN="+jt.Token)
 	b, err := other.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(b), "join refused: token invalid or expired") {
 		t.Fatalf("second join with one token: %v\n%s", err, b)

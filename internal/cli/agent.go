@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -42,13 +43,16 @@ for its agent (and another --node-name).`,
 			if cfg.Labels, err = parseLabels(labels); err != nil {
 				return err
 			}
+			if cfg.Token == "" {
+				cfg.Token = os.Getenv("RUCHE_JOIN_TOKEN")
+			}
 			cfg.Version = Version
 			return daemon.RunAgent(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Join, "join", "", "a manager's API URL (https://MANAGER:7443), for the first start")
-	f.StringVar(&cfg.Token, "token", "", "join token (ruche token create on a manager)")
+	f.StringVar(&cfg.Token, "token", "", "join token (ruche token create on a manager); default $RUCHE_JOIN_TOKEN, which keeps it out of the process list")
 	f.StringVar(&cfg.CAHash, "ca-hash", "", "expected cluster CA hash (sha256:...), as ruche token create prints it")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable)")
 	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir(), "where the node keeps its identity and state")
