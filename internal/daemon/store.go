@@ -43,9 +43,10 @@ func storeHousekeeping(st store.Server, log *slog.Logger, reg *prometheus.Regist
 }
 
 // backupSource makes backups of this manager: the store's snapshot with
-// the CA and secret key of its data dir.
+// the CA and secret key of its data dir. The snapshot is staged in the data
+// dir (the store's disk), not in /tmp, which may be a small tmpfs.
 func backupSource(st store.Server, dataDir, clusterID, version string) *backup.Source {
-	return &backup.Source{Store: st, ClusterID: clusterID, Version: version,
+	return &backup.Source{Store: st, ClusterID: clusterID, Version: version, TempDir: dataDir,
 		CACertFile: filepath.Join(dataDir, "pki", "ca.crt"), CAKeyFile: filepath.Join(dataDir, "pki", "ca.key"),
 		SecretKeyFile: filepath.Join(dataDir, "secret.key")}
 }
