@@ -359,9 +359,7 @@ func (r *run) reconcile(ctx context.Context, k svcKey, now time.Time) {
 	for _, res := range p.results {
 		r.c.m.updates.WithLabelValues(res).Inc()
 	}
-	for _, ev := range p.events {
-		r.c.events.Record(ctx, ev)
-	}
+	r.c.events.RecordAll(ctx, p.events) // one transaction per 100 events
 	if old := p.v.status; p.statusSet && (old == nil || old.State != p.status.State || old.Message != p.status.Message) {
 		r.c.log.Info("service status", "service", k, "state", p.status.State, "version", p.status.Version, "message", p.status.Message)
 	}

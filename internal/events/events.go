@@ -52,6 +52,40 @@ func (r *Recorder) Record(ctx context.Context, ev client.Event) {
 	}
 }
 
+// maxBatch bounds the events of one transaction, under etcd's default
+// --max-txn-ops of 128.
+const maxBatch = 100
+
+// RecordAll stores evs, stamping the times of those unset, in
+// transactions of up to 100 events: a controller pass that schedules a
+// hundred replicas writes one transaction, not a hundred. Order is kept
+// (keys take increasing sequence numbers).
+func (r *Recorder) RecordAll(ctx context.Context, evs []client.Event) {
+	if r == nil || len(evs) == 0 {
+		return
+	}
+	lease, err := r.currentLease(ctx)
+	if err != nil {
+		r.log.Warn("events not recorded", "count", len(evs), "err", err)
+		return
+	}
+	now := time.Now()
+	for len(evs) > 0 {
+		n := min(len(evs), maxBatch)
+		ops := make([]store.Op, 0, n)
+		for _, ev := range evs[:n] {
+			if ev.Time.IsZero() {
+				ev.Time = now
+			}
+			ops = append(ops, store.PutWithLease(store.EventKey(ev.Time, r.seq.Add(1)), store.Encode(ev), lease))
+		}
+		if _, err := r.st.Txn(ctx, nil, ops...); err != nil {
+			r.log.Warn("events not recorded", "count", n, "type", evs[0].Type, "action", evs[0].Action, "err", err)
+		}
+		evs = evs[n:]
+	}
+}
+
 // currentLease shares one lease among the events of an hour, so there is a
 // lease per hour rather than per event.
 func (r *Recorder) currentLease(ctx context.Context) (store.LeaseID, error) {
