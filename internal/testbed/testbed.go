@@ -222,5 +222,7 @@ func (tb *Testbed) Close() error {
 		go func() { defer wg.Done(); n.stopDocker(20 * time.Second) }()
 	}
 	wg.Wait()
-	return removeRun(tb.run, tb.log)
+	err := removeRun(tb.run, tb.log)
+	os.Remove(DataDir) // when no other run uses it; RunDir keeps the lock file
+	return err
 }
