@@ -304,7 +304,7 @@ func (r *run) reconcileDirty(ctx context.Context, now time.Time) {
 	}
 	clear(r.dirty)
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	r.planner = scheduler.NewPlanner(r.snapshot(), scheduler.Options{Rand: r.c.rng, Filters: r.placementFilters()})
+	r.planner = nil // built on first use, see plan
 	for _, k := range keys {
 		if ctx.Err() != nil {
 			return

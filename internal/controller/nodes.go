@@ -171,7 +171,7 @@ func (s *slot) downStopping() bool {
 
 // placeError is why slot n of the service has no node now.
 func (p *pass) placeError(n int) string {
-	_, err := p.r.planner.Place(scheduler.Request{Project: p.v.key.project, Service: p.v.key.service, Slot: n, Spec: p.v.rec.Spec})
+	_, err := p.r.plan().Place(scheduler.Request{Project: p.v.key.project, Service: p.v.key.service, Slot: n, Spec: p.v.rec.Spec})
 	if err == nil {
 		return "no room in this pass"
 	}

@@ -143,7 +143,7 @@ func (p *pass) create(slot int, explain bool) bool {
 		return false
 	}
 	rec := p.v.rec
-	pl, err := p.r.planner.Place(scheduler.Request{
+	pl, err := p.r.plan().Place(scheduler.Request{
 		Project: p.v.key.project, Service: p.v.key.service, Slot: slot, Spec: rec.Spec,
 	})
 	if err != nil {

@@ -412,7 +412,7 @@ func (p *pass) placeable(s *slot) bool {
 	for i, t := range s.old {
 		ids[i] = t.id()
 	}
-	_, err := p.r.planner.Place(scheduler.Request{
+	_, err := p.r.plan().Place(scheduler.Request{
 		Project: p.v.key.project, Service: p.v.key.service, Slot: s.n, Spec: p.v.rec.Spec, Replaces: ids,
 	})
 	if err != nil {
