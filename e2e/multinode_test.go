@@ -141,6 +141,40 @@ func TestMultiNode(t *testing.T) {
 		})
 	})
 
+	t.Run("node powered off, then on", func(t *testing.T) {
+		// The whole machine goes: agent, dockerd and containers.
+		if m.replicasOn(t, proj, "web", "node3") == 0 {
+			t.Skip("no web replica on node3 to move")
+		}
+		if err := m.tb.PowerOff("node3"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.c.WaitNode(context.Background(), "node3", client.NodeDown); err != nil {
+			t.Fatal(err)
+		}
+		m.waitPlaced(t, proj, "web", 3, func(r client.Replica) bool { return r.Node != "node3" })
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := m.tb.PowerOn(ctx, "node3"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.c.Restart("node3"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.c.WaitNode(ctx, "node3", client.NodeReady); err != nil {
+			t.Fatal(err)
+		}
+		// zoneb can only run on node3: it comes back there.
+		m.waitPlaced(t, proj, "zoneb", 2, func(r client.Replica) bool { return r.Node == "node3" })
+		eventually(t, "3 web containers across the nodes", 60*time.Second, func() bool {
+			total := 0
+			for _, n := range []string{"node1", "node2", "node3"} {
+				total += m.containers(t, n, proj, "web")
+			}
+			return total == 3
+		})
+	})
+
 	t.Run("removed node refused", func(t *testing.T) {
 		m.needCommand(t, "node", "rm")
 		m.must(t, "node", "rm", "--force", "node3")
