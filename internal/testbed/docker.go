@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"encoding/json"
 
 	"fmt"
 	"os"
@@ -55,7 +56,10 @@ func (n *Node) StartDocker(ctx context.Context) error {
 	// After PowerOff: dockerd trusts the pid in this file to be its
 	// containerd, and the pid may be reused.
 	os.Remove(filepath.Join(n.dir, "exec", "containerd", "containerd.pid"))
-	if err := os.WriteFile(filepath.Join(n.dir, "daemon.json"), []byte("{}\n"), 0o644); err != nil {
+	// Its own engine key, hence its own engine ID (Swarm across the nodes
+	// needs distinct ones); the default is the host's /etc/docker/key.json.
+	conf, _ := json.Marshal(map[string]string{"deprecated-key-path": filepath.Join(n.dataRoot(), "key.json")})
+	if err := os.WriteFile(filepath.Join(n.dir, "daemon.json"), conf, 0o644); err != nil {
 		return fmt.Errorf("testbed: %w", err)
 	}
 	p, err := n.start("dockerd", "dockerd", false, n.dockerdArgs()...)

@@ -295,6 +295,7 @@ func TestDocker(t *testing.T) {
 	tb := start(t, Config{Nodes: 2, Docker: true, Images: []Image{{Ref: ref, Package: "../../examples/hello"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	ids := map[string]bool{}
 	for _, n := range tb.Nodes() {
 		// Each daemon answers, lives in its node's namespace, and has the image.
 		var ns, dns syscall.Stat_t
@@ -315,6 +316,14 @@ func TestDocker(t *testing.T) {
 		if _, err := cli.ImageInspect(ctx, ref); err != nil {
 			t.Errorf("%s: %v", n.Name(), err)
 		}
+		info, err := cli.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids[info.ID] {
+			t.Errorf("%s: engine ID %s is another node's", n.Name(), info.ID)
+		}
+		ids[info.ID] = true
 	}
 	// A container on node2 publishes a port on node2's address; node1
 	// reaches it over the bridge.
