@@ -1,10 +1,12 @@
 package testbed
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,4 +151,33 @@ func logTail(path string, lines int) string {
 		l = l[len(l)-lines:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// LoadImages copies images from another daemon (the host's, say) into the
+// node's: `docker save` piped into `docker load`, no registry involved.
+func (n *Node) LoadImages(ctx context.Context, from *dockerclient.Client, refs ...string) error {
+	rc, err := from.ImageSave(ctx, refs)
+	if err != nil {
+		return fmt.Errorf("testbed: save %v: %w", refs, err)
+	}
+	defer rc.Close()
+	cli, err := n.Docker()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	resp, err := cli.ImageLoad(ctx, rc, dockerclient.ImageLoadWithQuiet(true))
+	if err != nil {
+		return fmt.Errorf("testbed: %s: load %v: %w", n.name, refs, err)
+	}
+	defer resp.Body.Close()
+	// The answer is a JSON stream; an error in it means the load failed.
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("testbed: %s: load %v: %w", n.name, refs, err)
+	}
+	if bytes.Contains(b, []byte(`"error"`)) {
+		return fmt.Errorf("testbed: %s: load %v: %s", n.name, refs, bytes.TrimSpace(b))
+	}
+	return nil
 }

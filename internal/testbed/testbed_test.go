@@ -342,10 +342,29 @@ func TestDocker(t *testing.T) {
 	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if len(cgroupNames(tb.Run())) == 0 {
+		t.Error("the container runs in no cgroup named for its node (--cgroup-parent)")
+	}
 	eventually(t, "node1 reaches the container on node2", func() bool {
 		out, err := n1.Exec(ctx, "curl", "-sS", "--max-time", "2", fmt.Sprintf("http://%s:18080/", n2.Addr()))
 		return err == nil && len(out) > 0
 	})
+
+	// An image copied from node1's daemon into node2's.
+	c1, err := n1.Docker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if err := c1.ImageTag(ctx, ref, "ruche-tb-copy:test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.LoadImages(ctx, c1, "ruche-tb-copy:test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.ImageInspect(ctx, "ruche-tb-copy:test"); err != nil {
+		t.Errorf("node2 after LoadImages: %v", err)
+	}
 
 	// PowerOff takes the container down with its daemon; PowerOn brings
 	// the daemon back.
