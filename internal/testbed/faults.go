@@ -92,9 +92,6 @@ func (tb *Testbed) Partition(a, b []string) error {
 	if err != nil {
 		return err
 	}
-	tb.mu.Lock()
-	tb.parts = true
-	tb.mu.Unlock()
 	ctx := context.Background()
 	var errs error
 	for _, pair := range [][2][]*Node{{ga, gb}, {gb, ga}} {
@@ -160,9 +157,6 @@ func (tb *Testbed) Heal() error {
 			errs = errors.Join(errs, iptablesIn(ctx, n.ns, append([]string{"-t", "raw"}, f...)...))
 		}
 	}
-	tb.mu.Lock()
-	tb.parts = false
-	tb.mu.Unlock()
 	if errs != nil {
 		return fmt.Errorf("testbed: heal: %w", errs)
 	}

@@ -75,7 +75,6 @@ type Testbed struct {
 	nodes   []*Node
 	started bool
 	closed  bool
-	parts   bool // partition rules are in place
 }
 
 // New checks cfg; it does no I/O.
