@@ -37,6 +37,10 @@ type Config struct {
 	// MaxTxnOps caps the operations of one transaction (etcd refuses more
 	// than --max-txn-ops, 128 by default). Default 100.
 	MaxTxnOps int
+	// MaxTxnBytes bounds the task records one transaction writes: a pass
+	// stops adding once they reach it (etcd refuses requests past
+	// --max-request-bytes, 1.5 MiB by default). Default 1 MiB.
+	MaxTxnBytes int
 	// Seed seeds the scheduler's tie breaking; 0 picks a random seed.
 	Seed uint64
 }
@@ -56,6 +60,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTxnOps < 8 {
 		c.MaxTxnOps = 8
+	}
+	if c.MaxTxnBytes <= 0 {
+		c.MaxTxnBytes = 1 << 20
 	}
 	if c.Seed == 0 {
 		c.Seed = rand.Uint64()

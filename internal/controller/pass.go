@@ -21,6 +21,7 @@ type pass struct {
 
 	cmps    []store.Cmp
 	ops     []store.Op
+	bytes   int             // size of the task records in ops (MaxTxnBytes)
 	written map[string]bool // keys already written in this pass
 	live    []*task         // tasks not garbage-collected by this pass
 
@@ -55,7 +56,7 @@ func newPass(r *run, v *view, now time.Time) *pass {
 // etcd refuses transactions past --max-txn-ops (128 by default).
 func (p *pass) room(ops, cmps int) bool {
 	limit := p.r.c.cfg.MaxTxnOps - 2
-	if len(p.ops)+ops > limit || len(p.cmps)+cmps > limit {
+	if len(p.ops)+ops > limit || len(p.cmps)+cmps > limit || p.bytes >= p.r.c.cfg.MaxTxnBytes {
 		p.full = true
 		return false
 	}
@@ -130,7 +131,9 @@ func (p *pass) shutdown(t *task, why string) {
 	rec := t.rec
 	rec.DesiredState = client.DesiredShutdown
 	p.cmps = append(p.cmps, store.ModRevisionIs(t.key, t.rev))
-	p.ops = append(p.ops, store.Put(t.key, store.Encode(rec)))
+	val := store.Encode(rec)
+	p.ops = append(p.ops, store.Put(t.key, val))
+	p.bytes += len(val)
 	p.written[t.key] = true
 	t.rec.DesiredState = client.DesiredShutdown
 	p.event("replica", "shutdown", t, fmt.Sprintf("%s shut down: %s", t.name(), why))
@@ -163,7 +166,9 @@ func (p *pass) create(slot int, explain bool) bool {
 	t.Volumes, t.Networks = projectResources(p.v.project, rec.Spec)
 	key := store.TaskKey(pl.Node, id)
 	p.cmps = append(p.cmps, store.ModRevisionIs(key, 0))
-	p.ops = append(p.ops, store.Put(key, store.Encode(t)))
+	val := store.Encode(t)
+	p.ops = append(p.ops, store.Put(key, val))
+	p.bytes += len(val)
 	p.written[key] = true
 	p.created++
 	p.events = append(p.events, client.Event{

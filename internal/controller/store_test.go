@@ -239,3 +239,21 @@ func TestLargeDeployIsBatched(t *testing.T) {
 		})
 	})
 }
+
+// A pass stops adding task records once they reach MaxTxnBytes: with a
+// budget smaller than one record, every transaction carries one task (and
+// the status), and the deploy still converges.
+func TestDeployBatchedByBytes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 6
+		h := newHarnessWith(t, byImage(nil), Config{Seed: 1, MaxTxnBytes: 1})
+		defer h.close()
+		h.stopController()
+		h.startControllerWith(&limitedStore{Store: h.st, max: 3})
+		h.deploy(web("v1", n))
+		w := h.waitStatus("web", limit, client.UpdateCompleted)
+		if got := len(w.running("web")); got != n {
+			t.Errorf("running = %d, want %d", got, n)
+		}
+	})
+}

@@ -154,7 +154,14 @@ func Up(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	ctl := controller.New(controller.Config{}, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec, Loads: tracker})
+	ctlCfg := controller.Config{}
+	if len(cfg.Store.Endpoints) == 0 {
+		// The embedded etcd takes 4,096 operations per transaction
+		// (store/embedded.go), an external one 128 unless told otherwise:
+		// batch scheduling writes by 1,000 (bench/scheduler, issue 4).
+		ctlCfg.MaxTxnOps = 1000
+	}
+	ctl := controller.New(ctlCfg, controller.Deps{Store: st, Log: log, Metrics: reg, Events: rec, Loads: tracker})
 	monitor := nodes.NewMonitor(nodes.MonitorDeps{Store: st, Tracker: tracker, Events: rec, Log: log})
 	defaultTLS := client.TLSNone
 	if cfg.Ingress.acmeOn() {
