@@ -12,6 +12,7 @@ import (
 // no store, so the managers compute each node's table.
 func (s *Server) agentRouteTable() {
 	s.handleAuth("GET "+agent.RemotePathPrefix+"{node}/routes", s.agentAuth, s.agentWatchRoutes)
+	s.agentCertRoutes()
 }
 
 // agentWatchRoutes is GET /v1/agent/nodes/{node}/routes: the node's

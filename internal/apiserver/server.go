@@ -96,6 +96,9 @@ type Deps struct {
 	// Heartbeats takes remote agents' heartbeats (the node health
 	// tracker); nil drops them.
 	Heartbeats agent.HeartbeatSink
+	// AgentCerts hands agents the routes' certificates (agentcerts.go);
+	// nil: agent nodes serve no HTTPS.
+	AgentCerts AgentCerts
 }
 
 // Server is the API.

@@ -1,0 +1,169 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/secret"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// fakeCerts is a certificate manager with fixed certificates and
+// challenges.
+type fakeCerts struct {
+	mu         sync.Mutex
+	certs      map[string]*tls.Certificate
+	challenges map[string]string // host + path -> answer
+}
+
+func (f *fakeCerts) GetCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.certs[h.ServerName]; ok {
+		return c, nil
+	}
+	return nil, errors.New("not ready")
+}
+
+func (f *fakeCerts) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
+	if !strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+		return false
+	}
+	a, ok := f.challenges[r.Host+r.URL.Path]
+	if !ok {
+		http.Error(w, "no", http.StatusNotFound)
+		return true
+	}
+	io.WriteString(w, a)
+	return true
+}
+
+func leafFor(t *testing.T, ca *pki.CA, host string) *tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Leaf([]string{host}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// TestAgentCerts: a joined node follows the certificates of the TLS
+// routes (only those the manager has), gets a new set when routes change,
+// and fetches ACME HTTP-01 answers through the managers.
+func TestAgentCerts(t *testing.T) {
+	st := store.NewMemory()
+	defer st.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
+	dir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := ca.ServerCert(dir, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &fakeCerts{certs: map[string]*tls.Certificate{"a.test": leafFor(t, ca, "a.test"), "c.test": leafFor(t, ca, "c.test")},
+		challenges: map[string]string{"a.test/.well-known/acme-challenge/tok1": "tok1.thumb"}}
+	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
+	log := slog.New(slog.DiscardHandler)
+	s := New(Config{ClusterID: "c1", ManagerURLs: []string{"https://m1:7443"}, AgentKeepalive: 50 * time.Millisecond}, Deps{
+		Store: st, Secrets: box, Opener: box, CA: ca, Log: log, Events: events.NewRecorder(st, log), AgentCerts: fc, Registry: prometheus.NewRegistry(),
+	})
+	go s.Run(ctx)
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven}
+	srv.StartTLS()
+	defer srv.Close()
+	defer cancel() // before Close: it waits for the streams
+	e := &tlsEnv{t: t, st: st, ca: ca, box: box, srv: srv, logs: &lockedWriter{}}
+	cert := e.mustJoin("n2")
+
+	putService := func(routes ...client.RouteSpec) {
+		t.Helper()
+		rec := store.ServiceRecord{Spec: client.ServiceSpec{Name: "web", Image: "x", Replicas: 1, Routes: routes}, Version: 1}
+		if _, err := st.Txn(ctx, nil, store.Put(store.ServiceKey("shop", "web"), store.Encode(rec))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putService(client.RouteSpec{Host: "a.test", Port: 80, TLS: client.TLSInternal}, client.RouteSpec{Host: "b.test", Port: 80},
+		client.RouteSpec{Host: "d.test", Port: 80, TLS: client.TLSInternal}) // d.test: not obtained yet
+
+	rc := agent.NewRemoteConn(agent.RemoteConfig{Managers: []string{srv.URL}, Cert: *cert, RootCAs: ca.Pool()})
+	defer rc.Close()
+	sets := rc.WatchCerts(ctx, "n2")
+	next := func(want ...string) []agent.CertBundle {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case set := <-sets:
+				var hosts []string
+				for _, b := range set {
+					hosts = append(hosts, b.Host)
+				}
+				if strings.Join(hosts, ",") == strings.Join(want, ",") {
+					return set
+				}
+			case <-timeout:
+				t.Fatalf("no certificate set %v within 10s", want)
+			}
+		}
+	}
+	set := next("a.test")
+	key, err := x509.ParsePKCS8PrivateKey(set[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Certificate{Certificate: set[0].Chain, PrivateKey: key}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil || leaf.VerifyHostname("a.test") != nil {
+		t.Fatalf("bundle leaf: %v %v", leaf, err)
+	}
+	if _, err := tls.X509KeyPair(pemOf("CERTIFICATE", set[0].Chain[0]), pemOf("PRIVATE KEY", set[0].Key)); err != nil {
+		t.Errorf("key does not fit the certificate: %v", err)
+	}
+
+	putService(client.RouteSpec{Host: "a.test", Port: 80, TLS: client.TLSInternal}, client.RouteSpec{Host: "c.test", Port: 80, TLS: client.TLSInternal})
+	next("a.test", "c.test")
+
+	got, err := rc.ACMEChallenge(ctx, "n2", "a.test", "/.well-known/acme-challenge/tok1")
+	if err != nil || string(got) != "tok1.thumb" {
+		t.Errorf("challenge: got %q %v, want tok1.thumb", got, err)
+	}
+	if _, err := rc.ACMEChallenge(ctx, "n2", "a.test", "/.well-known/acme-challenge/nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown challenge: got %v, want not found", err)
+	}
+	code, _ := e.do(e.httpClient(nil), "GET", agent.RemotePathPrefix+"n2/certs", "", nil)
+	if code != http.StatusUnauthorized {
+		t.Errorf("certificates without a node certificate: got %d, want 401", code)
+	}
+}
+
+func pemOf(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
