@@ -13,7 +13,7 @@ import (
 func agentIngressFlags(cmd *cobra.Command, in *daemon.IngressConfig) {
 	f := cmd.Flags()
 	f.StringVar(&in.HTTPAddr, "http-addr", ":80", "ingress HTTP listen address (\"\" turns it off)")
-	f.StringVar(&in.HTTPSAddr, "https-addr", ":443", "ingress HTTPS listen address (\"\" turns it off; not served on agent nodes yet)")
+	f.StringVar(&in.HTTPSAddr, "https-addr", ":443", "ingress HTTPS listen address (\"\" turns it off; certificates come from the managers)")
 	f.StringArrayVar(&in.TrustedProxies, "trusted-proxy", nil, "address or CIDR of a proxy in front whose X-Forwarded-For is believed (repeatable)")
 	f.Float64Var(&in.RateLimit, "rate-limit", 0, "requests per second per client IP at the ingress (0: off)")
 	f.IntVar(&in.RateBurst, "rate-burst", 0, "burst for --rate-limit (default: the rate)")

@@ -21,47 +21,48 @@ import (
 // the node API for the managers, and the ingress proxy fed with the
 // routing table the managers compute for it (an agent has no store).
 
-// routeSource is where an agent node's routing table comes from:
-// agent.RemoteConn.WatchRoutes.
+// routeSource is where an agent node's routing table and certificates
+// come from: agent.RemoteConn.
 type routeSource interface {
 	WatchRoutes(ctx context.Context, node string) <-chan []routing.Route
+	WatchCerts(ctx context.Context, node string) <-chan []agent.CertBundle
+	ACMEChallenge(ctx context.Context, node, host, path string) ([]byte, error)
 }
 
 // agentIngress is the proxy of an agent-only node.
 type agentIngress struct {
 	node   string
 	proxy  *proxy.Proxy
+	certs  *agentCerts
 	routes routeSource
 	log    *slog.Logger
 }
 
-// newAgentIngress builds the proxy of an agent node. It serves plain HTTP
-// only: certificates live in the managers' store with their keys sealed
-// (see internal/nodeapi/README.md, "Ingress on agent nodes"), so the HTTPS
-// listener is not started and a TLS route is served on HTTP without a
-// redirect, as the proxy does without a certificate source.
+// newAgentIngress builds the proxy of an agent node. Its certificates
+// come from the managers (agentCerts): keys are sealed in the store, which
+// agents cannot read.
 func newAgentIngress(cfg IngressConfig, node string, routes routeSource, log *slog.Logger, reg prometheus.Registerer) (*agentIngress, error) {
 	pcfg, err := proxyConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if pcfg.HTTPSAddr != "" {
-		log.Warn("HTTPS on agent nodes is not supported yet: --https-addr ignored; TLS routes are served on HTTP here",
-			"https_addr", pcfg.HTTPSAddr)
-		pcfg.HTTPSAddr = ""
-	}
+	log = log.With("component", "agent-ingress")
+	certs := &agentCerts{node: node, src: routes, log: log}
 	return &agentIngress{
 		node:   node,
-		proxy:  proxy.New(pcfg, proxy.Deps{Log: log, Metrics: reg}),
+		proxy:  proxy.New(pcfg, proxy.Deps{Log: log, Metrics: reg, Certs: certs}),
+		certs:  certs,
 		routes: routes,
-		log:    log.With("component", "agent-ingress"),
+		log:    log,
 	}, nil
 }
 
-// run starts the proxy and the feed of its table with run; it returns at once.
+// run starts the proxy and the feeds of its table and certificates with
+// run; it returns at once.
 func (in *agentIngress) run(ctx context.Context, run func(name string, fn func() error)) {
 	run("proxy", func() error { return in.proxy.Run(ctx) })
 	run("routing", func() error { in.feed(ctx); return nil })
+	run("certificates", func() error { in.certs.feed(ctx); return nil })
 }
 
 // feed hands every table the managers send to the proxy until ctx ends.

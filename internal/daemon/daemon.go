@@ -167,12 +167,17 @@ func Up(ctx context.Context, cfg Config) error {
 	if cfg.Ingress.acmeOn() {
 		defaultTLS = client.TLSACME
 	}
+	var agentCerts apiserver.AgentCerts // the routes' certificates for agent nodes' ingress
+	if ing != nil {
+		agentCerts = ing.certs
+	}
 	api := apiserver.New(apiserver.Config{Version: cfg.Version, ClusterID: clusterID, ManagerName: cfg.NodeID, APIAddr: cfg.APIAddr, DefaultTLS: defaultTLS,
 		ManagerURLs: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)},
 		apiserver.Deps{
 			Heartbeats: tracker,
 			Store:      st, Secrets: box, CA: ca, Opener: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
 			StoreStatus: st.StoreStatus, Backup: backupSource(st, cfg.DataDir, clusterID, cfg.Version),
+			AgentCerts: agentCerts,
 		})
 
 	ln, err := net.Listen("tcp", cfg.APIAddr)
