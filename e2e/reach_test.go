@@ -15,8 +15,9 @@ import (
 // and an agent (`ruche agent`, its own ingress and node API) on loopback,
 // one replica of a routed service on each (spread max_availability). Each
 // node's ingress reaches both replicas (the other node's through the port
-// its agent published for the route), and `ruche logs` shows the output of
-// both (the agent's through its node API).
+// its agent published for the route), the agent serves a TLS route with the
+// certificate the managers hold, and `ruche logs` shows the output of both
+// (the agent's through its node API).
 func TestReachAcrossNodes(t *testing.T) {
 	p := startPlatform(t, "--advertise-addr", "127.0.0.1")
 	var jt client.JoinToken
@@ -25,10 +26,10 @@ func TestReachAcrossNodes(t *testing.T) {
 	}
 	node := uniq("e2e-reach-")
 	dataDir := t.TempDir()
-	agentHTTP := freePort(t)
+	agentHTTP, agentHTTPS := freePort(t), freePort(t)
 	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
 		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash, "--data-dir", dataDir, "--node-name", node,
-		"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--http-addr", agentHTTP, "--https-addr", "",
+		"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--http-addr", agentHTTP, "--https-addr", agentHTTPS,
 		"--log-level", "debug"}}
 	a.start()
 	t.Cleanup(func() {
@@ -67,6 +68,9 @@ services:
       routes:
         - host: @HOST@
           port: 8080
+        - host: tls.@HOST@
+          port: 8080
+          tls: internal
 `))
 	// One replica first: both nodes share one Docker engine here, and two
 	// agents creating the project network at once would make two networks
@@ -105,6 +109,25 @@ services:
 			}
 			return seen["web.1"] && seen["web.2"]
 		})
+	}
+
+	// The TLS route on the agent's ingress, with the certificate the
+	// managers hold (internal CA) streamed to the agent.
+	ca := filepath.Join(p.dataDir, "pki", "ca.crt")
+	tlsHost := "tls." + host
+	port := portOf(t, agentHTTPS)
+	seen := map[string]bool{}
+	eventually(t, "the agent's HTTPS reaches both replicas", 60*time.Second, func() bool {
+		out, err := curl(t, "--cacert", ca, "--resolve", tlsHost+":"+port+":127.0.0.1", "https://"+tlsHost+":"+port+"/")
+		if err == nil && strings.HasPrefix(out, "hello from web.") {
+			seen[strings.Fields(out)[2]] = true
+		}
+		return seen["web.1"] && seen["web.2"]
+	})
+	hport := portOf(t, agentHTTP)
+	code, err := curl(t, "-o", "/dev/null", "-w", "%{http_code}", "--resolve", tlsHost+":"+hport+":127.0.0.1", "http://"+tlsHost+":"+hport+"/")
+	if err != nil || code != "308" {
+		t.Errorf("plain HTTP to the TLS route on the agent: %q %v, want 308", code, err)
 	}
 
 	eventually(t, "logs of both replicas", 30*time.Second, func() bool {
