@@ -165,14 +165,17 @@ func (h *Housekeeper) defrag(ctx context.Context, m MemberUsage, reason string) 
 // UsageCollector exports the store's size as Prometheus metrics, read from
 // the store at each scrape.
 type UsageCollector struct {
-	m                        interface{ Usage(context.Context) (Usage, error) }
+	m                        UsageReader
 	size, inUse, quota, alrm *prometheus.Desc
 }
 
+// UsageReader reads the store's usage.
+type UsageReader interface {
+	Usage(ctx context.Context) (Usage, error)
+}
+
 // NewUsageCollector returns a collector over m.
-func NewUsageCollector(m interface {
-	Usage(context.Context) (Usage, error)
-}) *UsageCollector {
+func NewUsageCollector(m UsageReader) *UsageCollector {
 	return &UsageCollector{
 		m:     m,
 		size:  prometheus.NewDesc("ruche_store_db_size_bytes", "Size of the store member's database file (what counts against the quota).", []string{"member"}, nil),
