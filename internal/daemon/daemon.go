@@ -85,6 +85,9 @@ func Up(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	if err := checkKeys(ctx, st, cfg.DataDir); err != nil {
+		return err
+	}
 	clusterID, err := ensureCluster(ctx, st)
 	if err != nil {
 		return err

@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
 	"github.com/ruche-platform/ruche/internal/store/backup"
 )
@@ -49,4 +53,42 @@ func backupSource(st store.Server, dataDir, clusterID, version string) *backup.S
 	return &backup.Source{Store: st, ClusterID: clusterID, Version: version, TempDir: dataDir,
 		CACertFile: filepath.Join(dataDir, "pki", "ca.crt"), CAKeyFile: filepath.Join(dataDir, "pki", "ca.key"),
 		SecretKeyFile: filepath.Join(dataDir, "secret.key")}
+}
+
+// checkKeys refuses to run a manager on a store whose cluster it has no
+// keys for: a data dir without secret.key or the CA in front of an existing
+// cluster (typically a second manager pointed at the same external etcd)
+// would make its own, seal new secrets with a key the other managers do
+// not have, and issue certificates nobody trusts. With a secret key, the
+// first sealed secret in the store must open with it.
+func checkKeys(ctx context.Context, st store.Store, dataDir string) error {
+	var rec store.ClusterRecord
+	if _, err := store.GetJSON(ctx, st, store.ClusterKey, &rec); errors.Is(err, store.ErrNotFound) {
+		return nil // a new cluster: its keys are made now
+	} else if err != nil {
+		return err
+	}
+	keyPath := filepath.Join(dataDir, "secret.key")
+	for _, p := range []string{keyPath, filepath.Join(dataDir, "pki", "ca.crt"), filepath.Join(dataDir, "pki", "ca.key")} {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("the store holds cluster %s but %s is missing: copy secret.key and pki/ca.* from a manager of that cluster "+
+				"(or restore a backup with `ruche backup restore`)", rec.ID, p)
+		}
+	}
+	box, err := secret.LoadOrCreate(keyPath)
+	if err != nil {
+		return err
+	}
+	kvs, _, err := st.List(ctx, store.SecretsPrefix)
+	if err != nil || len(kvs) == 0 {
+		return err
+	}
+	var sr store.SecretRecord
+	if err := store.Decode(kvs[0], &sr); err != nil {
+		return err
+	}
+	if _, err := box.Open(sr.Sealed); err != nil {
+		return fmt.Errorf("%s does not open the secrets of cluster %s (%s): it belongs to another cluster", keyPath, rec.ID, kvs[0].Key)
+	}
+	return nil
 }
