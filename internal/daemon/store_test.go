@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -56,4 +60,50 @@ func loopbackAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+func TestCheckKeys(t *testing.T) {
+	ctx := context.Background()
+	withCluster := func(t *testing.T, sealWith []byte) *store.Memory {
+		st := store.NewMemory()
+		t.Cleanup(st.Close)
+		st.Txn(ctx, nil, store.Put(store.ClusterKey, store.Encode(store.ClusterRecord{ID: "c1"})))
+		if sealWith != nil {
+			box, _ := secret.New(sealWith)
+			sealed, _ := box.Seal([]byte("pw"))
+			st.Txn(ctx, nil, store.Put(store.SecretKey("p", "db"), store.Encode(store.SecretRecord{Sealed: sealed})))
+		}
+		return st
+	}
+	keyA, keyB := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	dataDir := func(t *testing.T, key []byte) string {
+		dir := t.TempDir()
+		if key != nil {
+			os.WriteFile(filepath.Join(dir, "secret.key"), key, 0o600)
+			if _, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"), "c1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	tests := []struct {
+		name    string
+		st      func(t *testing.T) store.Store
+		dirKey  []byte
+		wantErr string
+	}{
+		{"new cluster", func(t *testing.T) store.Store { m := store.NewMemory(); t.Cleanup(m.Close); return m }, nil, ""},
+		{"existing cluster, empty data dir", func(t *testing.T) store.Store { return withCluster(t, keyA) }, nil, "secret.key is missing"},
+		{"matching key", func(t *testing.T) store.Store { return withCluster(t, keyA) }, keyA, ""},
+		{"no secrets yet", func(t *testing.T) store.Store { return withCluster(t, nil) }, keyB, ""},
+		{"another cluster's key", func(t *testing.T) store.Store { return withCluster(t, keyA) }, keyB, "does not open the secrets"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkKeys(ctx, tc.st(t), dataDir(t, tc.dirKey))
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("got %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
 }
