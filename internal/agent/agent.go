@@ -60,9 +60,18 @@ type Deps struct {
 	Conn    Conn
 	Log     *slog.Logger
 	Metrics prometheus.Registerer // may be nil
-	Events  *events.Recorder      // may be nil
+	Events  EventRecorder         // may be nil
 	Drainer Drainer               // may be nil: replicas are stopped without draining
 }
+
+// EventRecorder records the agent's replica events: *events.Recorder in
+// the manager's process, RemoteConn on a joined node. Recording is best
+// effort and never blocks long.
+type EventRecorder interface {
+	Record(ctx context.Context, ev client.Event)
+}
+
+var _ EventRecorder = (*events.Recorder)(nil)
 
 // Drainer takes a replica out of the ingress before it is stopped: Drain
 // returns once no proxy sends it new requests and none is in flight (or
@@ -79,7 +88,7 @@ type Agent struct {
 	drainer Drainer
 	log     *slog.Logger
 	reg     prometheus.Registerer
-	events  *events.Recorder
+	events  EventRecorder
 	m       *metrics
 
 	// Owned by Run's loop.

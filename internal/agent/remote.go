@@ -30,6 +30,7 @@ import (
 //	GET  {prefix}<node>/cleanups                       NDJSON StreamFrame[store.CleanupRecord]
 //	POST {prefix}<node>/cleanups/<project>/done        204
 //	POST {prefix}<node>/heartbeat                      client.NodeLoad → HeartbeatReply
+//	POST {prefix}<node>/events                         client.Event (type replica) → 204
 const RemotePathPrefix = "/v1/agent/nodes/"
 
 // CodeTaskGone is the error code of a status report for a task no longer
@@ -80,6 +81,8 @@ type RemoteConn struct {
 
 	mu  sync.Mutex
 	cur int // index of the manager that answered last
+
+	events chan struct{} // bounds the event sends in flight
 }
 
 var _ Conn = (*RemoteConn)(nil)
@@ -113,7 +116,7 @@ func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
 		// stream on the connection at once.
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
 	}
-	return &RemoteConn{cfg: cfg, hc: &http.Client{Transport: tr}, log: log.With("component", "remoteconn")}
+	return &RemoteConn{cfg: cfg, hc: &http.Client{Transport: tr}, log: log.With("component", "remoteconn"), events: make(chan struct{}, 8)}
 }
 
 // Close releases idle connections.
@@ -295,6 +298,31 @@ func (c *RemoteConn) Heartbeat(ctx context.Context, node string, load client.Nod
 		return 0, fmt.Errorf("heartbeat: %w", err)
 	}
 	return out.Interval.D(), nil
+}
+
+var _ EventRecorder = (*RemoteConn)(nil)
+
+// Record sends a replica event to the managers, in the background: it never
+// blocks the agent, and drops the event when 8 are already in flight or the
+// managers cannot be reached within 5s (events are best effort).
+func (c *RemoteConn) Record(ctx context.Context, ev client.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	select {
+	case c.events <- struct{}{}:
+	default:
+		c.log.Debug("event dropped: too many in flight", "action", ev.Action, "replica", ev.Replica)
+		return
+	}
+	go func() {
+		defer func() { <-c.events }()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := c.call(ctx, http.MethodPost, nodePath(c.nodeID(), "events"), ev, nil); err != nil {
+			c.log.Debug("event not recorded", "action", ev.Action, "replica", ev.Replica, "err", err)
+		}
+	}()
 }
 
 // WatchTasks follows the node's task set.

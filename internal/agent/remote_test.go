@@ -280,3 +280,27 @@ func TestRemoteSilentStreamReopened(t *testing.T) {
 		next(t, tasks)
 	}
 }
+
+// TestRemoteRecordsEvents: a joined node's replica events reach the
+// managers' event log, under its own node name.
+func TestRemoteRecordsEvents(t *testing.T) {
+	e := remoteEnv(t)
+	rc := e.conn.(*agent.RemoteConn)
+	rc.Record(context.Background(), client.Event{Type: "replica", Action: "started", Project: "shop", Replica: "web.1", Node: "someone-else"})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kvs, _, _ := e.st.List(context.Background(), store.EventsPrefix)
+		if len(kvs) == 1 {
+			var ev client.Event
+			store.Decode(kvs[0], &ev)
+			if ev.Action != "started" || ev.Node != "n2" {
+				t.Fatalf("recorded %+v", ev)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events recorded, want 1", len(kvs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

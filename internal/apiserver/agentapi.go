@@ -31,6 +31,7 @@ func (s *Server) agentRoutes() {
 	s.handleAuth("GET "+p+"/cleanups", s.agentAuth, s.agentWatchCleanups)
 	s.handleAuth("POST "+p+"/cleanups/{project}/done", s.agentAuth, s.agentCleanupDone)
 	s.handleAuth("POST "+p+"/heartbeat", s.agentAuth, s.agentHeartbeat)
+	s.handleAuth("POST "+p+"/events", s.agentAuth, s.agentEvent)
 	// Anything else under /v1/agent/ still needs a node certificate before
 	// it learns that the endpoint does not exist.
 	s.handleAuth("/v1/agent/", s.agentAuth, func(w http.ResponseWriter, r *http.Request) error {
@@ -145,8 +146,10 @@ func streamSets[T any](s *Server, w http.ResponseWriter, r *http.Request, sets <
 	out := newNDJSON(w)
 	tick := time.NewTicker(s.cfg.AgentKeepalive)
 	defer tick.Stop()
+	// Held across iterations: a change while a set is being sent is seen
+	// at the next select.
+	changed := s.nodes.changes()
 	for {
-		changed := s.nodes.changes()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -165,6 +168,7 @@ func streamSets[T any](s *Server, w http.ResponseWriter, r *http.Request, sets <
 				return nil
 			}
 		case <-changed:
+			changed = s.nodes.changes() // before the check: nothing falls in between
 			if err := s.agentAuth(r); err != nil {
 				return nil // the node was removed or replaced: its stream ends
 			}
@@ -251,5 +255,24 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	}
 	io.Copy(io.Discard, r.Body)
 	writeJSON(w, http.StatusOK, agent.HeartbeatReply{Interval: client.Duration(d)})
+	return nil
+}
+
+// agentEvent records a replica event of the node (the node is the
+// certificate's, whatever the event says).
+func (s *Server) agentEvent(w http.ResponseWriter, r *http.Request) error {
+	var ev client.Event
+	if err := decodeBody(r, &ev, "event"); err != nil {
+		return err
+	}
+	if ev.Type != "replica" {
+		return invalid(fmt.Sprintf("an agent records replica events only, not %q", ev.Type))
+	}
+	ev.Node = r.PathValue("node")
+	if ev.Time.IsZero() || time.Since(ev.Time).Abs() > time.Hour {
+		ev.Time = time.Now()
+	}
+	s.d.Events.Record(r.Context(), ev)
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -493,3 +493,26 @@ func TestJoinTokensListAndRemove(t *testing.T) {
 		t.Fatalf("join with a removed token: got %d %s", code, body)
 	}
 }
+
+func TestAgentEvents(t *testing.T) {
+	e := newTLSEnv(t, nil)
+	hc := e.httpClient(e.mustJoin("n2"))
+	if code, body := e.do(hc, "POST", "/v1/agent/nodes/n2/events", "", client.Event{Type: "deploy", Action: "x"}); code != http.StatusBadRequest {
+		t.Fatalf("a deploy event from an agent: got %d %s, want 400", code, body)
+	}
+	if code, body := e.do(hc, "POST", "/v1/agent/nodes/n2/events", "", client.Event{Type: "replica", Action: "started", Node: "n9"}); code != http.StatusNoContent {
+		t.Fatalf("replica event: got %d %s", code, body)
+	}
+	var evs []client.Event
+	kvs, _, _ := e.st.List(context.Background(), store.EventsPrefix)
+	for _, kv := range kvs {
+		var ev client.Event
+		store.Decode(kv, &ev)
+		if ev.Type == "replica" {
+			evs = append(evs, ev)
+		}
+	}
+	if len(evs) != 1 || evs[0].Node != "n2" {
+		t.Fatalf("recorded replica events %+v, want one of n2", evs)
+	}
+}
