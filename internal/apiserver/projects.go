@@ -157,15 +157,6 @@ func (s *Server) removeProject(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
-	snap, err := s.loadSnapshot(r.Context())
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, snap.nodeViews())
-	return nil
-}
-
 func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	snap, err := s.loadSnapshot(r.Context())
 	if err != nil {

@@ -132,7 +132,7 @@ func New(cfg Config, d Deps) *Server {
 
 func (s *Server) routes() {
 	s.handle("GET /v1/status", s.getStatus)
-	s.handle("GET /v1/nodes", s.listNodes)
+	s.nodeRoutes() // nodes.go
 	s.handle("GET /v1/projects", s.listProjects)
 	s.handle("GET /v1/projects/{project}", s.getProject)
 	s.handle("PUT /v1/projects/{project}", s.deploy)

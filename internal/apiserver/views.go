@@ -179,8 +179,17 @@ func (snap *snapshot) project(name string) (client.Project, bool) {
 	rec, hasRec := snap.projects[name]
 	v := client.Project{Name: name, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, Removing: snap.cleanups[name]}
 	byService := map[string][]client.Replica{}
+	down := map[string]bool{}
+	for _, n := range snap.nodes {
+		down[n.ID] = n.Status == client.NodeDown
+	}
 	for _, t := range snap.tasks {
 		if t.Project == name {
+			if down[t.Node] && t.DesiredState == client.DesiredRunning {
+				// Its last report is stale: say so rather than show it ready.
+				t.Status.Ready = false
+				t.Status.Message = snap.nodeDownMessage(t)
+			}
 			byService[t.Service] = append(byService[t.Service], t)
 		}
 	}

@@ -25,7 +25,7 @@ type RebalanceOptions struct {
 	// the spread rule like any other.
 	Force bool
 	// Busy are the services ("project/service") with a rollout in
-	// progress: left alone.
+	// progress: left alone, as are those with a replica still Moving.
 	Busy map[string]bool
 	Rand *rand.Rand // ties of the scheduler; nil: fixed seed
 }
@@ -58,6 +58,12 @@ func PlanRebalance(nodes []client.Node, tasks []RebalanceTask, opts RebalanceOpt
 	total := map[string]int{}
 	type svc struct{ project, service string }
 	bySvc := map[svc][]RebalanceTask{}
+	moving := map[string]bool{} // services with a move in progress: left alone
+	for _, t := range tasks {
+		if t.Rec.Moving != "" && t.Rec.DesiredState == client.DesiredRunning {
+			moving[t.Rec.Project+"/"+t.Rec.Service] = true
+		}
+	}
 	for _, t := range tasks {
 		r := t.Rec
 		if r.DesiredState != client.DesiredRunning {
@@ -68,7 +74,7 @@ func PlanRebalance(nodes []client.Node, tasks []RebalanceTask, opts RebalanceOpt
 		if (opts.Project != "" && r.Project != opts.Project) || (opts.Service != "" && r.Service != opts.Service) {
 			continue
 		}
-		if opts.Busy[r.Project+"/"+r.Service] || r.Moving != "" {
+		if opts.Busy[r.Project+"/"+r.Service] || moving[r.Project+"/"+r.Service] {
 			continue
 		}
 		bySvc[svc{r.Project, r.Service}] = append(bySvc[svc{r.Project, r.Service}], t)
