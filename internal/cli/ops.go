@@ -291,42 +291,6 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newNodeCmd(g *globals) *cobra.Command {
-	node := &cobra.Command{Use: "node", Short: "Manage nodes"}
-	node.AddCommand(&cobra.Command{
-		Use:   "ls",
-		Short: "List nodes with their status, capacity and replicas",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withClient(func(c *client.Client, asJSON bool) error {
-				nodes, err := c.Nodes(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					return g.printJSON(nodes)
-				}
-				return printNodes(g, nodes)
-			})
-		},
-	})
-	return node
-}
-
-func printNodes(g *globals, nodes []client.Node) error {
-	tw := g.table()
-	fmt.Fprintln(tw, "NODE\tHOSTNAME\tSTATUS\tAVAILABILITY\tCPUS\tMEMORY\tREPLICAS\tLABELS")
-	for _, n := range nodes {
-		var labels []string
-		for k, v := range n.Labels {
-			labels = append(labels, k+"="+v)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\t%d\t%s\n", n.ID, n.Hostname, n.Status, n.Availability, n.Capacity.CPUs,
-			bytesHuman(n.Capacity.Memory), n.Replicas, strings.Join(labels, ","))
-	}
-	return tw.Flush()
-}
-
 func bytesHuman(n int64) string {
 	const unit = 1024
 	if n < unit {

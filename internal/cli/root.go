@@ -90,6 +90,7 @@ func newRoot(g *globals) *cobra.Command {
 		newRmCmd(g),
 		newStatusCmd(g),
 		newNodeCmd(g),
+		newRebalanceCmd(g),
 		newRoutesCmd(g),
 		newBackupCmd(g),
 		newAgentCmd(g),
