@@ -72,3 +72,27 @@ func TestHeartbeatStopsWithRun(t *testing.T) {
 		}
 	})
 }
+
+// A node that comes back after being down finds the replicas the
+// controller replaced elsewhere set to shutdown: it stops them at once
+// (adopting their containers first), so the service does not run more
+// replicas than asked for.
+func TestBackFromDownStopsReplacedReplicas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := newFakeRuntime(testImage)
+		h := newHarness(t, rt)
+		replaced := task(1, "a1", client.ServiceSpec{})
+		rt.addContainer(containerSpec(replaced, nil), true) // still running from before
+		replaced.DesiredState = client.DesiredShutdown
+		h.put(replaced)
+		h.start()
+		defer h.stop()
+		h.waitState(replaced.ID, client.StateShutdown)
+		if _, _, ok := rt.container(replaced.ID); ok {
+			t.Error("replaced replica's container still there")
+		}
+		if creates, _ := rt.counts(); creates != 1 {
+			t.Errorf("creates: got %d, want 1 (the old container only, nothing started)", creates)
+		}
+	})
+}
