@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +21,16 @@ import (
 // its agent published for the route), the agent serves a TLS route with the
 // certificate the managers hold, and `ruche logs` shows the output of both
 // (the agent's through its node API).
-func TestReachAcrossNodes(t *testing.T) {
+// reachEnv is a manager and an agent on loopback with one replica of a
+// routed service on each.
+type reachEnv struct {
+	p                     *platform
+	a                     *agentProc
+	node, proj, host      string
+	agentHTTP, agentHTTPS string
+}
+
+func startReach(t *testing.T) *reachEnv {
 	p := startPlatform(t, "--advertise-addr", "127.0.0.1")
 	var jt client.JoinToken
 	if err := json.Unmarshal([]byte(p.must("token", "create", "--ttl", "10m", "-o", "json")), &jt); err != nil {
@@ -87,6 +99,12 @@ services:
 		}
 		return web.Ready == 2 && len(nodes) == 2
 	})
+	return &reachEnv{p: p, a: a, node: node, proj: proj, host: host, agentHTTP: agentHTTP, agentHTTPS: agentHTTPS}
+}
+
+func TestReachAcrossNodes(t *testing.T) {
+	e := startReach(t)
+	p, proj, host, agentHTTP, agentHTTPS := e.p, e.proj, e.host, e.agentHTTP, e.agentHTTPS
 	for _, r := range running(service(t, p.project(proj), "web")) {
 		var route []client.PortBinding
 		for _, b := range r.Status.Ports {
@@ -134,4 +152,78 @@ services:
 		out, _, code := p.ruche("logs", proj+"/web")
 		return code == 0 && strings.Contains(out, "web.1 | ") && strings.Contains(out, "web.2 | ") && !strings.Contains(out, "error:")
 	})
+}
+
+// TestReachLogsFollow: `ruche logs -f` follows the replicas of both nodes,
+// new ones included; when the agent goes away, its node is reported as one
+// line and the stream goes on.
+func TestReachLogsFollow(t *testing.T) {
+	e := startReach(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, rucheBin, "logs", "-f", e.proj+"/web")
+	cmd.Env = append(os.Environ(), "RUCHE_CONFIG="+filepath.Join(e.p.dataDir, "admin.conf"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var seen []string
+	// wait returns once a line (any seen so far, in any order) matches.
+	wait := func(what string, match func(string) bool) {
+		t.Helper()
+		for _, l := range seen {
+			if match(l) {
+				return
+			}
+		}
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("logs -f ended before %s; lines: %q", what, seen)
+				}
+				seen = append(seen, l)
+				if match(l) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("logs -f: no %s; lines: %q", what, seen)
+			}
+		}
+	}
+	listening := func(replica string) func(string) bool {
+		return func(l string) bool { return strings.HasPrefix(l, replica+" | ") && strings.Contains(l, "listening on") }
+	}
+	wait("web.1 starting", listening("web.1"))
+	wait("web.2 starting", listening("web.2"))
+	e.p.must("scale", e.proj+"/web=4")
+	wait("web.3 starting", listening("web.3"))
+	wait("web.4 starting", listening("web.4"))
+
+	e.a.stop()
+	wait("the agent's node reported", func(l string) bool {
+		return strings.HasPrefix(l, "error: node "+e.node+": ")
+	})
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatalf("logs -f ended when one node went away; lines: %q", seen)
+		}
+		seen = append(seen, l)
+	case <-time.After(2 * time.Second): // still streaming
+	}
+	// Back (its saved identity), so that the project's removal completes.
+	e.a.start()
 }
