@@ -333,3 +333,37 @@ func TestMovingReplicaMovesElsewhere(t *testing.T) {
 		}
 	})
 }
+
+// Two replicas marked Moving move one after the other (parallelism 1):
+// never more than N + 1 running, never fewer than N ready.
+func TestMovesOneAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		c.deploy(web("app:1", 3, spreadMax))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		o := c.observe(func(w world) string {
+			if n := len(w.running("web")); n > 4 {
+				return fmt.Sprintf("%d running, want <= 4", n)
+			}
+			if n := w.ready("web"); n < 3 {
+				return fmt.Sprintf("%d ready, want >= 3", n)
+			}
+			return ""
+		})
+		moved := w.running("web")[:2]
+		for _, r := range moved {
+			r.Moving = "rebalance: test"
+			c.put(store.TaskKey(r.Node, r.ID), r)
+		}
+		c.waitFor("both moved", time.Minute, func(w world) bool {
+			for _, r := range moved {
+				if _, there := w.tasks[r.ID]; there {
+					return false
+				}
+			}
+			return w.ready("web") == 3 && len(w.running("web")) == 3
+		})
+		o.check(t)
+	})
+}
