@@ -39,6 +39,25 @@ type DeployResponse struct {
 	// Revision is the store revision the deploy was written at (0 for a
 	// dry run or no change).
 	Revision int64 `json:"revision,omitempty"`
+	// Placements, for a dry run, say where each replica the deploy would
+	// create would go and why, in service and slot order. Computed by
+	// the scheduler on the nodes and replicas of the moment; the real
+	// placement happens later and may differ.
+	Placements []ReplicaPlacement `json:"placements,omitempty"`
+}
+
+// ReplicaPlacement is where a dry run would place one replica.
+type ReplicaPlacement struct {
+	Service string `json:"service"`
+	Slot    int    `json:"slot"`
+	// Node is the node's ID and NodeName its hostname; both empty when
+	// no node can take the replica (Error says why).
+	Node     string `json:"node,omitempty"`
+	NodeName string `json:"node_name,omitempty"`
+	// Why is the scheduler's reason ("lowest score of 3 eligible nodes
+	// (...)"); Error is its NoNodeError text.
+	Why   string `json:"why,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // ScaleRequest is the body of POST /v1/projects/{p}/services/{s}/scale.

@@ -138,6 +138,9 @@ func (s *Server) applyDeploy(ctx context.Context, req *client.DeployRequest) (*c
 	}
 	resp := &client.DeployResponse{Project: p.Name, DryRun: req.DryRun, Changes: changes}
 	if req.DryRun {
+		if resp.Placements, err = s.dryRunPlacements(ctx, p, changes); err != nil {
+			return nil, err
+		}
 		s.m.deploys.WithLabelValues("dry_run").Inc()
 		return resp, nil
 	}

@@ -23,7 +23,8 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Short: "Deploy a compose file, show what changes, and wait until it converged",
 		Long: `Deploy validates the whole compose file first, shows what will change, applies it
 and follows each service until the stack has converged (exit 0) or failed (exit 1).
---dry-run stops after showing the changes.`,
+--dry-run stops after showing the changes and where each new replica
+would go, and why.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			asJSON, err := g.json()
@@ -107,5 +108,28 @@ func printChanges(g *globals, resp *client.DeployResponse) {
 	}
 	if !resp.DryRun && resp.Revision == 0 {
 		fmt.Fprintln(g.stdout, "nothing to do")
+	}
+	printPlacements(g, resp.Placements)
+}
+
+// printPlacements shows where a dry run would place each new replica:
+// "  web.1 → node-b (lowest score of 3 eligible nodes (...))", or why no
+// node can take it.
+func printPlacements(g *globals, pls []client.ReplicaPlacement) {
+	if len(pls) == 0 {
+		return
+	}
+	fmt.Fprintln(g.stdout, "placements (on the nodes of the moment):")
+	for _, p := range pls {
+		name := fmt.Sprintf("%s.%d", p.Service, p.Slot)
+		if p.Node == "" {
+			fmt.Fprintf(g.stdout, "  %s → no node: %s\n", name, p.Error)
+			continue
+		}
+		node := p.NodeName
+		if node == "" {
+			node = p.Node
+		}
+		fmt.Fprintf(g.stdout, "  %s → %s (%s)\n", name, node, p.Why)
 	}
 }
