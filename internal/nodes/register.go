@@ -39,6 +39,7 @@ func Register(old *client.Node, reg client.Node) client.Node {
 	if n.Addr == "" {
 		n.Addr = old.Addr
 	}
+	n.CertSerial = old.CertSerial
 	n.ManagerLabels = maps.Clone(old.ManagerLabels)
 	n.RemovedLabels = slices.Clone(old.RemovedLabels)
 	n.Labels = EffectiveLabels(reg.Labels, n.ManagerLabels, n.RemovedLabels)

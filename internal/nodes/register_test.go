@@ -18,11 +18,11 @@ func TestRegister(t *testing.T) {
 		{"new", nil, reg},
 		{
 			"managers keep role, availability, status and their labels",
-			&client.Node{ID: "n1", Role: "manager+agent", Status: client.NodeDown, Availability: client.AvailabilityDrain,
+			&client.Node{ID: "n1", Role: "manager+agent", Status: client.NodeDown, Availability: client.AvailabilityDrain, CertSerial: "0a",
 				Labels:        map[string]string{"zone": "school", "ssd": "yes"},
 				ManagerLabels: map[string]string{"zone": "school", "ssd": "yes"}, RemovedLabels: []string{"disk"},
 				Load: &client.NodeLoad{CPU: 1}},
-			client.Node{ID: "n1", Hostname: "box", Role: "manager+agent", Status: client.NodeDown, Availability: client.AvailabilityDrain,
+			client.Node{ID: "n1", Hostname: "box", Role: "manager+agent", Status: client.NodeDown, Availability: client.AvailabilityDrain, CertSerial: "0a",
 				Labels:        map[string]string{"zone": "school", "ssd": "yes"},
 				ManagerLabels: map[string]string{"zone": "school", "ssd": "yes"}, RemovedLabels: []string{"disk"},
 				Capacity: client.ResourceAmounts{CPUs: 2}},
