@@ -162,7 +162,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st := client.Status{Version: s.cfg.Version, ClusterID: s.cfg.ClusterID, Leader: s.cfg.ManagerName, Nodes: snap.nodeViews(),
+	st := client.Status{Version: s.cfg.Version, ClusterID: s.cfg.ClusterID, Leader: s.cfg.ManagerName, Nodes: s.withLoad(snap.nodeViews()),
 		Managers: []client.Manager{{Name: s.cfg.ManagerName, APIAddr: s.cfg.APIAddr, Leader: true, Healthy: true}}}
 	for _, name := range snap.projectNames() {
 		v, ok := snap.project(name)
