@@ -61,17 +61,6 @@ func (c *Client) http(node string) *http.Client {
 	return hc
 }
 
-// Forget drops the connections kept to a node.
-func (c *Client) Forget(node string) {
-	c.mu.Lock()
-	hc := c.clients[node]
-	delete(c.clients, node)
-	c.mu.Unlock()
-	if hc != nil {
-		hc.CloseIdleConnections()
-	}
-}
-
 // Logs streams the logs of a service's replicas on node (reached at addr,
 // host:port) to w, line by line, until the node ends the stream or ctx
 // ends. A node's "error: ..." line (its failure after the stream began)

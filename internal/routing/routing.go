@@ -24,23 +24,27 @@ import (
 
 // Backend is one replica behind a route.
 type Backend struct {
-	TaskID string
-	Name   string // "web.2"
-	Node   string
-	Addr   string // host:port; empty if it cannot be reached from this node
-	Ready  bool
-	State  string
+	TaskID string `json:"task_id"`
+	Name   string `json:"name"` // "web.2"
+	Node   string `json:"node"`
+	Addr   string `json:"addr,omitempty"` // host:port; empty if it cannot be reached from this node
+	Ready  bool   `json:"ready"`
+	State  string `json:"state,omitempty"`
 }
 
 // Route is one host (and path prefix) and where its requests go.
+// Routes (and their backends) go to agents as JSON (the agent API's route
+// stream), hence the tags.
 type Route struct {
-	Project, Service string
-	Host, PathPrefix string
-	Port             uint16
-	TLS              string // resolved: client.TLSACME, TLSInternal, TLSFiles or TLSNone
+	Project    string `json:"project"`
+	Service    string `json:"service"`
+	Host       string `json:"host"`
+	PathPrefix string `json:"path_prefix,omitempty"`
+	Port       uint16 `json:"port"`
+	TLS        string `json:"tls"` // resolved: client.TLSACME, TLSInternal, TLSFiles or TLSNone
 	// Backends holds every replica of the service meant to run; only the
 	// Ready ones with an Addr take traffic.
-	Backends []Backend
+	Backends []Backend `json:"backends"`
 }
 
 // Table is the routing table at a store revision.
