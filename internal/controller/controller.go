@@ -100,6 +100,10 @@ type Controller struct {
 	// every slot's backoff afresh. Only the goroutine of Run touches it,
 	// and it outlives the sessions of one Run (a lost watch keeps it).
 	backoff map[svcKey]map[int]slotBackoff
+	// waits is why a task waits for its node (nodes.go), by task ID, so
+	// that a `replica waiting` event is recorded once per reason. Only
+	// Run's goroutine touches it.
+	waits map[string]string
 }
 
 // New returns a Controller. It does no I/O.
@@ -118,6 +122,7 @@ func New(cfg Config, deps Deps) *Controller {
 		m:       newMetrics(deps.Metrics),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		backoff: map[svcKey]map[int]slotBackoff{},
+		waits:   map[string]string{},
 	}
 }
 
@@ -361,6 +366,7 @@ func (r *run) reconcile(ctx context.Context, k svcKey, now time.Time) {
 			r.c.backoff[k] = p.backoff
 		}
 	}
+	r.c.keepWaits(p.waitsSet)
 	r.c.m.created.Add(float64(p.created))
 	r.c.m.replaced.Add(float64(p.replaced))
 	for _, res := range p.results {

@@ -93,10 +93,8 @@ func (p *pass) evacuate(ro *rollout) {
 		if !live {
 			t := dead[0]
 			if t.nodeDown && volumeBound(t.rec.Spec) && t.rec.Moving == "" {
-				if p.note == "" {
-					p.note = fmt.Sprintf("%s waits for node %s (down): its volume data lives there (ruche rebalance %s --force moves it)",
-						t.name(), t.rec.Node, p.v.key)
-				}
+				p.waiting(t, fmt.Sprintf("%s waits for node %s (down): its volume data lives there (ruche rebalance %s --force moves it)",
+					t.name(), t.rec.Node, p.v.key))
 				continue
 			}
 			if !p.room(1+len(dead), 1+len(dead)) || !p.create(s.n, true) {
@@ -153,8 +151,58 @@ func (p *pass) move(ro *rollout) {
 		}
 		if p.create(s.n, true) {
 			inFlight++
-		} else if p.note == "" {
-			p.note = "cannot move " + leaving.name() + " off " + leaving.rec.Node + ": " + p.placeError(s.n)
+		} else if !p.full {
+			p.waiting(leaving, "cannot move "+leaving.name()+" off "+leaving.rec.Node+": "+p.placeError(s.n))
+		}
+	}
+}
+
+// noteStaying says why running tasks of drained nodes that a named volume
+// binds there stay.
+func (p *pass) noteStaying(ro *rollout) {
+	for _, s := range ro.slots {
+		for _, t := range append(append([]*task(nil), s.cur...), s.old...) {
+			if t.nodeDrain && t.running() && t.rec.Moving == "" && volumeBound(t.rec.Spec) {
+				p.waiting(t, fmt.Sprintf("%s stays on drained node %s: its volume data lives there (ruche rebalance %s --force moves it)",
+					t.name(), t.rec.Node, p.v.key))
+			}
+		}
+	}
+}
+
+// waiting says why task t waits: in the status message while a rollout
+// is in progress, and in a `replica waiting` event once per reason.
+func (p *pass) waiting(t *task, why string) {
+	if p.note == "" {
+		p.note = why
+	}
+	p.waits[t.id()] = why
+}
+
+// settleWaits adds the waiting events of the pass (a reason new for its
+// task) and notes which reasons to forget; the controller keeps them only
+// if the pass commits (keepWaits).
+func (p *pass) settleWaits() {
+	for _, t := range p.v.tasks {
+		why, waits := p.waits[t.id()]
+		old, had := p.r.c.waits[t.id()]
+		switch {
+		case waits && why != old:
+			p.waitsSet[t.id()] = why
+			p.event("replica", "waiting", t, why)
+		case !waits && had:
+			p.waitsSet[t.id()] = ""
+		}
+	}
+}
+
+// keepWaits applies what settleWaits decided, once the pass committed.
+func (c *Controller) keepWaits(set map[string]string) {
+	for id, why := range set {
+		if why == "" {
+			delete(c.waits, id)
+		} else {
+			c.waits[id] = why
 		}
 	}
 }

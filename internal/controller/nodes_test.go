@@ -204,6 +204,15 @@ func TestNodeDownVolumeBoundWaits(t *testing.T) {
 		if got := len(w.running("web")); got != 3 {
 			t.Fatalf("running: got %d, want 3 (no replacement for the bound one)", got)
 		}
+		var waits []string
+		for _, ev := range w.events {
+			if ev.Action == "waiting" {
+				waits = append(waits, ev.Replica+": "+ev.Message)
+			}
+		}
+		if len(waits) != 1 || !strings.Contains(waits[0], bound.ID+": web.") || !strings.Contains(waits[0], "waits for node n2 (down)") {
+			t.Errorf("waiting events: got %q, want one for %s", waits, bound.ID)
+		}
 		// A rollout meanwhile keeps the slot on its node: the status says why.
 		c.deploy(web("app:2", 3, spreadMax, vol))
 		time.Sleep(30 * time.Second)
@@ -365,5 +374,36 @@ func TestMovesOneAtATime(t *testing.T) {
 			return w.ready("web") == 3 && len(w.running("web")) == 3
 		})
 		o.check(t)
+	})
+}
+
+// Draining a node leaves a volume-bound replica where its data is, and
+// says so once.
+func TestDrainKeepsVolumeBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		vol := func(s *client.ServiceSpec) {
+			s.Mounts = []client.MountSpec{{Type: client.MountVolume, Source: "data", Target: "/data"}}
+		}
+		c.deploy(web("app:1", 3, spreadMax, vol))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		bound := onNode(w, "web", "n2")[0]
+		c.setNode("n2", func(n *client.Node) { n.Availability = client.AvailabilityDrain })
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		w = c.world()
+		if got := w.tasks[bound.ID]; got.DesiredState != client.DesiredRunning || len(w.running("web")) != 3 {
+			t.Fatalf("bound replica on the drained node: got %s with %d running, want it kept", got.DesiredState, len(w.running("web")))
+		}
+		n := 0
+		for _, ev := range w.events {
+			if ev.Action == "waiting" && strings.Contains(ev.Message, "stays on drained node n2") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("waiting events: got %d, want 1", n)
+		}
 	})
 }

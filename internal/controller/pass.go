@@ -40,10 +40,13 @@ type pass struct {
 	// bookkeeping; the run keeps it only if the pass commits.
 	backoff    map[int]slotBackoff
 	backoffSet bool
+
+	waits    map[string]string // why tasks wait for their node, by ID (nodes.go)
+	waitsSet map[string]string // changes to Controller.waits ("" deletes)
 }
 
 func newPass(r *run, v *view, now time.Time) *pass {
-	p := &pass{r: r, v: v, now: now, written: map[string]bool{}}
+	p := &pass{r: r, v: v, now: now, written: map[string]bool{}, waits: map[string]string{}, waitsSet: map[string]string{}}
 	if v.status != nil {
 		p.status = *v.status
 	}
@@ -79,6 +82,7 @@ func (p *pass) event(typ, action string, t *task, msg string) {
 
 // reconcile decides everything for the service.
 func (p *pass) reconcile() {
+	defer p.settleWaits()
 	p.collectGarbage()
 	if p.v.rec == nil {
 		p.removeService()

@@ -65,6 +65,7 @@ func (p *pass) converge() {
 		p.progress(ro)
 	}
 	p.move(ro)
+	p.noteStaying(ro)
 	p.fill(ro)
 	if p.progressing() {
 		p.checkDone(ro)
