@@ -160,7 +160,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	ag := agent.New(agent.Config{
 		NodeID: id.NodeID, ClusterID: id.ClusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 		AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr,
-	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Drainer: drainer, Events: conn})
+	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Drainer: crossNodeDrainer(drainer, true), Events: conn})
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -152,7 +152,7 @@ func Up(ctx context.Context, cfg Config) error {
 	localConn.Beats = tracker
 	ag := agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 		AdvertiseAddr: cfg.AdvertiseAddr},
-		agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: drainer})
+		agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, cfg.AdvertiseAddr != "")})
 	logs, err := newClusterLogs(ca, cfg.NodeID, st, ag, log)
 	if err != nil {
 		return err
