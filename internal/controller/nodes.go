@@ -100,7 +100,7 @@ func (p *pass) evacuate(ro *rollout) {
 			if !p.room(1+len(dead), 1+len(dead)) || !p.create(s.n, true) {
 				continue // no node (the note says why), or another pass follows
 			}
-			p.replaced++
+			s.placed = true
 		}
 		for _, t := range dead {
 			why := "node " + t.rec.Node + " is down"

@@ -149,6 +149,14 @@ func TestNodeDownReplacedThenBackStopsSurplus(t *testing.T) {
 			t.Fatalf("placement: got %q, want one per node", got)
 		}
 		old := onNode(w, "web", "n2")[0]
+		// Never more than 3 wanted running: the replacement is written with
+		// the old one's shutdown, and only once.
+		over := c.observe(func(w world) string {
+			if n := len(w.running("web")); n > 3 {
+				return fmt.Sprintf("%d replicas wanted running", n)
+			}
+			return ""
+		})
 		c.kill("n2")
 		// Down after 5s of silence, replaced on n1 or n3 at once.
 		w = c.waitFor("web.2 replaced off n2", 15*time.Second, func(w world) bool {
@@ -163,14 +171,7 @@ func TestNodeDownReplacedThenBackStopsSurplus(t *testing.T) {
 		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
 			t.Errorf("status: got %s, want completed (a replacement is not a rollout)", st.State)
 		}
-		// Never more than 3 running once n2 is back: its old replica is told
-		// to shut down and goes away.
-		over := c.observe(func(w world) string {
-			if n := len(w.running("web")); n > 3 {
-				return fmt.Sprintf("%d replicas wanted running", n)
-			}
-			return ""
-		})
+		// n2 comes back: its old replica, told to shut down, goes away.
 		c.start("n2")
 		w = c.waitFor("old web.2 gone from n2", 15*time.Second, func(w world) bool {
 			_, there := w.tasks[old.ID]

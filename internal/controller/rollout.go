@@ -22,10 +22,15 @@ type slot struct {
 	// whose successor is in cur or old: they are shut down once it is
 	// ready (nodes.go).
 	leaving []*task
+	// placed: this pass already wrote a task for the slot (a replacement
+	// of a dead node's replica, nodes.go), not in cur yet.
+	placed bool
 }
 
 // empty: nothing runs or is wanted in the slot any more: it needs a task.
-func (s *slot) empty() bool { return len(s.cur) == 0 && len(s.old) == 0 && !s.stopping() }
+func (s *slot) empty() bool {
+	return len(s.cur) == 0 && len(s.old) == 0 && !s.stopping() && !s.placed
+}
 
 // stopping: a task of the slot is still being shut down (or moved away).
 func (s *slot) stopping() bool {

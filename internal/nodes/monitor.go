@@ -45,6 +45,9 @@ func NewMonitor(d MonitorDeps) *Monitor {
 type nodeEntry struct {
 	node client.Node
 	rev  int64
+	// graceUntil: the node is not marked down before (a new leader, a node
+	// that just joined or rejoined: its first beat may be on its way).
+	graceUntil time.Time
 }
 
 // Run watches node records and marks them down or ready until ctx ends,
@@ -80,7 +83,7 @@ func (m *Monitor) session(ctx context.Context, start, grace time.Time) error {
 	}
 	nodes := map[string]nodeEntry{}
 	for _, kv := range kvs {
-		m.apply(nodes, store.Event{Type: store.EventPut, KV: kv})
+		m.apply(nodes, store.Event{Type: store.EventPut, KV: kv}, grace)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -93,7 +96,7 @@ func (m *Monitor) session(ctx context.Context, start, grace time.Time) error {
 	tick := time.NewTicker(m.cfg.Interval)
 	defer tick.Stop()
 	for {
-		m.check(ctx, nodes, start, grace)
+		m.check(ctx, nodes, start)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -105,7 +108,7 @@ func (m *Monitor) session(ctx context.Context, start, grace time.Time) error {
 				return fmt.Errorf("watch nodes: %w", resp.Err)
 			}
 			for _, ev := range resp.Events {
-				m.apply(nodes, ev)
+				m.apply(nodes, ev, time.Now().Add(m.cfg.DownAfter+m.cfg.Interval))
 			}
 		case <-tick.C:
 		case <-m.tr.revived:
@@ -113,7 +116,10 @@ func (m *Monitor) session(ctx context.Context, start, grace time.Time) error {
 	}
 }
 
-func (m *Monitor) apply(nodes map[string]nodeEntry, ev store.Event) {
+// apply folds a node record change in. A node that appears, or that
+// someone else (a join taking over a down node's name) set back from down,
+// gets a grace period until graceUntil.
+func (m *Monitor) apply(nodes map[string]nodeEntry, ev store.Event, graceUntil time.Time) {
 	id := store.Last(ev.KV.Key)
 	if ev.Type == store.EventDelete {
 		delete(nodes, id)
@@ -126,18 +132,23 @@ func (m *Monitor) apply(nodes map[string]nodeEntry, ev store.Event) {
 		delete(nodes, id)
 		return
 	}
-	nodes[id] = nodeEntry{node: n, rev: ev.KV.ModRevision}
+	prev, known := nodes[id]
+	e := nodeEntry{node: n, rev: ev.KV.ModRevision, graceUntil: prev.graceUntil}
+	if !known || (prev.node.Status == client.NodeDown && n.Status != client.NodeDown) {
+		e.graceUntil = graceUntil
+	}
+	nodes[id] = e
 }
 
 // check marks down the nodes silent for DownAfter (once the grace period
 // is over) and ready the down nodes that beat again.
-func (m *Monitor) check(ctx context.Context, nodes map[string]nodeEntry, start, grace time.Time) {
+func (m *Monitor) check(ctx context.Context, nodes map[string]nodeEntry, start time.Time) {
 	now := time.Now()
 	for id, e := range nodes {
 		last, beat := m.tr.LastBeat(id)
 		alive := beat && now.Sub(last) < m.cfg.DownAfter
 		switch {
-		case e.node.Status != client.NodeDown && !alive && !now.Before(grace):
+		case e.node.Status != client.NodeDown && !alive && !now.Before(e.graceUntil):
 			silent := "no heartbeat since this manager started leading " + round(now.Sub(start)) + " ago"
 			if beat {
 				silent = "no heartbeat for " + round(now.Sub(last))
@@ -165,7 +176,7 @@ func (m *Monitor) set(ctx context.Context, nodes map[string]nodeEntry, id, statu
 		}
 		return
 	}
-	nodes[id] = nodeEntry{node: n, rev: rev}
+	nodes[id] = nodeEntry{node: n, rev: rev, graceUntil: e.graceUntil}
 	m.log.Info("node status", "node", id, "status", status, "message", msg)
 	m.events.Record(ctx, client.Event{Type: "node", Action: action, Node: id, Message: msg})
 }

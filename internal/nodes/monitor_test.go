@@ -257,3 +257,39 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// A node that joins (its record appears) or rejoins (a join sets a down
+// node's record back to ready) gets the grace period from then: its first
+// beat may be on its way.
+func TestMonitorGraceForJoiningNode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBench(t, client.NodeDown)
+		defer b.close()
+		start := time.Now()
+		b.startMonitor()
+		sleepTo(start, 20*time.Second)
+		put := func(id, status string) {
+			n := client.Node{ID: id, Status: status, Availability: client.AvailabilityActive}
+			if _, err := b.st.Txn(b.ctx, nil, store.Put(store.NodeKey(id), store.Encode(n))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put("n3", client.NodeReady) // joins
+		put("n2", client.NodeReady) // rejoins after being down
+		sleepTo(start, 25900*time.Millisecond)
+		for _, id := range []string{"n2", "n3"} {
+			if got := b.status(id); got != client.NodeReady {
+				t.Fatalf("%s 5.9s after joining: got %q, want ready (grace)", id, got)
+			}
+		}
+		sleepTo(start, 26100*time.Millisecond)
+		for _, id := range []string{"n2", "n3"} {
+			if got := b.status(id); got != client.NodeDown {
+				t.Fatalf("%s silent after its grace: got %q, want down", id, got)
+			}
+		}
+		if got := b.status("n1"); got != client.NodeDown {
+			t.Fatalf("n1: got %q, want down (untouched)", got)
+		}
+	})
+}
