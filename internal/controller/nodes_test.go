@@ -408,3 +408,51 @@ func TestDrainKeepsVolumeBound(t *testing.T) {
 		}
 	})
 }
+
+// A node whose record is gone (removed) has its replicas replaced, even
+// those with a named volume (the volume went with the node).
+func TestRemovedNodeReplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		vol := func(s *client.ServiceSpec) {
+			s.Mounts = []client.MountSpec{{Type: client.MountVolume, Source: "data", Target: "/data"}}
+		}
+		c.deploy(web("app:1", 3, spreadMax, vol))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		gone := onNode(w, "web", "n3")[0]
+		c.kill("n3")
+		if _, err := c.st.Txn(c.ctx, nil, store.Delete(store.NodeKey("n3"))); err != nil {
+			t.Fatal(err)
+		}
+		w = c.waitFor("n3's replica replaced", 15*time.Second, func(w world) bool {
+			return w.ready("web") == 3 && w.tasks[gone.ID].DesiredState == client.DesiredShutdown
+		})
+		if got := placement(w, "web"); strings.Contains(got, "n3") {
+			t.Errorf("placement: got %q, want nothing on n3", got)
+		}
+	})
+}
+
+// A node dies in the middle of a start-first update: the update goes on
+// on the other nodes and completes.
+func TestNodeDownDuringUpdate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(map[string][]step{"app:2": becomesReady(3 * time.Second)}))
+		defer c.close()
+		c.deploy(web("app:1", 3, spreadMax))
+		c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		c.deploy(web("app:2", 3, spreadMax, update(client.UpdateConfig{Order: client.OrderStartFirst, Monitor: client.Duration(time.Second)})))
+		time.Sleep(2 * time.Second)
+		c.kill("n2")
+		w := c.waitStatus("web", 2*time.Minute, client.UpdateCompleted)
+		if got := w.ready("web"); got != 3 {
+			t.Errorf("ready: got %d, want 3", got)
+		}
+		for _, r := range w.running("web") {
+			if r.Node == "n2" || r.Version != 2 {
+				t.Errorf("%s on %s at version %d, want version 2 off n2", r.Replica.Name(), r.Node, r.Version)
+			}
+		}
+	})
+}

@@ -156,6 +156,10 @@ func (m *Monitor) check(ctx context.Context, nodes map[string]nodeEntry, start t
 			m.set(ctx, nodes, id, client.NodeDown, "down", fmt.Sprintf("node %s is down: %s", id, silent))
 		case e.node.Status == client.NodeDown && alive:
 			m.set(ctx, nodes, id, client.NodeReady, "ready", fmt.Sprintf("node %s is back: heartbeats again", id))
+		case e.node.Status != client.NodeReady && e.node.Status != client.NodeDown && alive:
+			// A record without a status (written by hand, or an older
+			// version): a beating node is ready.
+			m.set(ctx, nodes, id, client.NodeReady, "ready", fmt.Sprintf("node %s is ready: it beats", id))
 		}
 	}
 }

@@ -293,3 +293,22 @@ func TestMonitorGraceForJoiningNode(t *testing.T) {
 		}
 	})
 }
+
+func TestMonitorUnknownStatusBecomesReady(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBench(t, "")
+		defer b.close()
+		start := time.Now()
+		stop := b.beat("n1")
+		defer stop()
+		b.startMonitor()
+		sleepTo(start, 1500*time.Millisecond)
+		if got := b.status("n1"); got != client.NodeReady {
+			t.Fatalf("beating node without status: got %q, want ready", got)
+		}
+		sleepTo(start, 7*time.Second)
+		if got := b.status("n2"); got != client.NodeDown {
+			t.Fatalf("silent node without status: got %q, want down", got)
+		}
+	})
+}
