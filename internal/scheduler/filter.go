@@ -43,6 +43,7 @@ func staticCheck(n *nodeState, cons []Constraint, explain bool) string {
 // dynamicCheck runs the filters whose answer changes as the plan books
 // placements (host ports, reservations) and the extra filters.
 func (p *Planner) dynamicCheck(n *nodeState, req Request, d demand, explain bool) string {
+	n.fold()
 	for _, port := range d.ports {
 		if use, used := n.ports[port]; used && !d.replacing(use.task) {
 			return pick(explain, func() string { return "host port " + port.String() + " in use by " + use.service })
@@ -123,6 +124,7 @@ func spreadReason(n *nodeState, d demand) string {
 
 // replicasOn names the replicas of d's service on n: "shop/web.1, shop/web.3".
 func replicasOn(n *nodeState, d demand) string {
+	n.fold()
 	var slots []int
 	for s := range n.services[d.service] {
 		if s != d.slot {

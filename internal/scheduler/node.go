@@ -15,6 +15,24 @@ type nodeState struct {
 	ports    map[Port]portUse        // host ports in use
 	services map[string]map[int]bool // "project/service" -> slots on this node
 	tasks    map[string]Task         // the snapshot's tasks on this node, by ID
+	// pending are snapshot tasks not folded into the fields above yet:
+	// a plan folds a node's tasks when it first looks at the node, so
+	// building a plan is O(tasks) appends, and a sampled plan folds only
+	// the nodes it visits.
+	pending []*Task // into the Snapshot's slice, which the plan never writes
+}
+
+// fold books the node's pending snapshot tasks. Every method that reads
+// the booked state calls it first.
+func (n *nodeState) fold() {
+	if n.pending == nil {
+		return
+	}
+	ts := n.pending
+	n.pending = nil
+	for _, t := range ts {
+		n.add(*t, false)
+	}
 }
 
 func newNodeState(n client.Node) *nodeState {
@@ -29,6 +47,7 @@ func (n *nodeState) name() string {
 }
 
 func (n *nodeState) add(t Task, inFlight bool) {
+	n.fold()
 	n.reserved.CPUs += t.Reserved.CPUs
 	n.reserved.Memory += t.Reserved.Memory
 	cpu, mem := scoringAmounts(t.Reserved)
@@ -55,6 +74,7 @@ func (n *nodeState) add(t Task, inFlight bool) {
 // others counts the replicas of service on n in slots other than slot: the
 // replica a rolling update replaces does not repel its successor.
 func (n *nodeState) others(service string, slot int) int {
+	n.fold()
 	slots := n.services[service]
 	if slots[slot] {
 		return len(slots) - 1
@@ -71,6 +91,7 @@ type portUse struct {
 // freed is what the tasks d replaces hold on n: stopped before the replica
 // starts, they leave it to it.
 func (n *nodeState) freed(d demand) client.ResourceAmounts {
+	n.fold()
 	var r client.ResourceAmounts
 	for _, id := range d.replaces {
 		if t, ok := n.tasks[id]; ok {

@@ -153,9 +153,9 @@ func NewPlanner(snap Snapshot, opts Options) *Planner {
 		byID[n.ID] = ns
 	}
 	sort.Slice(p.nodes, func(i, j int) bool { return p.nodes[i].node.ID < p.nodes[j].node.ID })
-	for _, t := range snap.Tasks {
-		if ns := byID[t.Node]; ns != nil {
-			ns.add(t, false)
+	for i := range snap.Tasks {
+		if ns := byID[snap.Tasks[i].Node]; ns != nil {
+			ns.pending = append(ns.pending, &snap.Tasks[i])
 		}
 	}
 	return p

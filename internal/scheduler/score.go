@@ -60,6 +60,7 @@ func capacity(n client.Node) (cpu, mem float64) {
 }
 
 func scoreNode(n *nodeState, d demand, softSpread bool) score {
+	n.fold()
 	capCPU, capMem := capacity(n.node)
 	var sc score
 	// Reservations, including this plan's placements still in flight,
