@@ -2,9 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/ruche-platform/ruche/client"
 )
@@ -82,4 +86,31 @@ func TestPrintNodes(t *testing.T) {
 			t.Errorf("line %d: got %q, want %q", i, got, want[i])
 		}
 	}
+}
+
+func TestEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var at []time.Duration
+		start := time.Now()
+		done := make(chan error)
+		go func() {
+			done <- every(ctx, 2*time.Second, func(context.Context) error {
+				at = append(at, time.Since(start))
+				return nil
+			})
+		}()
+		time.Sleep(5 * time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("every after ^C: got %v, want nil", err)
+		}
+		if want := []time.Duration{0, 2 * time.Second, 4 * time.Second}; !reflect.DeepEqual(at, want) {
+			t.Errorf("runs at %v, want %v", at, want)
+		}
+		boom := errors.New("boom")
+		if err := every(context.Background(), time.Second, func(context.Context) error { return boom }); err != boom {
+			t.Errorf("error: got %v, want boom", err)
+		}
+	})
 }
