@@ -237,8 +237,8 @@ func (s slotRef) String() string { return s.svc.String() + "." + strconv.Itoa(s.
 // placementFilters are the controller's scheduler filters for one round,
 // from the cache:
 //   - a slot whose replica mounts a named volume is pinned to the node of
-//     its latest task (the volume's data lives there), unless that task is
-//     being moved on purpose (Moving);
+//     its latest task (the volume's data lives there), unless a task of the
+//     slot is being moved on purpose (Moving);
 //   - a slot with a task marked Moving avoids that task's node.
 func (r *run) placementFilters() []scheduler.Filter {
 	type pin struct {
@@ -274,7 +274,7 @@ func (r *run) placementFilters() []scheduler.Filter {
 		if avoid[k][n.ID] {
 			return k.String() + " moves off this node"
 		}
-		if pn, ok := pins[k]; ok && pn.node != n.ID && volumeBound(req.Spec) {
+		if pn, ok := pins[k]; ok && avoid[k] == nil && pn.node != n.ID && volumeBound(req.Spec) {
 			return "volume data of " + k.String() + " lives on node " + pn.node
 		}
 		return ""
