@@ -43,6 +43,10 @@ running; the next start adopts them.`,
 				}
 				cfg.Labels[k] = v
 			}
+			if hb := cfg.Heartbeat; hb.DownAfter <= hb.Interval {
+				return fmt.Errorf("--node-down-after (%s) must be longer than --heartbeat-interval (%s): nodes would be marked down between two beats",
+					hb.DownAfter, hb.Interval)
+			}
 			cfg.Version = Version
 			if err := storeFlags(); err != nil {
 				return err
