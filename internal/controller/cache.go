@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/scheduler"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -30,6 +31,9 @@ type taskEntry struct {
 	rec  store.TaskRecord
 	rev  int64
 	tmpl []byte // template(rec.Spec)
+	// sched is what the task holds for the scheduler, computed once:
+	// every round that places builds a plan from all of them.
+	sched scheduler.Task
 }
 
 type statusEntry struct {
@@ -166,7 +170,8 @@ func (c *cache) applyTask(ev store.Event) (touch, error) {
 		delete(c.tasks, id)
 		return touch{}, err
 	}
-	c.tasks[id] = &taskEntry{key: ev.KV.Key, rec: rec, rev: ev.KV.ModRevision, tmpl: template(rec.Spec)}
+	c.tasks[id] = &taskEntry{key: ev.KV.Key, rec: rec, rev: ev.KV.ModRevision, tmpl: template(rec.Spec),
+		sched: scheduler.TaskOf(rec.Replica, rec.Spec)}
 	k := svcKey{rec.Project, rec.Service}
 	setAdd(c.byService, k, id)
 	return touch{services: append([]svcKey{k}, c.dependents(k)...)}, nil

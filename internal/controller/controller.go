@@ -316,6 +316,7 @@ func (r *run) reconcileDirty(ctx context.Context, now time.Time) {
 	}
 	clear(r.dirty)
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	r.changedFirst(keys)
 	r.planner = nil // built on first use, see plan
 	for _, k := range keys {
 		if ctx.Err() != nil {
@@ -391,6 +392,7 @@ func (r *run) snapshot() scheduler.Snapshot {
 		}
 		snap.Nodes = append(snap.Nodes, node)
 	}
+	snap.Tasks = make([]scheduler.Task, 0, len(r.cache.tasks))
 	for id, t := range r.cache.tasks {
 		if se := r.cache.statuses[id]; se != nil {
 			switch se.st.State {
@@ -398,7 +400,7 @@ func (r *run) snapshot() scheduler.Snapshot {
 				continue
 			}
 		}
-		snap.Tasks = append(snap.Tasks, scheduler.TaskOf(t.rec.Replica, t.rec.Spec))
+		snap.Tasks = append(snap.Tasks, t.sched)
 	}
 	return snap
 }
