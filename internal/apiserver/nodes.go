@@ -61,18 +61,37 @@ func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) error {
-	snap, err := s.loadSnapshot(r.Context())
+	n, err := s.nodeView(r.Context(), r.PathValue("node"))
 	if err != nil {
 		return err
 	}
-	id := r.PathValue("node")
+	writeJSON(w, http.StatusOK, n)
+	return nil
+}
+
+// nodeView is one node as GET /v1/nodes shows it: with its replica count
+// and live load.
+func (s *Server) nodeView(ctx context.Context, id string) (client.Node, error) {
+	snap, err := s.loadSnapshot(ctx)
+	if err != nil {
+		return client.Node{}, err
+	}
 	for _, n := range s.withLoad(snap.nodeViews()) {
 		if n.ID == id {
-			writeJSON(w, http.StatusOK, n)
-			return nil
+			return n, nil
 		}
 	}
-	return noSuchNode(id)
+	return client.Node{}, noSuchNode(id)
+}
+
+// writeNode answers with node id's view after a change.
+func (s *Server) writeNode(w http.ResponseWriter, r *http.Request, id string) error {
+	n, err := s.nodeView(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, n)
+	return nil
 }
 
 func noSuchNode(id string) error {
@@ -112,7 +131,7 @@ func (s *Server) setAvailability(a string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		id := r.PathValue("node")
 		was := ""
-		n, err := s.editNode(r.Context(), id, func(n *client.Node) (bool, error) {
+		_, err := s.editNode(r.Context(), id, func(n *client.Node) (bool, error) {
 			was = n.Availability
 			if n.Availability == a {
 				return false, nil
@@ -131,8 +150,7 @@ func (s *Server) setAvailability(a string) handlerFunc {
 			}
 			s.d.Events.Record(r.Context(), client.Event{Type: "node", Action: action, Node: id, Message: "node " + id + " " + msg})
 		}
-		writeJSON(w, http.StatusOK, s.withLoad([]client.Node{n})[0])
-		return nil
+		return s.writeNode(w, r, id)
 	}
 }
 
@@ -164,7 +182,7 @@ func (s *Server) labelNode(w http.ResponseWriter, r *http.Request) error {
 		return invalid(bad[0], bad...)
 	}
 	id := r.PathValue("node")
-	n, err := s.editNode(r.Context(), id, func(n *client.Node) (bool, error) {
+	_, err := s.editNode(r.Context(), id, func(n *client.Node) (bool, error) {
 		nodes.SetLabels(n, req.Set, req.Remove)
 		return true, nil
 	})
@@ -180,8 +198,7 @@ func (s *Server) labelNode(w http.ResponseWriter, r *http.Request) error {
 	}
 	sort.Strings(parts)
 	s.d.Events.Record(r.Context(), client.Event{Type: "node", Action: "label", Node: id, Message: "labels " + strings.Join(parts, " ")})
-	writeJSON(w, http.StatusOK, s.withLoad([]client.Node{n})[0])
-	return nil
+	return s.writeNode(w, r, id)
 }
 
 // removeNode deletes a node's record, so its certificate is refused from

@@ -33,6 +33,7 @@ func (e *env) node(id string) client.Node {
 
 func TestNodeAvailability(t *testing.T) {
 	e := newEnv(t)
+	e.putTask("n1", "shop.web.1.a", "web", 1, client.DesiredRunning)
 	code, b := e.call("POST", "/v1/nodes/n1/drain", token, "", nil)
 	if code != http.StatusOK {
 		t.Fatalf("drain: %d %s", code, b)
@@ -41,6 +42,9 @@ func TestNodeAvailability(t *testing.T) {
 	json.Unmarshal(b, &n)
 	if n.Availability != client.AvailabilityDrain || e.node("n1").Availability != client.AvailabilityDrain {
 		t.Fatalf("after drain: got %q / stored %q", n.Availability, e.node("n1").Availability)
+	}
+	if n.Replicas != 1 {
+		t.Errorf("replicas in the answer: got %d, want 1", n.Replicas)
 	}
 	if code, b := e.call("POST", "/v1/nodes/n1/active", token, "", nil); code != http.StatusOK {
 		t.Fatalf("activate: %d %s", code, b)
