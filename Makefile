@@ -32,6 +32,7 @@ test-unit:
 bench: prereqs build
 	@bench/run.sh
 	@bench/ingress/run.sh
+	@bench/failover/run.sh
 
 # A ruche cluster of 3 nodes on this machine (network namespaces, a dockerd
 # each; needs root), until ^C. See internal/testbed/README.md.
