@@ -135,7 +135,7 @@ func (c *cache) view(k svcKey) *view {
 		v.tasks = append(v.tasks, t)
 	}
 	sort.Slice(v.tasks, func(i, j int) bool {
-		a, b := v.tasks[i].rec, v.tasks[j].rec
+		a, b := &v.tasks[i].rec, &v.tasks[j].rec // pointers: a TaskRecord is large
 		if a.Slot != b.Slot {
 			return a.Slot < b.Slot
 		}
