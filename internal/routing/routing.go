@@ -92,6 +92,12 @@ func Build(in Input, rev int64) *Table {
 			for _, task := range byService[key] {
 				st := in.Statuses[task.ID]
 				b := Backend{TaskID: task.ID, Name: task.Name(), Node: task.Node, Ready: st.Ready, State: st.State}
+				if n, ok := in.Nodes[task.Node]; ok && n.Status == client.NodeDown {
+					// Its last report said ready, but nobody hears from
+					// the node: a replica waiting there for its volume
+					// keeps its task and must not take traffic.
+					b.Ready, b.State = false, "node down"
+				}
 				b.Addr = addr(task, st, r.Port, in)
 				route.Backends = append(route.Backends, b)
 			}

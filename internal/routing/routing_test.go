@@ -67,6 +67,13 @@ func TestBuild(t *testing.T) {
 	if _, ok := got["c"]; ok {
 		t.Error("a task being shut down is still a backend")
 	}
+	in.Nodes["n2"] = client.Node{ID: "n2", Addr: "192.0.2.10", Status: client.NodeDown}
+	for _, b := range Build(in, 8).Routes[0].Backends {
+		if b.TaskID == "d" && b.Ready {
+			t.Error("a replica on a down node is still ready for traffic")
+		}
+	}
+	in.Nodes["n2"] = client.Node{ID: "n2", Addr: "192.0.2.10"}
 	private := false
 	hidden := svc(route)
 	hidden.Spec.Ruche.Public = &private
