@@ -33,6 +33,7 @@ bench: prereqs build
 	@bench/run.sh
 	@bench/ingress/run.sh
 	@bench/failover/run.sh
+	@bench/scheduler/run.sh
 
 # A ruche cluster of 3 nodes on this machine (network namespaces, a dockerd
 # each; needs root), until ^C. See internal/testbed/README.md.
