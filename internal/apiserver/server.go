@@ -119,7 +119,11 @@ func New(cfg Config, d Deps) *Server {
 		cfg.MaxBodyBytes = DefaultMaxBody
 	}
 	s := &Server{cfg: cfg, d: d, log: d.Log.With("component", "apiserver"), mux: http.NewServeMux()}
-	s.m = newMetrics(d.Registry)
+	var reg prometheus.Registerer // a nil *Registry in an interface is not nil
+	if d.Registry != nil {
+		reg = d.Registry
+	}
+	s.m = newMetrics(reg)
 	if s.cfg.AgentKeepalive <= 0 {
 		s.cfg.AgentKeepalive = 10 * time.Second
 	}

@@ -372,3 +372,14 @@ func TestTLSFilesKeyIsSealed(t *testing.T) {
 		t.Fatalf("the certificate outlived its project: %v", err)
 	}
 }
+
+func TestNewWithoutRegistry(t *testing.T) {
+	st := store.NewMemory()
+	log := slog.New(slog.DiscardHandler)
+	s := New(Config{}, Deps{Store: st, Log: log, Events: events.NewRecorder(st, log)})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != 200 {
+		t.Errorf("healthz without a registry: got %d, want 200", rec.Code)
+	}
+}
