@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,6 +97,23 @@ func TestMultiNode(t *testing.T) {
 		eventually(t, "GET through node1's ingress", 30*time.Second, func() bool {
 			out, err := exec.Command("curl", "-sS", "--max-time", "5", "-H", "Host: routed.mn.test", url).Output()
 			return err == nil && strings.Contains(string(out), "hello from routed.1")
+		})
+
+		// `ruche logs -f` follows the replica on node3: the request shows up.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		follow := exec.CommandContext(ctx, rucheBin, "logs", "-f", proj+"/routed")
+		follow.Env = append(os.Environ(), "RUCHE_CONFIG="+m.c.AdminConf())
+		var out syncBuffer
+		follow.Stdout, follow.Stderr = &out, &out
+		if err := follow.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cancel(); follow.Wait() }()
+		path := "/" + uniq("follow-")
+		eventually(t, "the request in ruche logs -f", 30*time.Second, func() bool {
+			exec.Command("curl", "-sS", "-o", "/dev/null", "--max-time", "5", "-H", "Host: routed.mn.test", url+path[1:]).Run()
+			return strings.Contains(out.String(), path)
 		})
 	})
 
@@ -433,4 +452,22 @@ func nodesOf(rs []client.Replica) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// syncBuffer is a bytes.Buffer a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
