@@ -3,6 +3,7 @@ package testbed
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -155,9 +156,12 @@ func TestNetwork(t *testing.T) {
 			if strings.Contains(string(out), "default") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
 				t.Errorf("%s: routes %q, want only the link network", n.Name(), out)
 			}
-			// A route lookup sends nothing.
-			if out, err := n.Exec(context.Background(), "ip", "route", "get", "192.0.2.1"); err == nil {
-				t.Errorf("%s: route to 192.0.2.1 exists: %s", n.Name(), out)
+			// The host's gateway and a public address are unreachable from
+			// the node (a route lookup sends nothing).
+			for _, dst := range append(hostGateways(t), "1.1.1.1") {
+				if out, err := n.Exec(context.Background(), "ip", "route", "get", dst); err == nil {
+					t.Errorf("%s: route to %s exists: %s", n.Name(), dst, out)
+				}
 			}
 		}
 		if tb.HostAddr().IsValid() {
@@ -232,6 +236,28 @@ func TestNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertGone(t, run)
+}
+
+// hostGateways reads the host's default gateways.
+func hostGateways(t *testing.T) []string {
+	t.Helper()
+	out, err := command(context.Background(), "ip", "-j", "-4", "route", "show", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []struct {
+		Gateway string `json:"gateway"`
+	}
+	if err := json.Unmarshal([]byte(out), &routes); err != nil {
+		t.Fatal(err)
+	}
+	var gws []string
+	for _, r := range routes {
+		if r.Gateway != "" {
+			gws = append(gws, r.Gateway)
+		}
+	}
+	return gws
 }
 
 func startHelper(n *Node, mode string, args ...string) (*Proc, error) {
