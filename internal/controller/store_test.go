@@ -257,3 +257,82 @@ func TestDeployBatchedByBytes(t *testing.T) {
 		}
 	})
 }
+
+// laggingStore delivers each watch response 50 ms late, with the latest
+// revision the store has sent in its header, as etcd does for a watch that
+// is more than 1,000 revisions behind (mvcc syncWatchers sends a batch of
+// old events with the store's current revision).
+type laggingStore struct{ store.Store }
+
+func (l laggingStore) Watch(ctx context.Context, prefix string, fromRev int64) <-chan store.WatchResponse {
+	in := l.Store.Watch(ctx, prefix, fromRev)
+	out := make(chan store.WatchResponse)
+	var mu sync.Mutex
+	var queue []store.WatchResponse
+	var latest int64
+	more := make(chan struct{}, 1)
+	go func() {
+		for resp := range in {
+			mu.Lock()
+			queue = append(queue, resp)
+			latest = max(latest, resp.Revision)
+			mu.Unlock()
+			select {
+			case more <- struct{}{}:
+			default:
+			}
+		}
+		close(more)
+	}()
+	go func() {
+		defer close(out)
+		for {
+			mu.Lock()
+			if len(queue) == 0 {
+				mu.Unlock()
+				if _, ok := <-more; !ok {
+					return
+				}
+				continue
+			}
+			resp := queue[0]
+			queue = queue[1:]
+			mu.Unlock()
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-ctx.Done():
+				return
+			}
+			mu.Lock()
+			resp.Revision = latest
+			mu.Unlock()
+			select {
+			case out <- resp:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// A watch response whose header is ahead of its events must not let a pass
+// run on a cache that lacks the controller's own last write: every slot
+// gets exactly one task, ever.
+func TestWatchHeaderAheadOfEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 40
+		h := newHarnessWith(t, byImage(nil), Config{Seed: 1, MaxTxnOps: 8})
+		defer h.close()
+		h.stopController()
+		h.startControllerWith(laggingStore{h.st})
+		h.deploy(web("v1", n))
+		w := h.waitStatus("web", limit, client.UpdateCompleted)
+		if got := len(w.running("web")); got != n {
+			t.Errorf("running = %d, want %d", got, n)
+		}
+		if got := h.metric("ruche_controller_tasks_created_total"); got != n {
+			t.Errorf("tasks created = %v, want %d (a slot filled twice)", got, n)
+		}
+	})
+}
