@@ -22,13 +22,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/agent"
 	"github.com/ruche-platform/ruche/internal/pki"
-	"github.com/ruche-platform/ruche/internal/runtime/docker"
 )
 
 // AgentConfig is what `ruche agent` takes.
@@ -132,20 +128,12 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		return fmt.Errorf("cluster CA: no certificate in %s", caCertFile)
 	}
 
-	rt, err := docker.New(docker.Config{Host: cfg.DockerHost})
+	rt, err := openDocker(ctx, cfg.DockerHost)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = rt.Ping(pctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot reach the Docker engine (is dockerd running?): %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	conn := agent.NewRemoteConn(agent.RemoteConfig{Managers: id.Managers, Cert: cert, RootCAs: pool, Log: log})
 	defer conn.Close()
 	host, _ := os.Hostname()

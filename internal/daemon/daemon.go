@@ -21,9 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/agent"
 	"github.com/ruche-platform/ruche/internal/apiserver"
@@ -31,7 +28,6 @@ import (
 	"github.com/ruche-platform/ruche/internal/events"
 	"github.com/ruche-platform/ruche/internal/nodes"
 	"github.com/ruche-platform/ruche/internal/pki"
-	"github.com/ruche-platform/ruche/internal/runtime/docker"
 	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
 )
@@ -120,20 +116,12 @@ func Up(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	rt, err := docker.New(docker.Config{Host: cfg.DockerHost})
+	rt, err := openDocker(ctx, cfg.DockerHost)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = rt.Ping(pctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot reach the Docker engine (is dockerd running?): %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	rec := events.NewRecorder(st, log)
 	housekeeper := storeHousekeeping(st, log, reg)
 

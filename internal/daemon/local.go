@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/ruche-platform/ruche/internal/runtime/docker"
 )
 
@@ -50,4 +53,28 @@ func (c localChecker) CheckPort(ctx context.Context, protocol, hostIP string, po
 
 func tlsConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+}
+
+// openDocker connects to the Docker engine (host "" is DOCKER_HOST, else the
+// default socket) and checks that it answers.
+func openDocker(ctx context.Context, host string) (*docker.Runtime, error) {
+	rt, err := docker.New(docker.Config{Host: host})
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = rt.Ping(pctx)
+	cancel()
+	if err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("cannot reach the Docker engine (is dockerd running?): %w", err)
+	}
+	return rt, nil
+}
+
+// newRegistry is a metrics registry with the Go and process collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
