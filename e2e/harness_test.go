@@ -164,20 +164,26 @@ func (p *platform) start() {
 
 // stop ends `ruche up` with SIGTERM (by its pid) and waits for it.
 func (p *platform) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
+	stopProcess(p.t, p.cmd, "ruche up")
+	p.cmd = nil
+}
+
+// stopProcess sends cmd's process SIGTERM and waits for it, killing it
+// after 30 s (an error of the test: ruche must stop on SIGTERM).
+func stopProcess(t *testing.T, cmd *exec.Cmd, what string) {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
+	go func() { cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
+		cmd.Process.Kill()
 		<-done
-		p.t.Errorf("ruche up did not stop within 30s of SIGTERM")
+		t.Errorf("%s did not stop within 30s of SIGTERM", what)
 	}
-	p.cmd = nil
 }
 
 // ruche runs the CLI against this platform.

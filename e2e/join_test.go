@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,19 +36,7 @@ func (a *agentProc) start() {
 
 // stop ends the agent with SIGTERM (by its pid) and waits for it.
 func (a *agentProc) stop() {
-	if a.cmd == nil || a.cmd.Process == nil {
-		return
-	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { a.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		a.cmd.Process.Kill()
-		<-done
-		a.t.Errorf("ruche agent did not stop within 30s of SIGTERM")
-	}
+	stopProcess(a.t, a.cmd, "ruche agent")
 	a.cmd = nil
 }
 
