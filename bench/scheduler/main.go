@@ -95,6 +95,9 @@ func run(c config) error {
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	ports, err := freePorts(2)
 	if err != nil {
 		return err
@@ -175,6 +178,11 @@ func run(c config) error {
 	runningAt := time.Now()
 	time.Sleep(2 * time.Second) // let the controller take in the last reports
 	peak, hwm, last := rss.stop()
+	check, err := verify(ctx, st, c, nodes)
+	if err != nil {
+		stopCtl()
+		return err
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	size, _ := st.DBSize()
@@ -203,6 +211,8 @@ func run(c config) error {
 	fmt.Printf("latency_p50_ms\t%.1f\n", ms1(pct(lat, 0.50)))
 	fmt.Printf("latency_p99_ms\t%.1f\n", ms1(pct(lat, 0.99)))
 	fmt.Printf("latency_max_ms\t%.1f\n", ms1(pct(lat, 1)))
+	fmt.Printf("tasks_shutdown\t%d\t%s\n", len(check.shutdown), strings.Join(firstN(check.shutdown, 5), "; "))
+	fmt.Printf("tasks\t%d\nviolations\t%d\t%s\n", check.tasks, len(check.problems), strings.Join(firstN(check.problems, 5), "; "))
 	fmt.Printf("rss_peak_mib\t%.1f\nrss_hwm_mib\t%.1f\nrss_end_mib\t%.1f\n", mib(peak), mib(hwm), mib(last))
 	fmt.Printf("go_heap_inuse_mib\t%.1f\n", mib(int64(ms.HeapInuse)))
 	fmt.Printf("etcd_db_mib\t%.1f\n", mib(size))

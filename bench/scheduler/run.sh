@@ -62,14 +62,15 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if
 	echo "- CPU: $(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1); memory $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); Go $(go env GOVERSION)"
 	echo "- load average (1, 5, 15 min): $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine is shared)"
 	echo
-	echo "| run | nodes | replicas | placements/s | p50 latency | p99 latency | all running after | RSS peak | Go heap | etcd db |"
-	echo "|-----|------:|---------:|-------------:|------------:|------------:|------------------:|---------:|--------:|--------:|"
+	echo "| run | nodes | replicas | placements/s | p50 latency | p99 latency | all running after | RSS peak | Go heap | etcd db | violations | extra tasks |"
+	echo "|-----|------:|---------:|-------------:|------------:|------------:|------------------:|---------:|--------:|--------:|-----------:|------------:|"
 	for f in "$OUT"/throughput-[0-9]*.tsv "$OUT"/latency-*.tsv "$OUT"/throughput-batch100.tsv; do
 		[ -s "$f" ] || continue
-		printf '| %s | %s | %s | %s | %s ms | %s ms | %s s | %s MiB | %s MiB | %s MiB |\n' \
+		printf '| %s | %s | %s | %s | %s ms | %s ms | %s s | %s MiB | %s MiB | %s MiB | %s | %s |\n' \
 			"$(field "$f" run)" "$(field "$f" nodes)" "$(field "$f" replicas)" "$(field "$f" placements_per_s)" \
 			"$(field "$f" latency_p50_ms)" "$(field "$f" latency_p99_ms)" "$(field "$f" all_running_s)" \
-			"$(field "$f" rss_peak_mib)" "$(field "$f" go_heap_inuse_mib)" "$(field "$f" etcd_db_mib)"
+			"$(field "$f" rss_peak_mib)" "$(field "$f" go_heap_inuse_mib)" "$(field "$f" etcd_db_mib)" \
+			"$(field "$f" violations)" "$(field "$f" tasks_shutdown)"
 	done
 	echo
 	tput=$(for f in "$OUT"/throughput-[0-9]*.tsv; do field "$f" placements_per_s; done | median)
