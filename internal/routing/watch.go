@@ -67,7 +67,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 				changed = w.apply(ev) || changed
 			}
 			if changed {
-				w.emit(resp.Revision)
+				// The revision of the last event applied, not the
+				// response header's: etcd sends a catching-up watch the
+				// current revision with older events.
+				w.emit(resp.Events[len(resp.Events)-1].KV.ModRevision)
 			}
 		}
 	}
