@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
@@ -21,6 +22,29 @@ type EmbeddedConfig struct {
 	PeerAddr   string // loopback host:port for peers (default 127.0.0.1:7480)
 	QuotaBytes int64  // backend quota (default 2 GiB)
 	LogFile    string // where etcd's own log goes (default <Dir>/etcd.log)
+
+	// PeerTLS, when set, makes the member listen for peers on
+	// https://PeerAddr with mutual TLS (a manager with an advertise
+	// address: other managers join it). Nil: plain http on loopback, the
+	// single member of `ruche up`.
+	PeerTLS *PeerTLS
+	// InitialCluster ("name=https://ip:7480,...") and Existing are set by
+	// a manager that joins: the leader added it with MemberAdd and
+	// answered the cluster's members. Empty: a new single-member cluster
+	// (ignored by etcd when Dir already holds a member).
+	InitialCluster string
+	Existing       bool
+	// HeartbeatMs and ElectionMs are etcd's raft timing (defaults 100 and
+	// 1000: fine on a LAN).
+	HeartbeatMs, ElectionMs uint
+}
+
+// PeerTLS is the member's certificate for peer traffic (server and client
+// at once) and the CA that peers' certificates must chain to. Only peers
+// whose certificate's CommonName is one of AllowedCNs are accepted.
+type PeerTLS struct {
+	CertFile, KeyFile, CAFile string
+	AllowedCNs                []string
 }
 
 // Embedded is a running embedded etcd member and a Store on it.
@@ -55,9 +79,26 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	ec.Dir = cfg.Dir
 	cu := url.URL{Scheme: "http", Host: cfg.ClientAddr}
 	pu := url.URL{Scheme: "http", Host: cfg.PeerAddr}
+	if t := cfg.PeerTLS; t != nil {
+		pu.Scheme = "https"
+		ec.PeerTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile,
+			ClientCertFile: t.CertFile, ClientKeyFile: t.KeyFile, ClientCertAuth: true, AllowedCNs: t.AllowedCNs}
+	}
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+	}
+	if cfg.Existing {
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if cfg.HeartbeatMs > 0 {
+		ec.TickMs = cfg.HeartbeatMs
+	}
+	if cfg.ElectionMs > 0 {
+		ec.ElectionMs = cfg.ElectionMs
+	}
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = "1h"
 	ec.QuotaBackendBytes = cfg.QuotaBytes
@@ -82,6 +123,12 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	return &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e}, nil
 }
+
+// MemberID is this member's etcd ID.
+func (m *Embedded) MemberID() uint64 { return uint64(m.e.Server.MemberID()) }
+
+// PeerURL is the peer URL this member advertises.
+func (m *Embedded) PeerURL() string { return m.e.Config().AdvertisePeerUrls[0].String() }
 
 // Close stops the client and the member. Closing twice is harmless.
 func (m *Embedded) Close() {

@@ -181,8 +181,17 @@ func (e *Etcd) RunElected(ctx context.Context, name, id string, fn func(ctx cont
 	return nil
 }
 
+// ElectionTTL is the lease of a leader's election session, in seconds:
+// when the leader dies or is cut off, another manager takes over after at
+// most this long (plus etcd's election timeout when the etcd leader died
+// too: its successor extends every lease by that much). 2 s is the
+// shortest etcd grants with its default timing (1.5 election timeouts);
+// the client renews every TTL/3 and, cut off, gives the session up when
+// the TTL passes without an answer.
+const ElectionTTL = 2
+
 func (e *Etcd) leadOnce(ctx context.Context, name, id string, fn func(ctx context.Context)) error {
-	sess, err := concurrency.NewSession(e.cli, concurrency.WithTTL(5), concurrency.WithContext(ctx))
+	sess, err := concurrency.NewSession(e.cli, concurrency.WithTTL(ElectionTTL), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("election session: %w", err)
 	}

@@ -37,6 +37,7 @@ const (
 	EventsPrefix     = Root + "events/"
 	TokensPrefix     = Root + "tokens/"
 	JoinTokensPrefix = Root + "jointokens/"
+	ManagersPrefix   = Root + "managers/"
 	ClusterKey       = Root + "meta/cluster"
 	ElectionPrefix   = Root + "election/"
 )
@@ -54,6 +55,7 @@ func ConfigKey(p, name string) string       { return ConfigsPrefix + p + "/" + n
 func CleanupKey(p string) string            { return CleanupPrefix + p }
 func TokenKey(hash string) string           { return TokensPrefix + hash }
 func JoinTokenKey(hash string) string       { return JoinTokensPrefix + hash }
+func ManagerKey(name string) string         { return ManagersPrefix + name }
 
 // EventKey orders events by time; seq breaks ties within one writer.
 func EventKey(t time.Time, seq uint32) string {

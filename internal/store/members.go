@@ -1,0 +1,123 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrNoMember: no etcd member has that name.
+var ErrNoMember = errors.New("no such store member")
+
+// Member is one etcd member of the managers' store.
+type Member struct {
+	ID       uint64
+	Name     string // the manager's name; empty until a new member started
+	PeerURLs []string
+	Learner  bool
+}
+
+// ManagerRecord is what a manager publishes of itself under
+// /ruche/managers/<name>, on a lease it keeps alive: present means alive.
+type ManagerRecord struct {
+	Name     string    `json:"name"`
+	APIURL   string    `json:"api_url"`
+	PeerURL  string    `json:"peer_url,omitempty"`
+	MemberID uint64    `json:"member_id,omitempty"`
+	DBSize   int64     `json:"db_size,omitempty"`
+	Updated  time.Time `json:"updated"`
+}
+
+// Members lists the etcd members.
+func (e *Etcd) Members(ctx context.Context) ([]Member, error) {
+	resp, err := e.cli.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list store members: %w", err)
+	}
+	out := make([]Member, 0, len(resp.Members))
+	for _, m := range resp.Members {
+		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// AddMember adds a voting member named name at peerURL and returns the
+// initial-cluster string the new member starts with (its state
+// "existing"). The cluster's quorum counts the new member from now on: it
+// must start soon.
+func (e *Etcd) AddMember(ctx context.Context, name, peerURL string) (string, error) {
+	resp, err := e.cli.MemberAdd(ctx, []string{peerURL})
+	if err != nil {
+		return "", fmt.Errorf("add store member %s: %w", name, err)
+	}
+	var parts []string
+	for _, m := range resp.Members {
+		n := m.Name
+		if m.ID == resp.Member.ID {
+			n = name
+		}
+		if n == "" {
+			continue // another member added but not started yet
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, n+"="+u)
+		}
+	}
+	return strings.Join(parts, ","), nil
+}
+
+// RemoveMember removes the member named name.
+func (e *Etcd) RemoveMember(ctx context.Context, name string) error {
+	ms, err := e.Members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Name == name {
+			if _, err := e.cli.MemberRemove(ctx, m.ID); err != nil {
+				return fmt.Errorf("remove store member %s: %w", name, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrNoMember, name)
+}
+
+// SetPeerURL makes member id advertise peerURL (a single manager that
+// first ran on loopback and now has an advertise address).
+func (e *Etcd) SetPeerURL(ctx context.Context, id uint64, peerURL string) error {
+	if _, err := e.cli.MemberUpdate(ctx, id, []string{peerURL}); err != nil {
+		return fmt.Errorf("update store member peer URL: %w", err)
+	}
+	return nil
+}
+
+// Leader is the member ID of the etcd leader as the local member sees it
+// (0: none).
+func (e *Etcd) Leader(ctx context.Context) uint64 {
+	eps := e.endpoints()
+	st, err := e.cli.Status(ctx, eps[0])
+	if err != nil {
+		return 0
+	}
+	return st.Leader
+}
+
+// ElectionLeader is the value (a manager's name) of the current holder of
+// the election name, "" when nobody leads.
+func (e *Etcd) ElectionLeader(ctx context.Context, name string) (string, error) {
+	resp, err := e.cli.Get(ctx, ElectionPrefix+name+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", fmt.Errorf("election leader: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
