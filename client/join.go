@@ -48,6 +48,20 @@ type JoinRequest struct {
 	Addr string `json:"addr,omitempty"`
 	// CSR is the PEM certificate request for the node's key.
 	CSR string `json:"csr"`
+	// PeerURL is a joining manager's etcd peer URL
+	// ("https://ADVERTISE:7480"); only with a manager token.
+	PeerURL string `json:"peer_url,omitempty"`
+}
+
+// ManagerJoin is what a joining manager gets besides its node certificate:
+// the cluster's keys and its etcd membership. It travels only over the
+// TLS connection verified against the pinned CA, and is never logged.
+type ManagerJoin struct {
+	CAKey     string `json:"ca_key"`     // PEM
+	SecretKey []byte `json:"secret_key"` // the secret box key
+	// InitialCluster is the etcd initial-cluster string with the new
+	// member in it: the new manager starts its member as "existing".
+	InitialCluster string `json:"initial_cluster"`
 }
 
 // JoinResponse is what a node gets when it joins.
@@ -57,6 +71,8 @@ type JoinResponse struct {
 	CA        string   `json:"ca"`   // PEM
 	ClusterID string   `json:"cluster_id"`
 	Managers  []string `json:"managers"`
+	// Manager is set for a manager join only.
+	Manager *ManagerJoin `json:"manager,omitempty"`
 }
 
 // CreateJoinToken makes a join token for role, valid for ttl (0: the
