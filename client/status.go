@@ -208,6 +208,15 @@ type Manager struct {
 	APIAddr string `json:"api_addr"`
 	Leader  bool   `json:"leader"`
 	Healthy bool   `json:"healthy"`
+	// APIURL is the URL other machines reach its API at; PeerURL its
+	// store member's peer URL. StoreMember: it is an etcd member (a
+	// manager just removed or not yet started is not); DBSize is its
+	// member's database size.
+	APIURL      string `json:"api_url,omitempty"`
+	PeerURL     string `json:"peer_url,omitempty"`
+	StoreMember bool   `json:"store_member"`
+	StoreLeader bool   `json:"store_leader,omitempty"`
+	DBSize      int64  `json:"db_size,omitempty"`
 }
 
 // StoreStatus is the store's health and size.

@@ -51,6 +51,9 @@ type StreamFrame[T any] struct {
 // HeartbeatReply answers a heartbeat.
 type HeartbeatReply struct {
 	Interval client.Duration `json:"interval"` // 0: keep the current one
+	// Managers are the API URLs of the live managers (empty: unknown);
+	// the agent adds new ones to the list it talks to.
+	Managers []string `json:"managers,omitempty"`
 }
 
 // RemoteConfig configures a RemoteConn.

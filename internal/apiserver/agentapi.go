@@ -254,7 +254,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	io.Copy(io.Discard, r.Body)
-	writeJSON(w, http.StatusOK, agent.HeartbeatReply{Interval: client.Duration(d)})
+	writeJSON(w, http.StatusOK, agent.HeartbeatReply{Interval: client.Duration(d), Managers: s.heartbeatManagers(r.Context())})
 	return nil
 }
 

@@ -70,9 +70,16 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if tok.Role == client.JoinRoleManager {
+		return s.joinManager(w, r, &req, tokKey, tokRev)
+	}
 	if tok.Role != client.JoinRoleAgent {
 		return &apiError{status: http.StatusForbidden, code: "join_refused",
 			msg: fmt.Sprintf("join refused: this token is for a %s; an agent needs a token made with `ruche token create --role agent`", tok.Role)}
+	}
+	if req.PeerURL != "" {
+		return &apiError{status: http.StatusForbidden, code: "join_refused",
+			msg: "join refused: this token is for an agent; a manager needs a token made with `ruche token create --role manager`"}
 	}
 	nodeKey := store.NodeKey(req.NodeName)
 	var old client.Node

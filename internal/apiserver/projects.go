@@ -162,8 +162,15 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st := client.Status{Version: s.cfg.Version, ClusterID: s.cfg.ClusterID, Leader: s.cfg.ManagerName, Nodes: s.withLoad(snap.nodeViews()),
-		Managers: []client.Manager{{Name: s.cfg.ManagerName, APIAddr: s.cfg.APIAddr, Leader: true, Healthy: true}}}
+	st := client.Status{Version: s.cfg.Version, ClusterID: s.cfg.ClusterID, Nodes: s.withLoad(snap.nodeViews())}
+	if st.Managers, err = s.managers(r.Context()); err != nil {
+		return err
+	}
+	for _, m := range st.Managers {
+		if m.Leader {
+			st.Leader = m.Name
+		}
+	}
 	for _, name := range snap.projectNames() {
 		v, ok := snap.project(name)
 		if !ok {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,9 @@ type Deps struct {
 	// AgentCerts hands agents the routes' certificates (agentcerts.go);
 	// nil: agent nodes serve no HTTPS.
 	AgentCerts AgentCerts
+	// Managers adds joining managers (managers.go); nil: manager tokens
+	// are refused.
+	Managers Managers
 }
 
 // Server is the API.
@@ -111,6 +115,10 @@ type Server struct {
 
 	local *agent.LocalConn // the agent API's store side
 	nodes *nodeCache
+
+	hbMu   sync.Mutex // the managers heartbeats answer (managers.go)
+	hbAt   time.Time
+	hbURLs []string
 }
 
 // New wires the routes. It does no I/O.
@@ -150,6 +158,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/backup", s.getBackup)
 	s.tokenRoutes()
 	s.joinRoutes()
+	s.managerRoutes() // managers.go
 	s.agentRoutes()
 	s.agentRouteTable()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
