@@ -36,7 +36,7 @@ type Managers interface {
 func (s *Server) joinManager(w http.ResponseWriter, r *http.Request, req *client.JoinRequest, tokKey string, tokRev int64) error {
 	if s.d.Managers == nil {
 		return &apiError{status: http.StatusForbidden, code: "join_refused",
-			msg: "join refused: this manager cannot add managers (on an external etcd, start the new manager with the same --store-endpoints)"}
+			msg: "join refused: this token is for a manager, and this manager cannot add managers (on an external etcd, start the new manager with the same --store-endpoints)"}
 	}
 	u, err := url.Parse(req.PeerURL)
 	if err != nil || u.Scheme != "https" || net.ParseIP(u.Hostname()) == nil || u.Port() == "" {
