@@ -34,6 +34,9 @@ type taskEntry struct {
 	// sched is what the task holds for the scheduler, computed once:
 	// every round that places builds a plan from all of them.
 	sched scheduler.Task
+	// status is statuses[ID], kept by apply (the one field of an entry
+	// that changes: a view reads it instead of looking the ID up).
+	status *statusEntry
 }
 
 type statusEntry struct {
@@ -62,6 +65,14 @@ type cache struct {
 
 	byService map[svcKey]map[string]bool // task IDs (of tasks and of statuses)
 	byProject map[string]map[string]bool // service names with a record
+
+	// orders are the services' tasks in view order, built on first use
+	// and dropped when a task of the service (or an orphan status) comes
+	// or goes: a status report keeps its service's order (view.go).
+	orders map[svcKey]*order
+	// nodeGen counts node changes: an order's node flags are refreshed
+	// when it differs.
+	nodeGen int64
 }
 
 func newCache() *cache {
@@ -74,6 +85,7 @@ func newCache() *cache {
 		nodes:     map[string]entry[client.Node]{},
 		byService: map[svcKey]map[string]bool{},
 		byProject: map[string]map[string]bool{},
+		orders:    map[svcKey]*order{},
 	}
 }
 
@@ -120,6 +132,7 @@ func (c *cache) apply(ev store.Event, now time.Time) (touch, error) {
 		t, err = c.applyStatus(ev, now)
 	case strings.HasPrefix(key, store.NodesPrefix):
 		err = applyEntry(c.nodes, store.Last(key), ev)
+		c.nodeGen++
 		t.all = true
 	}
 	return t, err
@@ -160,10 +173,14 @@ func (c *cache) applyTask(ev store.Event) (touch, error) {
 		}
 		k := svcKey{cur.rec.Project, cur.rec.Service}
 		delete(c.tasks, id)
+		delete(c.orders, k)
 		if _, has := c.statuses[id]; !has {
 			setDel(c.byService, k, id)
 		}
 		return touch{services: append([]svcKey{k}, c.dependents(k)...)}, nil
+	}
+	if cur != nil {
+		delete(c.orders, svcKey{cur.rec.Project, cur.rec.Service})
 	}
 	var rec store.TaskRecord
 	if err := store.Decode(ev.KV, &rec); err != nil {
@@ -171,9 +188,10 @@ func (c *cache) applyTask(ev store.Event) (touch, error) {
 		return touch{}, err
 	}
 	c.tasks[id] = &taskEntry{key: ev.KV.Key, rec: rec, rev: ev.KV.ModRevision, tmpl: template(rec.Spec),
-		sched: scheduler.TaskOf(rec.Replica, rec.Spec)}
+		sched: scheduler.TaskOf(rec.Replica, rec.Spec), status: c.statuses[id]}
 	k := svcKey{rec.Project, rec.Service}
 	setAdd(c.byService, k, id)
+	delete(c.orders, k)
 	return touch{services: append([]svcKey{k}, c.dependents(k)...)}, nil
 }
 
@@ -188,6 +206,12 @@ func (c *cache) applyStatus(ev store.Event, now time.Time) (touch, error) {
 		return touch{}, nil
 	}
 	t := touch{services: append([]svcKey{k}, c.dependents(k)...)}
+	te := c.tasks[id]
+	if te == nil {
+		delete(c.orders, k) // an orphan comes or goes
+	} else {
+		te.status = nil // set again below unless the status goes
+	}
 	if ev.Type == store.EventDelete {
 		delete(c.statuses, id)
 		if _, has := c.tasks[id]; !has {
@@ -214,6 +238,9 @@ func (c *cache) applyStatus(ev store.Event, now time.Time) (touch, error) {
 		}
 	}
 	c.statuses[id] = e
+	if te != nil {
+		te.status = e
+	}
 	setAdd(c.byService, k, id)
 	return t, nil
 }

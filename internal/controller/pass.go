@@ -132,14 +132,14 @@ func (p *pass) shutdown(t *task, why string) {
 	if p.written[t.key] || !t.running() || !p.room(1, 1) {
 		return
 	}
-	rec := t.rec
+	rec := *t.rec
 	rec.DesiredState = client.DesiredShutdown
 	p.cmps = append(p.cmps, store.ModRevisionIs(t.key, t.rev))
 	val := store.Encode(rec)
 	p.ops = append(p.ops, store.Put(t.key, val))
 	p.bytes += len(val)
 	p.written[t.key] = true
-	t.rec.DesiredState = client.DesiredShutdown
+	t.desired = client.DesiredShutdown
 	p.event("replica", "shutdown", t, fmt.Sprintf("%s shut down: %s", t.name(), why))
 }
 

@@ -94,8 +94,10 @@ func (p *pass) observe(rev int64) {
 func (p *pass) classify() *rollout {
 	rec := p.v.rec
 	ro := &rollout{slots: make([]*slot, max(rec.Spec.Replicas, 0)), cfg: p.config()}
+	slots := make([]slot, len(ro.slots)) // one allocation for all
 	for i := range ro.slots {
-		ro.slots[i] = &slot{n: i + 1}
+		slots[i].n = i + 1
+		ro.slots[i] = &slots[i]
 	}
 	tmpl := template(rec.Spec)
 	for _, t := range p.live {

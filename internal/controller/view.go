@@ -11,9 +11,13 @@ import (
 
 // task is one task of a service as a reconcile pass sees it: the
 // assignment, the agent's report (if any) and the revisions to compare.
+// rec and status point into the cache, whose entries are replaced, never
+// changed: a pass must not write through them (what it decides for a task
+// goes in its own fields, like desired).
 type task struct {
 	key        string
-	rec        store.TaskRecord
+	rec        *store.TaskRecord
+	desired    string // rec.DesiredState, or shutdown once this pass decided so
 	rev        int64
 	tmpl       []byte                // replica template of rec.Spec
 	status     *client.ReplicaStatus // nil until the agent reports
@@ -28,7 +32,7 @@ type task struct {
 
 func (t *task) id() string    { return t.rec.ID }
 func (t *task) name() string  { return t.rec.Replica.Name() }
-func (t *task) running() bool { return t.rec.DesiredState == client.DesiredRunning }
+func (t *task) running() bool { return t.desired == client.DesiredRunning }
 func (t *task) ready() bool   { return t.status != nil && t.status.Ready }
 func (t *task) state() string {
 	if t.status == nil {
@@ -99,6 +103,68 @@ type orphan struct {
 	rev int64
 }
 
+// order is a service's tasks in view order (slot, then creation, then
+// ID) and its orphan status keys, kept by the cache (cache.orders) until a
+// task of the service, or an orphan, comes or goes. A status report of a
+// task it holds keeps it: the report is read at view time. Node flags are
+// refreshed when the nodes have changed since (nodeGen).
+type order struct {
+	tasks   []orderedTask
+	orphans []string // sorted
+	nodeGen int64
+}
+
+type orderedTask struct {
+	te                            *taskEntry
+	nodeGone, nodeDown, nodeDrain bool
+}
+
+// order returns k's order, built if the cache holds none.
+func (c *cache) order(k svcKey) *order {
+	o := c.orders[k]
+	if o == nil {
+		o = &order{nodeGen: c.nodeGen - 1} // flags set below
+		for id := range c.byService[k] {
+			if te := c.tasks[id]; te != nil {
+				o.tasks = append(o.tasks, orderedTask{te: te})
+			} else if c.statuses[id] != nil {
+				o.orphans = append(o.orphans, id)
+			}
+		}
+		sort.Slice(o.tasks, func(i, j int) bool {
+			a, b := &o.tasks[i].te.rec, &o.tasks[j].te.rec // pointers: a TaskRecord is large
+			if a.Slot != b.Slot {
+				return a.Slot < b.Slot
+			}
+			if !a.CreatedAt.Equal(b.CreatedAt) {
+				return a.CreatedAt.Before(b.CreatedAt)
+			}
+			return a.ID < b.ID
+		})
+		sort.Strings(o.orphans)
+		c.orders[k] = o
+	}
+	if o.nodeGen != c.nodeGen {
+		for i := range o.tasks {
+			ot := &o.tasks[i]
+			ot.nodeGone, ot.nodeDown, ot.nodeDrain = false, false, false
+			n, ok := c.nodes[ot.te.rec.Node]
+			switch {
+			case !ok:
+				ot.nodeGone = true
+			case n.v.Status == client.NodeDown:
+				ot.nodeGone, ot.nodeDown = true, true
+			case n.v.Availability == client.AvailabilityDrain:
+				ot.nodeDrain = true
+			}
+		}
+		o.nodeGen = c.nodeGen
+	}
+	return o
+}
+
+// view is what a pass of k reads now. Its tasks are new (a pass may
+// change their own fields); what they point to is the cache's.
 func (c *cache) view(k svcKey) *view {
 	v := &view{key: k, project: c.projects[k.project].v}
 	if e, ok := c.services[k]; ok {
@@ -109,41 +175,24 @@ func (c *cache) view(k svcKey) *view {
 		st := e.v
 		v.status, v.statusRev = &st, e.rev
 	}
-	for id := range c.byService[k] {
-		te := c.tasks[id]
-		se := c.statuses[id]
-		if te == nil {
-			if se != nil {
-				v.orphans = append(v.orphans, orphan{id: id, rev: se.rev})
-			}
-			continue
+	o := c.order(k)
+	ts := make([]task, len(o.tasks)) // one allocation for all
+	v.tasks = make([]*task, len(o.tasks))
+	for i := range o.tasks {
+		ot := &o.tasks[i]
+		te := ot.te
+		t := &ts[i]
+		*t = task{key: te.key, rec: &te.rec, desired: te.rec.DesiredState, rev: te.rev, tmpl: te.tmpl,
+			nodeGone: ot.nodeGone, nodeDown: ot.nodeDown, nodeDrain: ot.nodeDrain}
+		if se := te.status; se != nil {
+			t.status, t.statusRev, t.readySince, t.terminalSince = &se.st, se.rev, se.readySince, se.terminalSince
 		}
-		t := &task{key: te.key, rec: te.rec, rev: te.rev, tmpl: te.tmpl}
-		if se != nil {
-			st := se.st
-			t.status, t.statusRev, t.readySince, t.terminalSince = &st, se.rev, se.readySince, se.terminalSince
-		}
-		n, ok := c.nodes[te.rec.Node]
-		switch {
-		case !ok:
-			t.nodeGone = true
-		case n.v.Status == client.NodeDown:
-			t.nodeGone, t.nodeDown = true, true
-		case n.v.Availability == client.AvailabilityDrain:
-			t.nodeDrain = true
-		}
-		v.tasks = append(v.tasks, t)
+		v.tasks[i] = t
 	}
-	sort.Slice(v.tasks, func(i, j int) bool {
-		a, b := &v.tasks[i].rec, &v.tasks[j].rec // pointers: a TaskRecord is large
-		if a.Slot != b.Slot {
-			return a.Slot < b.Slot
+	for _, id := range o.orphans {
+		if se := c.statuses[id]; se != nil {
+			v.orphans = append(v.orphans, orphan{id: id, rev: se.rev})
 		}
-		if !a.CreatedAt.Equal(b.CreatedAt) {
-			return a.CreatedAt.Before(b.CreatedAt)
-		}
-		return a.ID < b.ID
-	})
-	sort.Slice(v.orphans, func(i, j int) bool { return v.orphans[i].id < v.orphans[j].id })
+	}
 	return v
 }
