@@ -61,11 +61,7 @@ func (s *Server) dryRunPlacements(ctx context.Context, p *client.ProjectSpec, ch
 			switch {
 			case err == nil:
 				rp.Node, rp.NodeName = pl.Node, names[pl.Node]
-				name := rp.NodeName
-				if name == "" {
-					name = pl.Node
-				}
-				rp.Why = strings.TrimPrefix(pl.Why, "node "+name+": ")
+				rp.Why = strings.TrimPrefix(pl.Why, "node "+pl.Node+": ")
 			case errors.Is(err, scheduler.ErrNoNode), errors.Is(err, scheduler.ErrInvalidConstraint):
 				rp.Error = err.Error()
 			default:

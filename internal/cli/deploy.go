@@ -126,9 +126,9 @@ func printPlacements(g *globals, pls []client.ReplicaPlacement) {
 			fmt.Fprintf(g.stdout, "  %s → no node: %s\n", name, p.Error)
 			continue
 		}
-		node := p.NodeName
-		if node == "" {
-			node = p.Node
+		node := p.Node
+		if p.NodeName != "" && p.NodeName != p.Node {
+			node += " [" + p.NodeName + "]"
 		}
 		fmt.Fprintf(g.stdout, "  %s → %s (%s)\n", name, node, p.Why)
 	}

@@ -22,7 +22,7 @@ func TestPrintChangesWithPlacements(t *testing.T) {
 	want := `would deploy (dry run) shop:
   + web: create, 2 replica(s)
 placements (on the nodes of the moment):
-  web.1 → node-b (lowest score of 3 eligible nodes (0.07: reserved 4%, load 5%, 0 other replicas of shop/web))
+  web.1 → n1 [node-b] (lowest score of 3 eligible nodes (0.07: reserved 4%, load 5%, 0 other replicas of shop/web))
   web.2 → n2 (lowest score of 2 eligible nodes (0.07: reserved 4%, load 5%, 0 other replicas of shop/web))
   web.3 → no node: no node can run shop/web.3: node a: host port 8080/tcp in use by shop/web
 `

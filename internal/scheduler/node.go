@@ -39,12 +39,10 @@ func newNodeState(n client.Node) *nodeState {
 	return &nodeState{node: n, ports: map[Port]portUse{}, services: map[string]map[int]bool{}, tasks: map[string]Task{}}
 }
 
-func (n *nodeState) name() string {
-	if n.node.Hostname != "" {
-		return n.node.Hostname
-	}
-	return n.node.ID
-}
+// name is how reasons and explanations name the node: its ID, the name
+// `ruche node ls` shows and the commands take (host names need not be
+// unique: cloned VMs often share one).
+func (n *nodeState) name() string { return n.node.ID }
 
 func (n *nodeState) add(t Task, inFlight bool) {
 	n.fold()
