@@ -513,7 +513,7 @@ func TestUnplaceableReplica(t *testing.T) {
 		h := newHarness(t, byImage(nil))
 		defer h.close()
 		h.deploy(web("v1", 2, func(s *client.ServiceSpec) { s.Ports = []client.PortSpec{{Target: 80, Published: 8080}} }))
-		want := "no node can run shop/web.2: node box: host port 8080/tcp in use by shop/web"
+		want := "no node can run shop/web.2: node n1: host port 8080/tcp in use by shop/web"
 		w := h.waitFor("the reason", limit, func(w world) bool { return w.svcStatus["web"].Message == want })
 		if st := w.svcStatus["web"]; st.State != client.UpdateDeploying {
 			t.Errorf("status = %+v, want deploying", st)
@@ -630,7 +630,7 @@ func TestUpdateThatFitsNowhereKeepsOldReplicas(t *testing.T) {
 				h.deploy(spec("v1", 1))
 				h.waitStatus("web", limit, client.UpdateCompleted)
 				h.deploy(spec("v2", 5)) // the node has 4
-				want := "no node can run shop/web.1: node box: not enough cpu: 5 reserved, "
+				want := "no node can run shop/web.1: node n1: not enough cpu: 5 reserved, "
 				w := h.waitFor("the reason", limit, func(w world) bool { return strings.HasPrefix(w.svcStatus["web"].Message, want) })
 				time.Sleep(time.Minute)
 				w = h.world()
