@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -327,6 +328,15 @@ func (r *run) resetTimer(t *time.Timer, now time.Time) {
 
 // reconcileDirty reconciles every dirty service once, with one scheduler
 // plan shared by all, so that placements of one round see each other.
+//
+// Passes decide one after the other, on the loop, but their transactions
+// run concurrently (up to commitsInFlight), and the round ends once all
+// have returned: the store then batches them (one fsync for many) instead
+// of the loop waiting for each in turn. Nothing a pass decides reads
+// another's commit: the cache does not change during a round, each
+// service has one pass per round, and passes write disjoint keys (their
+// own service's records and tasks), so they cannot conflict with each
+// other. Results are then taken in the order the passes were decided.
 func (r *run) reconcileDirty(ctx context.Context, now time.Time) {
 	keys := make([]svcKey, 0, len(r.dirty))
 	for k := range r.dirty {
@@ -336,19 +346,48 @@ func (r *run) reconcileDirty(ctx context.Context, now time.Time) {
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	r.changedFirst(keys)
 	r.planner = nil // built on first use, see plan
+	commits := make([]*commit, 0, len(keys))
+	slots := make(chan struct{}, commitsInFlight)
+	var wg sync.WaitGroup
 	for _, k := range keys {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		r.reconcile(ctx, k, now)
+		r.c.m.passes.Inc()
+		p := newPass(r, r.cache.view(k), now)
+		p.reconcile()
+		c := &commit{k: k, p: p}
+		commits = append(commits, c)
+		if !p.writes() {
+			continue
+		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			c.rev, c.err = p.commit(ctx)
+			<-slots
+		})
+	}
+	wg.Wait()
+	for _, c := range commits {
+		r.committed(ctx, c, now)
 	}
 }
 
-func (r *run) reconcile(ctx context.Context, k svcKey, now time.Time) {
-	r.c.m.passes.Inc()
-	p := newPass(r, r.cache.view(k), now)
-	p.reconcile()
-	rev, err := p.commit(ctx)
+// commitsInFlight bounds the transactions of a round running at once
+// (each holds up to MaxTxnOps operations).
+const commitsInFlight = 8
+
+// commit is a decided pass and what its transaction returned.
+type commit struct {
+	k   svcKey
+	p   *pass
+	rev int64
+	err error
+}
+
+// committed takes a pass's result: retries, timers, bookkeeping, events.
+func (r *run) committed(ctx context.Context, c *commit, now time.Time) {
+	k, p, rev, err := c.k, c.p, c.rev, c.err
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrConflict):

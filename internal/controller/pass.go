@@ -217,6 +217,9 @@ func projectResources(proj store.ProjectRecord, spec client.ServiceSpec) (map[st
 	return vols, nets
 }
 
+// writes reports whether commit has anything to write.
+func (p *pass) writes() bool { return p.statusSet || len(p.ops) > 0 }
+
 // commit writes the pass in one transaction. The compares cover the
 // service record and the status (whether written or not), so that a
 // concurrent API write makes the pass start over on fresh state.
