@@ -336,3 +336,58 @@ func TestWatchHeaderAheadOfEvents(t *testing.T) {
 		}
 	})
 }
+
+// slowStore holds every transaction a second (of the bubble's clock) and
+// records how many were in flight at once.
+type slowStore struct {
+	store.Store
+	mu       sync.Mutex
+	inFlight int
+	most     int
+}
+
+func (s *slowStore) Txn(ctx context.Context, cmps []store.Cmp, ops ...store.Op) (int64, error) {
+	s.mu.Lock()
+	s.inFlight++
+	s.most = max(s.most, s.inFlight)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
+	time.Sleep(time.Second)
+	return s.Store.Txn(ctx, cmps, ops...)
+}
+
+// The passes of one round commit concurrently: three services deployed
+// while no controller runs are placed by the first round's three
+// transactions at once, and each gets its replicas, once.
+func TestRoundCommitsOverlap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 3
+		names := []string{"api", "web", "worker"}
+		h := newHarness(t, byImage(nil))
+		defer h.close()
+		h.stopController()
+		for _, name := range names {
+			h.deploy(web("v1", n, func(s *client.ServiceSpec) { s.Name = name }))
+		}
+		slow := &slowStore{Store: h.st}
+		h.startControllerWith(slow)
+		for _, name := range names {
+			w := h.waitStatus(name, limit, client.UpdateCompleted)
+			if got := len(w.running(name)); got != n {
+				t.Errorf("%s running = %d, want %d", name, got, n)
+			}
+		}
+		if got, want := h.metric("ruche_controller_tasks_created_total"), float64(len(names)*n); got != want {
+			t.Errorf("tasks created = %v, want %v", got, want)
+		}
+		slow.mu.Lock()
+		defer slow.mu.Unlock()
+		if got, want := slow.most, len(names); got != want {
+			t.Errorf("transactions in flight at most = %d, want %d (one per service of the round)", got, want)
+		}
+	})
+}
