@@ -71,7 +71,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if tok.Role == client.JoinRoleManager {
-		return s.joinManager(w, r, &req, tokKey, tokRev)
+		return s.joinManager(w, r, &req, tokKey, tokRev, tok)
 	}
 	if tok.Role != client.JoinRoleAgent {
 		return &apiError{status: http.StatusForbidden, code: "join_refused",

@@ -33,7 +33,7 @@ type Managers interface {
 // the machine becomes a store member and gets a manager certificate, the
 // CA and the secret key. All of it goes over the TLS connection the
 // joining machine verified against its CA pin.
-func (s *Server) joinManager(w http.ResponseWriter, r *http.Request, req *client.JoinRequest, tokKey string, tokRev int64) error {
+func (s *Server) joinManager(w http.ResponseWriter, r *http.Request, req *client.JoinRequest, tokKey string, tokRev int64, tok store.JoinTokenRecord) error {
 	if s.d.Managers == nil {
 		return &apiError{status: http.StatusForbidden, code: "join_refused",
 			msg: "join refused: this token is for a manager, and this manager cannot add managers (on an external etcd, start the new manager with the same --store-endpoints)"}
@@ -64,16 +64,29 @@ func (s *Server) joinManager(w http.ResponseWriter, r *http.Request, req *client
 	if err != nil {
 		return err
 	}
+	urls := s.liveManagerURLs(ctx)
+	// From the member's addition until the new manager's member starts,
+	// the store may have no quorum (one manager of two): nothing here
+	// touches it after Add.
 	mj, err := s.d.Managers.Add(ctx, req.NodeName, req.PeerURL)
 	if err != nil {
+		// Not added: the token serves again (the join is retried when
+		// the store was not ready).
+		if _, perr := s.d.Store.Txn(ctx, []store.Cmp{store.ModRevisionIs(tokKey, 0)}, store.Put(tokKey, store.Encode(tok))); perr != nil {
+			s.log.Warn("join token not restored after a failed manager join", "err", perr)
+		}
 		return err
 	}
 	s.log.Info("manager joined", "manager", req.NodeName, "peer_url", req.PeerURL, "remote", r.RemoteAddr)
-	s.d.Events.Record(ctx, client.Event{Type: "manager", Action: "joined", Node: req.NodeName, Message: "joined from " + hostOf(r.RemoteAddr)})
 	writeJSON(w, http.StatusOK, client.JoinResponse{
-		NodeID: req.NodeName, Cert: string(certPEM), CA: string(s.d.CA.CertPEM), ClusterID: s.cfg.ClusterID, Managers: s.liveManagerURLs(ctx),
+		NodeID: req.NodeName, Cert: string(certPEM), CA: string(s.d.CA.CertPEM), ClusterID: s.cfg.ClusterID, Managers: urls,
 		Manager: mj,
 	})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s.d.Events.Record(ctx, client.Event{Type: "manager", Action: "joined", Node: req.NodeName, Message: "joined from " + hostOf(r.RemoteAddr)})
+	}()
 	return nil
 }
 
@@ -148,4 +161,17 @@ func (s *Server) heartbeatManagers(ctx context.Context) []string {
 		s.hbURLs, s.hbAt = s.liveManagerURLs(ctx), time.Now()
 	}
 	return s.hbURLs
+}
+
+// Conflict is an error a Managers implementation returns for a request the
+// state of the cluster refuses (409, its message shown as is).
+func Conflict(msg string) error { return conflict(msg) }
+
+// NotFound is an error for a manager that does not exist (404).
+func NotFound(msg string) error { return notFound(msg) }
+
+// Unavailable is an error for a request to retry shortly (503): the
+// store cannot add a member yet (a member joined moments ago).
+func Unavailable(msg string) error {
+	return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: msg}
 }

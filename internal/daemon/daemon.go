@@ -54,6 +54,15 @@ type Config struct {
 	// Store is the store's quota, or an external etcd to use instead of
 	// the embedded one.
 	Store StoreConfig
+	// Join, Token and CAHash make this manager join the cluster of the
+	// manager at Join on its first start (`ruche server --join`, `ruche
+	// up --join`; managers.go). Later starts ignore them.
+	Join, Token, CAHash string
+	// NoAgent runs a manager without the agent (`ruche server`).
+	NoAgent bool
+	// StoreHeartbeatMs and StoreElectionMs are the embedded etcd's raft
+	// timing (0: etcd's 100 and 1000 ms).
+	StoreHeartbeatMs, StoreElectionMs uint
 }
 
 // Up runs the platform until ctx ends. Containers keep running after it
@@ -76,15 +85,32 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	defer unlock()
 
-	st, err := openStore(ctx, cfg)
+	if cfg.Join != "" {
+		if exists(filepath.Join(cfg.DataDir, "store", "member")) {
+			log.Info("this data dir already holds a store member: --join and --token are ignored", "data_dir", cfg.DataDir)
+		} else if err := joinManager(ctx, &cfg); err != nil {
+			return err
+		}
+	}
+	extra, err := prepareStore(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := openStoreWith(ctx, cfg, extra)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if extra.initialCluster != "" {
+		os.Remove(filepath.Join(cfg.DataDir, storeJoinFile)) // the member exists now
+	}
+	if extra.peerTLS != nil {
+		fixPeerURL(ctx, st, log)
+	}
 	if err := checkKeys(ctx, st, cfg.DataDir); err != nil {
 		return err
 	}
-	clusterID, err := ensureCluster(ctx, st)
+	clusterID, err := ensureCluster(ctx, st, extra.newClusterID)
 	if err != nil {
 		return err
 	}
@@ -138,9 +164,12 @@ func Up(ctx context.Context, cfg Config) error {
 	tracker := nodes.NewTracker(cfg.Heartbeat)
 	localConn := agent.NewLocalConn(st, box)
 	localConn.Beats = tracker
-	ag := agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
-		AdvertiseAddr: cfg.AdvertiseAddr},
-		agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, cfg.AdvertiseAddr != "")})
+	var ag *agent.Agent
+	if !cfg.NoAgent {
+		ag = agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
+			AdvertiseAddr: cfg.AdvertiseAddr},
+			agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, cfg.AdvertiseAddr != "")})
+	}
 	logs, err := newClusterLogs(ca, cfg.NodeID, st, ag, log)
 	if err != nil {
 		return err
@@ -169,6 +198,7 @@ func Up(ctx context.Context, cfg Config) error {
 			Store:      st, Secrets: box, CA: ca, Opener: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
 			StoreStatus: st.StoreStatus, Backup: backupSource(st, cfg.DataDir, clusterID, cfg.Version),
 			AgentCerts: agentCerts,
+			Managers:   &managers{st: st, dataDir: cfg.DataDir, self: cfg.NodeID, log: log},
 		})
 
 	ln, err := net.Listen("tcp", cfg.APIAddr)
@@ -199,7 +229,14 @@ func Up(ctx context.Context, cfg Config) error {
 	if ing != nil {
 		ing.run(ctx, run)
 	}
-	run("agent", func() error { return ag.Run(ctx) })
+	if ag != nil {
+		run("agent", func() error { return ag.Run(ctx) })
+	}
+	mrec := store.ManagerRecord{Name: cfg.NodeID, APIURL: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0]}
+	if em, ok := st.(*store.Embedded); ok {
+		mrec.PeerURL, mrec.MemberID = em.PeerURL(), em.MemberID()
+	}
+	run("manager-record", func() error { return publishManager(ctx, st, mrec, confPath, log) })
 	run("api-nodes", func() error { return api.Run(ctx) })
 	run("controller", func() error {
 		return st.RunElected(ctx, "controller", cfg.NodeID, func(ctx context.Context) {
@@ -296,14 +333,19 @@ func lockDataDir(dir string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func ensureCluster(ctx context.Context, st store.Store) (string, error) {
+// ensureCluster reads the cluster's ID, or records a new cluster with
+// newID (random when empty).
+func ensureCluster(ctx context.Context, st store.Store, newID string) (string, error) {
 	var rec store.ClusterRecord
 	if _, err := store.GetJSON(ctx, st, store.ClusterKey, &rec); err == nil {
 		return rec.ID, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return "", err
 	}
-	rec = store.ClusterRecord{ID: randomHex(8), Created: time.Now().UTC()}
+	if newID == "" {
+		newID = randomHex(8)
+	}
+	rec = store.ClusterRecord{ID: newID, Created: time.Now().UTC()}
 	if _, err := st.Txn(ctx, []store.Cmp{store.ModRevisionIs(store.ClusterKey, 0)}, store.Put(store.ClusterKey, store.Encode(rec))); err != nil {
 		return "", fmt.Errorf("create cluster record: %w", err)
 	}

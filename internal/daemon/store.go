@@ -29,13 +29,25 @@ type StoreConfig struct {
 // openStore starts the embedded etcd in <data-dir>/store, or connects to
 // the external cluster.
 func openStore(ctx context.Context, cfg Config) (store.Server, error) {
+	return openStoreWith(ctx, cfg, storeExtra{})
+}
+
+// openStoreWith also takes the peer TLS and join of a manager that has
+// other managers (managers.go).
+func openStoreWith(ctx context.Context, cfg Config, extra storeExtra) (store.Server, error) {
+	peer := cfg.StorePeerAddr
+	if extra.peerTLS != nil {
+		peer = peerAddr(cfg)
+	}
 	if len(cfg.Store.Endpoints) > 0 {
 		return store.ConnectExternal(ctx, store.ExternalConfig{Endpoints: cfg.Store.Endpoints,
 			CAFile: cfg.Store.CAFile, CertFile: cfg.Store.CertFile, KeyFile: cfg.Store.KeyFile})
 	}
 	return store.StartEmbedded(store.EmbeddedConfig{
 		Dir: filepath.Join(cfg.DataDir, "store"), Name: cfg.NodeID,
-		ClientAddr: cfg.StoreAddr, PeerAddr: cfg.StorePeerAddr, QuotaBytes: cfg.Store.Quota,
+		ClientAddr: cfg.StoreAddr, PeerAddr: peer, QuotaBytes: cfg.Store.Quota,
+		PeerTLS: extra.peerTLS, InitialCluster: extra.initialCluster, Existing: extra.initialCluster != "",
+		HeartbeatMs: cfg.StoreHeartbeatMs, ElectionMs: cfg.StoreElectionMs,
 	})
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -51,6 +52,7 @@ type PeerTLS struct {
 type Embedded struct {
 	*Etcd
 	e         *embed.Etcd
+	errc      chan error
 	closeOnce sync.Once
 }
 
@@ -121,7 +123,19 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("etcd did not become ready within 60s (see %s)", cfg.LogFile)
 	}
-	return &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e}, nil
+	m := &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e, errc: make(chan error, 1)}
+	m.electionTTL = electionTTLFor(cfg.ElectionMs)
+	go func() {
+		// A member removed from the cluster stops its server without an
+		// error on e.Err(): report that too, so its manager stops.
+		select {
+		case err := <-e.Err():
+			m.errc <- err
+		case <-e.Server.StopNotify():
+			m.errc <- errors.New("the store member stopped (removed from the cluster?)")
+		}
+	}()
+	return m, nil
 }
 
 // MemberID is this member's etcd ID.
@@ -139,7 +153,7 @@ func (m *Embedded) Close() {
 }
 
 // Err reports a fatal error of the member.
-func (m *Embedded) Err() <-chan error { return m.e.Err() }
+func (m *Embedded) Err() <-chan error { return m.errc }
 
 // DBSize is the backend's size in bytes, and Quota its limit.
 func (m *Embedded) DBSize() (size, quota int64) {

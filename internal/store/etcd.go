@@ -15,6 +15,9 @@ import (
 // Etcd is the Store on a real etcd: embedded (see Embedded) or external.
 type Etcd struct {
 	cli *clientv3.Client
+	// electionTTL is the election session's lease in seconds (0:
+	// ElectionTTL).
+	electionTTL int
 }
 
 // NewEtcd wraps an etcd client.
@@ -190,8 +193,22 @@ func (e *Etcd) RunElected(ctx context.Context, name, id string, fn func(ctx cont
 // the TTL passes without an answer.
 const ElectionTTL = 2
 
+// electionTTLFor is the shortest session lease etcd grants with an
+// election timeout of ms: 1.5 timeouts, in whole seconds (2 s for etcd's
+// default 1000 ms, 1 s for 500 ms).
+func electionTTLFor(ms uint) int {
+	if ms == 0 {
+		return ElectionTTL
+	}
+	return max(1, int((3*ms/2+999)/1000))
+}
+
 func (e *Etcd) leadOnce(ctx context.Context, name, id string, fn func(ctx context.Context)) error {
-	sess, err := concurrency.NewSession(e.cli, concurrency.WithTTL(ElectionTTL), concurrency.WithContext(ctx))
+	ttl := e.electionTTL
+	if ttl == 0 {
+		ttl = ElectionTTL
+	}
+	sess, err := concurrency.NewSession(e.cli, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("election session: %w", err)
 	}
@@ -199,6 +216,19 @@ func (e *Etcd) leadOnce(ctx context.Context, name, id string, fn func(ctx contex
 	el := concurrency.NewElection(sess, ElectionPrefix+name)
 	if err := el.Campaign(ctx, id); err != nil {
 		return fmt.Errorf("campaign: %w", err)
+	}
+	// Campaign returns when the keys it saw before its own are gone; make
+	// sure ours is now the first (seen after an etcd leader change: two
+	// managers both returned from Campaign).
+	first, err := e.cli.Get(ctx, ElectionPrefix+name+"/", clientv3.WithFirstCreate()...)
+	if err != nil || len(first.Kvs) == 0 || string(first.Kvs[0].Key) != el.Key() {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = el.Resign(rctx)
+		rcancel()
+		if err == nil {
+			err = errors.New("another candidate leads")
+		}
+		return fmt.Errorf("campaign: not the leader after all: %w", err)
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
