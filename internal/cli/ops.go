@@ -276,13 +276,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 					return g.printJSON(st)
 				}
 				fmt.Fprintf(g.stdout, "ruche %s, cluster %s\n", st.Version, st.ClusterID)
-				for _, m := range st.Managers {
-					role := "manager"
-					if m.Leader {
-						role = "manager (leader)"
-					}
-					fmt.Fprintf(g.stdout, "%s: %s at %s, healthy=%v\n", role, m.Name, m.APIAddr, m.Healthy)
-				}
+				printManagers(g.stdout, st.Managers) // manager.go
+				g.refreshServers(st.Managers)
 				printStore(g.stdout, st.Store)
 				fmt.Fprintf(g.stdout, "projects: %d, services: %d, replicas: %d/%d ready\n", st.Projects, st.Services, st.Ready, st.Replicas)
 				return printNodes(g, st.Nodes)

@@ -95,6 +95,8 @@ func newRoot(g *globals) *cobra.Command {
 		newBackupCmd(g),
 		newAgentCmd(g),
 		newTokenCmd(g),
+		newServerCmd(g),  // server.go
+		newManagerCmd(g), // manager.go
 	)
 	return root
 }
@@ -116,13 +118,7 @@ func DefaultDataDir() string {
 
 // client builds an API client from --config, RUCHE_CONFIG or the default.
 func (g *globals) client() (*client.Client, error) {
-	path := g.config
-	if path == "" {
-		path = os.Getenv("RUCHE_CONFIG")
-	}
-	if path == "" {
-		path = filepath.Join(DefaultDataDir(), "admin.conf")
-	}
+	path := g.configPath()
 	cfg, err := client.LoadConfig(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no client config at %s: start the platform with `ruche up`, or pass --config / set RUCHE_CONFIG", path)
@@ -131,6 +127,17 @@ func (g *globals) client() (*client.Client, error) {
 		return nil, err
 	}
 	return client.New(cfg)
+}
+
+// configPath is --config, else RUCHE_CONFIG, else <data-dir>/admin.conf.
+func (g *globals) configPath() string {
+	if g.config != "" {
+		return g.config
+	}
+	if p := os.Getenv("RUCHE_CONFIG"); p != "" {
+		return p
+	}
+	return filepath.Join(DefaultDataDir(), "admin.conf")
 }
 
 func (g *globals) json() (bool, error) {

@@ -11,8 +11,12 @@ import (
 	"github.com/ruche-platform/ruche/internal/daemon"
 )
 
-func newUpCmd(g *globals) *cobra.Command {
-	cfg := daemon.Config{}
+func newUpCmd(g *globals) *cobra.Command { return daemonCmd(g, false) }
+
+// daemonCmd is `ruche up` (manager and agent) or, with server, `ruche
+// server` (a manager only): the same flags.
+func daemonCmd(g *globals, server bool) *cobra.Command {
+	cfg := daemon.Config{NoAgent: server}
 	var labels []string
 	var logLevel, logFormat string
 	var storeFlags func() error
@@ -22,7 +26,11 @@ func newUpCmd(g *globals) *cobra.Command {
 		Long: `up runs the manager (embedded etcd on loopback, the HTTPS API with a self-generated
 cluster CA, the controllers) and the agent (Docker) in one process. On first start it writes
 the admin client config to <data-dir>/admin.conf (mode 0600). Stopping it leaves containers
-running; the next start adopts them.`,
+running; the next start adopts them.
+
+With --advertise-addr the embedded etcd listens for other managers on that address (port of
+--store-peer-addr, mutual TLS with the cluster CA); without it, on loopback only. --join URL
+--token T makes this machine a further manager (and node) of an existing cluster.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var level slog.Level
@@ -48,6 +56,9 @@ running; the next start adopts them.`,
 					hb.DownAfter, hb.Interval)
 			}
 			cfg.Version = Version
+			if cfg.Join != "" && cfg.Token == "" {
+				return fmt.Errorf("--join needs --token (made with `ruche token create --role manager` on a manager)")
+			}
 			if err := storeFlags(); err != nil {
 				return err
 			}
@@ -79,6 +90,11 @@ running; the next start adopts them.`,
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	f.StringVar(&cfg.Join, "join", "", "join the cluster of the manager at this URL as a manager (https://MANAGER:7443), on the first start")
+	f.StringVar(&cfg.Token, "token", "", "manager join token (`ruche token create --role manager`)")
+	f.StringVar(&cfg.CAHash, "ca-hash", "", "pin of the cluster CA (sha256:..., printed by `ruche token create`)")
+	f.UintVar(&cfg.StoreHeartbeatMs, "store-heartbeat-ms", 0, "embedded etcd heartbeat interval in ms (0: etcd's 100)")
+	f.UintVar(&cfg.StoreElectionMs, "store-election-ms", 0, "embedded etcd election timeout in ms (0: etcd's 1000); the same on every manager")
 	f.DurationVar(&cfg.Heartbeat.Interval, "heartbeat-interval", time.Second, "how often agents send heartbeats (handed to them by the managers)")
 	f.DurationVar(&cfg.Heartbeat.DownAfter, "node-down-after", 5*time.Second, "a node silent this long is marked down and its replicas are placed elsewhere")
 	return cmd
