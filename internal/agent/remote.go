@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,8 +84,10 @@ type RemoteConn struct {
 	hc  *http.Client
 	log *slog.Logger
 
-	mu  sync.Mutex
-	cur int // index of the manager that answered last
+	mu       sync.Mutex
+	cur      int             // index of the manager that answered last
+	managers []string        // cfg.Managers, and those heartbeats learn of
+	beating  map[string]bool // managers with a heartbeat in flight
 
 	events chan struct{} // bounds the event sends in flight
 }
@@ -119,7 +123,8 @@ func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
 		// stream on the connection at once.
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
 	}
-	return &RemoteConn{cfg: cfg, hc: &http.Client{Transport: tr}, log: log.With("component", "remoteconn"), events: make(chan struct{}, 8)}
+	return &RemoteConn{cfg: cfg, hc: &http.Client{Transport: tr}, log: log.With("component", "remoteconn"), events: make(chan struct{}, 8),
+		managers: slices.Clone(cfg.Managers), beating: map[string]bool{}}
 }
 
 // Close releases idle connections.
@@ -152,15 +157,16 @@ func (e *remoteError) Unwrap() error {
 func (c *RemoteConn) send(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
 	c.mu.Lock()
 	start := c.cur
+	managers := c.managers
 	c.mu.Unlock()
-	n := len(c.cfg.Managers)
+	n := len(managers)
 	if n == 0 {
 		return nil, errors.New("no manager URL")
 	}
 	var lastErr error
 	for i := range n {
 		idx := (start + i) % n
-		req, err := http.NewRequestWithContext(ctx, method, c.cfg.Managers[idx]+path, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, method, managers[idx]+path, bytes.NewReader(body))
 		if err != nil {
 			return nil, err
 		}
@@ -293,14 +299,107 @@ func (c *RemoteConn) CleanupDone(ctx context.Context, project, node string) erro
 	return nil
 }
 
-// Heartbeat sends the node's load; the answer is the interval the managers
-// want.
+// Managers are the managers' URLs the connection knows: those it was
+// given and those heartbeat answers named since.
+func (c *RemoteConn) Managers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.managers)
+}
+
+// Heartbeat sends the node's load to every manager at once: node health
+// lives in the leading manager's memory, and whichever manager leads next
+// must have heard the node too (a new leader gives every node a grace
+// period, but only one). It returns with the first answer, the interval
+// the managers want; the beats to slower managers finish in the
+// background, at most one in flight per manager, so a manager that does
+// not answer never delays the others. Managers named in the answers are
+// added to the list.
 func (c *RemoteConn) Heartbeat(ctx context.Context, node string, load client.NodeLoad) (time.Duration, error) {
-	var out HeartbeatReply
-	if _, err := c.call(ctx, http.MethodPost, nodePath(node, "heartbeat"), load, &out); err != nil {
-		return 0, fmt.Errorf("heartbeat: %w", err)
+	body, _ := json.Marshal(load)
+	type result struct {
+		reply HeartbeatReply
+		err   error
 	}
-	return out.Interval.D(), nil
+	managers := c.Managers()
+	results := make(chan result, len(managers))
+	sent := 0
+	for _, m := range managers {
+		c.mu.Lock()
+		busy := c.beating[m]
+		c.beating[m] = true
+		c.mu.Unlock()
+		if busy {
+			continue
+		}
+		sent++
+		go func() {
+			defer func() {
+				c.mu.Lock()
+				delete(c.beating, m)
+				c.mu.Unlock()
+			}()
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.cfg.Timeout, 5*time.Second))
+			defer cancel()
+			var r result
+			r.err = c.beatOne(bctx, m, node, body, &r.reply)
+			results <- r
+		}()
+	}
+	if sent == 0 {
+		return 0, errors.New("heartbeat: every manager still has a beat in flight")
+	}
+	var lastErr error
+	for range sent {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				lastErr = r.err
+				continue
+			}
+			c.learnManagers(r.reply.Managers)
+			return r.reply.Interval.D(), nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return 0, fmt.Errorf("heartbeat: %w", lastErr)
+}
+
+func (c *RemoteConn) beatOne(ctx context.Context, manager, node string, body []byte, out *HeartbeatReply) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, manager+nodePath(node, "heartbeat"), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return readError(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	return nil
+}
+
+// learnManagers adds managers a heartbeat answer named.
+func (c *RemoteConn) learnManagers(urls []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, u := range urls {
+		if strings.HasPrefix(u, "https://") && !slices.Contains(c.managers, u) {
+			c.managers = append(c.managers, u)
+			c.log.Info("manager learnt from a heartbeat", "manager", u)
+		}
+	}
 }
 
 var _ EventRecorder = (*RemoteConn)(nil)
