@@ -247,6 +247,7 @@ func Up(ctx context.Context, cfg Config) error {
 				log.Error("controller stopped", "err", err)
 			}
 			<-monDone
+			log.Info("not leading any more: controllers stopped")
 		})
 	})
 	run("store-housekeeping", func() error {
