@@ -93,6 +93,7 @@ func (s *Server) joinManager(w http.ResponseWriter, r *http.Request, req *client
 func (s *Server) managerRoutes() {
 	s.handle("GET /v1/managers", s.listManagers)
 	s.handle("DELETE /v1/managers/{name}", s.removeManager)
+	s.handleAuth("POST /v1/managers/beat", s.managerAuth, s.managerBeat)
 }
 
 func (s *Server) listManagers(w http.ResponseWriter, r *http.Request) error {
@@ -174,4 +175,35 @@ func NotFound(msg string) error { return notFound(msg) }
 // store cannot add a member yet (a member joined moments ago).
 func Unavailable(msg string) error {
 	return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: msg}
+}
+
+// ManagerBeat is the body of POST /v1/managers/beat: a heartbeat of a
+// manager's in-process agent, relayed to the other managers so whichever
+// leads next has heard the node.
+type ManagerBeat struct {
+	Node string          `json:"node"`
+	Load client.NodeLoad `json:"load"`
+}
+
+// managerBeat takes a relayed heartbeat from a peer holding a manager
+// certificate of this cluster (managers hold the CA key anyway).
+func (s *Server) managerBeat(w http.ResponseWriter, r *http.Request) error {
+	var b ManagerBeat
+	if err := decodeBody(r, &b, "manager beat"); err != nil {
+		return err
+	}
+	if s.d.Heartbeats != nil && b.Node != "" {
+		s.d.Heartbeats.Beat(b.Node, b.Load)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// managerAuth lets through a peer with a verified manager certificate.
+func (s *Server) managerAuth(r *http.Request) error {
+	id, err := pki.PeerIdentity(r.TLS)
+	if err != nil || id.Role != pki.RoleManager {
+		return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "this endpoint needs a manager certificate of this cluster"}
+	}
+	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/ruche-platform/ruche/internal/apiserver"
 	"github.com/ruche-platform/ruche/internal/controller"
 	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/nodeapi"
 	"github.com/ruche-platform/ruche/internal/nodes"
 	"github.com/ruche-platform/ruche/internal/pki"
 	"github.com/ruche-platform/ruche/internal/secret"
@@ -164,6 +165,11 @@ func Up(ctx context.Context, cfg Config) error {
 	tracker := nodes.NewTracker(cfg.Heartbeat)
 	localConn := agent.NewLocalConn(st, box)
 	localConn.Beats = tracker
+	if mcert, err := nodeapi.ManagerCert(ca, cfg.NodeID); err == nil {
+		localConn.Beats = newBeatRelay(tracker, st, managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0], ca, mcert, log) // beats.go
+	} else {
+		log.Warn("manager certificate: the in-process agent's heartbeats reach this manager only", "err", err)
+	}
 	var ag *agent.Agent
 	if !cfg.NoAgent {
 		ag = agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,

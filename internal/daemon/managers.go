@@ -344,17 +344,23 @@ func publishManager(ctx context.Context, st store.Server, rec store.ManagerRecor
 }
 
 func publishOnce(ctx context.Context, st store.Server, rec store.ManagerRecord, ttl time.Duration, confPath string) error {
-	lease, err := st.Grant(ctx, ttl)
+	cli := st.Client()
+	lease, err := cli.Grant(ctx, int64(ttl/time.Second))
 	if err != nil {
-		return err
+		return fmt.Errorf("grant: %w", err)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st.Revoke(rctx, lease)
+		cli.Revoke(rctx, lease.ID)
 		cancel()
 	}()
-	if err := st.KeepAlive(ctx, lease); err != nil {
-		return err
+	kctx, kcancel := context.WithCancel(ctx)
+	defer kcancel()
+	// The keep-alive channel closes when the lease is lost (the store had
+	// no quorum for longer than the TTL): publish again on a new one.
+	alive, err := cli.KeepAlive(kctx, lease.ID)
+	if err != nil {
+		return fmt.Errorf("keep alive: %w", err)
 	}
 	tick := time.NewTicker(10 * time.Second) // the database size; the lease renews itself
 	defer tick.Stop()
@@ -363,17 +369,22 @@ func publishOnce(ctx context.Context, st store.Server, rec store.ManagerRecord, 
 			rec.DBSize, _ = em.DBSize()
 		}
 		rec.Updated = time.Now().UTC()
-		if _, err := st.Txn(ctx, nil, store.PutWithLease(store.ManagerKey(rec.Name), store.Encode(rec), lease)); err != nil {
+		if _, err := st.Txn(ctx, nil, store.PutWithLease(store.ManagerKey(rec.Name), store.Encode(rec), store.LeaseID(lease.ID))); err != nil {
 			return err
 		}
-		if _, err := st.Get(ctx, store.ManagerKey(rec.Name)); err != nil {
-			return err // the lease expired under us: a new one
-		}
 		refreshAdminServers(ctx, st, confPath, rec.APIURL)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case _, ok := <-alive:
+				if !ok {
+					return errors.New("the record's lease was lost")
+				}
+			case <-tick.C:
+				break wait
+			}
 		}
 	}
 }

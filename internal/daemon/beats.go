@@ -1,0 +1,103 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/apiserver"
+	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// beatRelay is the heartbeat sink of a manager's in-process agent: the
+// local tracker, and every other live manager (POST /v1/managers/beat with
+// this manager's certificate), so whichever manager leads next has heard
+// the node. Remote agents beat to every manager themselves
+// (agent.RemoteConn). Best effort: one beat in flight per peer.
+type beatRelay struct {
+	local agent.HeartbeatSink
+	st    store.Store
+	self  string // this manager's API URL
+	hc    *http.Client
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	peers   []string
+	peersAt time.Time
+	busy    map[string]bool
+}
+
+func newBeatRelay(local agent.HeartbeatSink, st store.Store, self string, ca *pki.CA, cert tls.Certificate, log *slog.Logger) *beatRelay {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 3 * time.Second, ForceAttemptHTTP2: true}
+	return &beatRelay{local: local, st: st, self: self, hc: &http.Client{Transport: tr, Timeout: 3 * time.Second},
+		log: log.With("component", "beat-relay"), busy: map[string]bool{}}
+}
+
+func (b *beatRelay) Beat(node string, load client.NodeLoad) time.Duration {
+	d := b.local.Beat(node, load)
+	body, _ := json.Marshal(apiserver.ManagerBeat{Node: node, Load: load})
+	for _, p := range b.peerURLs() {
+		b.mu.Lock()
+		busy := b.busy[p]
+		b.busy[p] = true
+		b.mu.Unlock()
+		if busy {
+			continue
+		}
+		go func() {
+			defer func() {
+				b.mu.Lock()
+				delete(b.busy, p)
+				b.mu.Unlock()
+			}()
+			req, err := http.NewRequest(http.MethodPost, p+"/v1/managers/beat", bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := b.hc.Do(req)
+			if err != nil {
+				b.log.Debug("beat not relayed", "manager", p, "err", err)
+				return
+			}
+			resp.Body.Close()
+		}()
+	}
+	return d
+}
+
+// peerURLs are the other live managers' API URLs, read from the store at
+// most every 5 s.
+func (b *beatRelay) peerURLs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if time.Since(b.peersAt) < 5*time.Second {
+		return b.peers
+	}
+	b.peersAt = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	kvs, _, err := b.st.List(ctx, store.ManagersPrefix)
+	if err != nil {
+		return b.peers
+	}
+	var out []string
+	for _, kv := range kvs {
+		var r store.ManagerRecord
+		if store.Decode(kv, &r) == nil && r.APIURL != "" && r.APIURL != b.self && !slices.Contains(out, r.APIURL) {
+			out = append(out, r.APIURL)
+		}
+	}
+	b.peers = out
+	return out
+}
