@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The three-managers benchmark of issue 5 (`make bench` runs it), see
+# bench/README.md ("Managers") and docs/benchmarks.md. On a 3-node testbed
+# (internal/testbed: network namespaces) three `ruche server` managers;
+# per trial the leader is SIGKILLed and the time to the next acknowledged
+# write and to a new leader is measured; then the idle RSS of each manager
+# with 100 services. Needs root.
+#
+# Knobs: BENCH_MGR_TRIALS (10), BENCH_MGR_ELECTION_MS (500; "" for etcd's
+# defaults), BENCH_OUT, BENCH_SKIP_BUILD=1 to reuse bin/ruche.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="/usr/local/go/bin:$PATH"
+
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/managers: needs root (network namespaces)" >&2
+	exit 1
+fi
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${BENCH_OUT:-bench/results/managers-$STAMP}
+mkdir -p "$OUT"
+if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
+	make --no-print-directory build >&2
+fi
+go build -o "$OUT/managers" ./bench/managers
+echo "==> bench/managers: results in $OUT" >&2
+"$OUT/managers" -bin bin/ruche -out "$OUT" -trials "${BENCH_MGR_TRIALS:-10}" \
+	-election-ms "${BENCH_MGR_ELECTION_MS-500}" 2> >(tee "$OUT/progress.log" >&2)
