@@ -34,6 +34,7 @@ bench: prereqs build
 	@bench/ingress/run.sh
 	@bench/failover/run.sh
 	@bench/scheduler/run.sh
+	@bench/managers/run.sh
 
 # A ruche cluster of 3 nodes on this machine (network namespaces, a dockerd
 # each; needs root), until ^C. See internal/testbed/README.md.
