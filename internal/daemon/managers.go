@@ -289,6 +289,21 @@ func (m *managers) Remove(ctx context.Context, name string, force bool) error {
 	if err != nil {
 		return err
 	}
+	if err := canRemove(ms, name, force); err != nil {
+		return err
+	}
+	if err := em.RemoveMember(ctx, name); err != nil {
+		return err
+	}
+	_, err = m.st.Txn(ctx, nil, store.Delete(store.ManagerKey(name)))
+	return err
+}
+
+// canRemove says whether name may leave the store membership ms: never
+// the last member; without force, not when fewer healthy members than a
+// quorum would remain, nor an even number (which tolerates no more
+// failures than one fewer).
+func canRemove(ms []client.Manager, name string, force bool) error {
 	var members, healthyLeft int
 	found := false
 	for _, mm := range ms {
@@ -317,11 +332,7 @@ func (m *managers) Remove(ctx context.Context, name string, force bool) error {
 		return apiserver.Conflict(fmt.Sprintf("removing %s leaves %d managers, which survive no more failures than %d: add a manager first, or --force",
 			name, left, left-1))
 	}
-	if err := em.RemoveMember(ctx, name); err != nil {
-		return err
-	}
-	_, err = m.st.Txn(ctx, nil, store.Delete(store.ManagerKey(name)))
-	return err
+	return nil
 }
 
 // publishManager keeps this manager's record under /ruche/managers/ on a
