@@ -214,7 +214,7 @@ func (e *env) waitHealthy(ctx context.Context, n string) error {
 			return false
 		}
 		ms, err := c.Managers(ctx)
-		return err == nil && len(ms) == 3 && !slices.ContainsFunc(ms, func(m client.Manager) bool { return !m.Healthy || !m.StoreMember })
+		return err == nil && slices.ContainsFunc(ms, func(m client.Manager) bool { return m.Name == n && m.Healthy && m.StoreMember })
 	})
 }
 
@@ -293,8 +293,10 @@ func (e *env) trial(ctx context.Context) (trial, error) {
 	if err := e.startProc(leader, e.args(leader)); err != nil {
 		return tr, err
 	}
-	if err := e.waitHealthy(ctx, leader); err != nil {
-		return tr, err
+	for _, n := range nodes {
+		if err := e.waitHealthy(ctx, n); err != nil {
+			return tr, err
+		}
 	}
 	time.Sleep(3 * time.Second) // sessions and leases settle
 	return tr, nil
