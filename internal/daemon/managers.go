@@ -292,7 +292,9 @@ func (m *managers) Remove(ctx context.Context, name string, force bool) error {
 	if err := canRemove(ms, name, force); err != nil {
 		return err
 	}
-	if err := em.RemoveMember(ctx, name); err != nil {
+	if err := em.RemoveMember(ctx, name); errors.Is(err, rpctypes.ErrGRPCUnhealthy) || errors.Is(err, rpctypes.ErrUnhealthy) {
+		return apiserver.Unavailable("the store refuses to remove a member now (one joined or came back less than 5 s ago); retry")
+	} else if err != nil {
 		return err
 	}
 	_, err = m.st.Txn(ctx, nil, store.Delete(store.ManagerKey(name)))
