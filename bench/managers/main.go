@@ -34,7 +34,11 @@ import (
 	"github.com/ruche-platform/ruche/internal/testbed"
 )
 
+// image is the tag of the hello image in every node's daemon.
+const image = "ruche-bench-hello:latest"
+
 type config struct {
+	pkg        string
 	bin        string
 	trials     int
 	services   int
@@ -48,6 +52,7 @@ var nodes = []string{"node1", "node2", "node3"}
 func main() {
 	var c config
 	flag.StringVar(&c.bin, "bin", "bin/ruche", "the ruche binary")
+	flag.StringVar(&c.pkg, "image-package", "./examples/hello", "the package the hello image is built from")
 	flag.IntVar(&c.trials, "trials", 10, "failover trials")
 	flag.IntVar(&c.services, "services", 100, "services deployed for the idle RSS")
 	flag.DurationVar(&c.idleWait, "idle-wait", 30*time.Second, "wait after the deploys before reading RSS")
@@ -84,7 +89,10 @@ func run(ctx context.Context, c config) (err error) {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	tb, err := testbed.New(testbed.Config{Nodes: 3, HostAddress: true, Docker: true, Log: log})
+	// Deploys check their image on the manager: each node's daemon gets
+	// the hello image (built from source; nothing is pulled).
+	tb, err := testbed.New(testbed.Config{Nodes: 3, HostAddress: true, Docker: true, Log: log,
+		Images: []testbed.Image{{Ref: image, Package: c.pkg}}})
 	if err != nil {
 		return err
 	}
@@ -265,7 +273,7 @@ func (e *env) trial(ctx context.Context) (trial, error) {
 		for i := 0; ctx.Err() == nil && time.Since(kill) < time.Minute; i++ {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := c.Deploy(rctx, &client.ProjectSpec{Name: fmt.Sprintf("w%d-%d", kill.Unix()%100000, i),
-				Services: map[string]client.ServiceSpec{"s": {Name: "s", Image: "none:latest"}}}, false)
+				Services: map[string]client.ServiceSpec{"s": {Name: "s", Image: image}}}, false)
 			cancel()
 			if err == nil {
 				wdone <- time.Since(kill)
@@ -314,7 +322,7 @@ func (e *env) idle(ctx context.Context, c config, rep *report) error {
 		spec := &client.ProjectSpec{Name: fmt.Sprintf("idle%02d", p), Services: map[string]client.ServiceSpec{}}
 		for s := 0; s < perProject && p*perProject+s < c.services; s++ {
 			name := fmt.Sprintf("svc%02d", s)
-			spec.Services[name] = client.ServiceSpec{Name: name, Image: "none:latest"}
+			spec.Services[name] = client.ServiceSpec{Name: name, Image: image}
 		}
 		if _, err := cl.Deploy(ctx, spec, false); err != nil {
 			return fmt.Errorf("idle deploy: %w", err)
