@@ -184,6 +184,34 @@ func TestManagers(t *testing.T) {
 			t.Logf("note: %s leads again (it may win a later election)", leader)
 		}
 	})
+
+	t.Run("remove a manager", func(t *testing.T) {
+		cmd := exec.Command(rucheBin, "manager", "rm", "node2")
+		cmd.Env = append(os.Environ(), "RUCHE_CONFIG="+m.conf)
+		// Refused: 2 managers would be left (or, if a manager's record
+		// lapsed just now, too few healthy ones).
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "--force") {
+			t.Errorf("manager rm node2 without --force: %v %s; want refused", err, out)
+		}
+		t.Logf("manager rm node2 without --force: %s", strings.TrimSpace(string(out)))
+		m.eventually(t, 60*time.Second, "manager rm --force node2", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return m.client(t, []string{"node1", "node3"}).RemoveManager(ctx, "node2", true) == nil
+		})
+		select {
+		case <-m.proc("node2").Done():
+		case <-time.After(60 * time.Second):
+			t.Fatal("the removed manager node2 still runs")
+		}
+		// Its record lives until its lease (4 s) ends.
+		m.eventually(t, 30*time.Second, "two managers listed", func() bool {
+			ms := m.managers(t, []string{"node1", "node3"})
+			return len(ms) == 2 && !slices.ContainsFunc(ms, func(mg client.Manager) bool { return mg.Name == "node2" })
+		})
+		m.deploy(t, []string{"node1", "node3"}, "after-rm", 0)
+	})
 }
 
 // managersEnv is the 5-node cluster of TestManagers.

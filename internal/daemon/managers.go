@@ -331,7 +331,7 @@ func canRemove(ms []client.Manager, name string, force bool) error {
 			name, healthyLeft, left, left/2+1))
 	}
 	if !force && left%2 == 0 {
-		return apiserver.Conflict(fmt.Sprintf("removing %s leaves %d managers, which survive no more failures than %d: add a manager first, or --force",
+		return apiserver.Conflict(fmt.Sprintf("removing %s leaves %d managers, which survive no more failures than %d would: add a manager first, or --force",
 			name, left, left-1))
 	}
 	return nil
@@ -349,7 +349,7 @@ func publishManager(ctx context.Context, st store.Server, rec store.ManagerRecor
 		}
 		log.Warn("manager record: retrying", "err", err)
 		select {
-		case <-time.After(time.Second):
+		case <-time.After(250 * time.Millisecond): // absent, the manager shows unhealthy
 		case <-ctx.Done():
 		}
 	}
