@@ -164,6 +164,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		}()
 	}
 	run("agent", func() error { return ag.Run(ctx) })
+	run("manager list", func() error { return keepManagerList(ctx, cfg.DataDir, *id, conn, log) }) // agentmanagers.go
 	if cfg.NodeAPIAddr != "" {
 		napi := newNodeAPI(cfg.NodeAPIAddr, cert, pool, ag, log)
 		run("node api", func() error {
