@@ -217,9 +217,9 @@ func (e *Etcd) leadOnce(ctx context.Context, name, id string, fn func(ctx contex
 	if err := el.Campaign(ctx, id); err != nil {
 		return fmt.Errorf("campaign: %w", err)
 	}
-	// Campaign returns when the keys it saw before its own are gone; make
-	// sure ours is now the first (seen after an etcd leader change: two
-	// managers both returned from Campaign).
+	// Campaign returns when the keys before ours are gone, even when ours
+	// went too (the session's lease expired while it waited, as during an
+	// etcd leader election longer than the TTL): make sure ours is first.
 	first, err := e.cli.Get(ctx, ElectionPrefix+name+"/", clientv3.WithFirstCreate()...)
 	if err != nil || len(first.Kvs) == 0 || string(first.Kvs[0].Key) != el.Key() {
 		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
