@@ -62,8 +62,11 @@ func TestRemoteHeartbeatEveryManager(t *testing.T) {
 	for (beatsC.Load() == 0 || beatsB.Load() == 0) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if beatsA.Load() != 3 || beatsC.Load() == 0 {
-		t.Errorf("beats: a got %d (want 3), c got %d (want some)", beatsA.Load(), beatsC.Load())
+	// A gets the first beat (nobody else answers it) and at most one per
+	// call; a later one may be skipped while A's previous beat is still in
+	// flight, since each call returns with the first answer (C's, say).
+	if a := beatsA.Load(); a < 1 || a > 3 || beatsC.Load() == 0 {
+		t.Errorf("beats: a got %d (want 1 to 3), c got %d (want some)", a, beatsC.Load())
 	}
 	if n := beatsB.Load(); n != 1 {
 		t.Errorf("the hanging manager got %d beats, want 1 (one in flight at most)", n)
