@@ -1,28 +1,21 @@
 package apiserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/agent"
-	"github.com/ruche-platform/ruche/internal/events"
 	"github.com/ruche-platform/ruche/internal/pki"
-	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -73,34 +66,15 @@ func leafFor(t *testing.T, ca *pki.CA, host string) *tls.Certificate {
 // routes (only those the manager has), gets a new set when routes change,
 // and fetches ACME HTTP-01 answers through the managers.
 func TestAgentCerts(t *testing.T) {
-	st := store.NewMemory()
-	defer st.Close()
+	fc := &fakeCerts{}
+	e := newTLSEnvWith(t, func(d *Deps) { d.AgentCerts = fc })
+	st, ca, srv := e.st, e.ca, e.srv
+	fc.mu.Lock()
+	fc.certs = map[string]*tls.Certificate{"a.test": leafFor(t, ca, "a.test"), "c.test": leafFor(t, ca, "c.test")}
+	fc.challenges = map[string]string{"a.test/.well-known/acme-challenge/tok1": "tok1.thumb"}
+	fc.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
-	dir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(dir, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvCert, err := ca.ServerCert(dir, []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc := &fakeCerts{certs: map[string]*tls.Certificate{"a.test": leafFor(t, ca, "a.test"), "c.test": leafFor(t, ca, "c.test")},
-		challenges: map[string]string{"a.test/.well-known/acme-challenge/tok1": "tok1.thumb"}}
-	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
-	log := slog.New(slog.DiscardHandler)
-	s := New(Config{ClusterID: "c1", ManagerURLs: []string{"https://m1:7443"}, AgentKeepalive: 50 * time.Millisecond}, Deps{
-		Store: st, Secrets: box, Opener: box, CA: ca, Log: log, Events: events.NewRecorder(st, log), AgentCerts: fc, Registry: prometheus.NewRegistry(),
-	})
-	go s.Run(ctx)
-	srv := httptest.NewUnstartedServer(s.Handler())
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven}
-	srv.StartTLS()
-	defer srv.Close()
-	defer cancel() // before Close: it waits for the streams
-	e := &tlsEnv{t: t, st: st, ca: ca, box: box, srv: srv, logs: &lockedWriter{}}
+	defer cancel() // before the env's cleanup: closing the server waits for the streams
 	cert := e.mustJoin("n2")
 
 	putService := func(routes ...client.RouteSpec) {

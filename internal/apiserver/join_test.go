@@ -61,6 +61,12 @@ func (b beats) Beat(node string, load client.NodeLoad) time.Duration {
 
 func newTLSEnv(t *testing.T, hb agent.HeartbeatSink) *tlsEnv {
 	t.Helper()
+	return newTLSEnvWith(t, func(d *Deps) { d.Heartbeats = hb })
+}
+
+// newTLSEnvWith is newTLSEnv with edit applied to the server's Deps.
+func newTLSEnvWith(t *testing.T, edit func(*Deps)) *tlsEnv {
+	t.Helper()
 	st := store.NewMemory()
 	t.Cleanup(st.Close)
 	ctx := context.Background()
@@ -77,9 +83,11 @@ func newTLSEnv(t *testing.T, hb agent.HeartbeatSink) *tlsEnv {
 	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
 	logs := &lockedWriter{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s := New(Config{ClusterID: "c1", ManagerURLs: []string{"https://m1:7443"}, AgentKeepalive: 50 * time.Millisecond}, Deps{
-		Store: st, Secrets: box, Opener: box, CA: ca, Heartbeats: hb, Log: log, Events: events.NewRecorder(st, log), Registry: prometheus.NewRegistry(),
-	})
+	deps := Deps{
+		Store: st, Secrets: box, Opener: box, CA: ca, Log: log, Events: events.NewRecorder(st, log), Registry: prometheus.NewRegistry(),
+	}
+	edit(&deps)
+	s := New(Config{ClusterID: "c1", ManagerURLs: []string{"https://m1:7443"}, AgentKeepalive: 50 * time.Millisecond}, deps)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { s.Run(rctx); close(done) }()
