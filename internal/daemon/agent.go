@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
@@ -152,17 +151,8 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var wg sync.WaitGroup
-	errc := make(chan error, 8)
-	run := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
+	ps := newParts(ctx)
+	run := ps.run
 	run("agent", func() error { return ag.Run(ctx) })
 	run("manager list", func() error { return keepManagerList(ctx, cfg.DataDir, *id, conn, log) }) // agentmanagers.go
 	if cfg.NodeAPIAddr != "" {
@@ -187,10 +177,10 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-ps.failed():
 	}
 	stop()
-	wg.Wait()
+	ps.wait()
 	log.Info("ruche agent stopped; containers keep running and are adopted at the next start")
 	return runErr
 }

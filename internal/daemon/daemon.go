@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -221,17 +220,8 @@ func Up(ctx context.Context, cfg Config) error {
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
+	ps := newParts(ctx)
+	run := ps.run
 	if ing != nil {
 		ing.run(ctx, run)
 	}
@@ -271,7 +261,7 @@ func Up(ctx context.Context, cfg Config) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-ps.failed():
 	case err := <-st.Err():
 		runErr = fmt.Errorf("store: %w", err)
 	}
@@ -279,7 +269,7 @@ func Up(ctx context.Context, cfg Config) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	srv.Shutdown(sctx)
 	scancel()
-	wg.Wait()
+	ps.wait()
 	log.Info("ruche stopped; containers keep running and are adopted at the next start")
 	return runErr
 }
