@@ -340,6 +340,11 @@ services:
     image: $IMAGE
     environment:
       HELLO_VERSION: bench
+      # No log line per request: Docker carries each one through
+      # containerd-shim and dockerd (about half a core at 10,000/s), a cost
+      # outside every proxy that competed with them for the 2 cores. The
+      # logcost scenario shows what the line costs.
+      HELLO_QUIET: "1"
     deploy:
       replicas: 1
     x-ruche:
@@ -370,7 +375,8 @@ start_nginx() {
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$TLS_HOST" \
 		-addext "subjectAltName=DNS:$TLS_HOST" -keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
 	cat >"$d/nginx.conf" <<EOF
-# What an operator would write: upstream keep-alive on, no access log.
+# What an operator would write: upstream keep-alive on, no access log
+# (ruche up writes none either without --access-log: equal footing).
 # keepalive_requests is raised from 1000 because h2load's clients do not
 # reconnect when nginx ends a connection after that many requests.
 worker_processes auto;
@@ -623,10 +629,11 @@ fi
 
 # --- context: what the backend's request log costs ----------------------------------
 
-# hello logs every request to stdout, which Docker's json-file driver
-# carries through containerd-shim and dockerd to disk: a per-request cost
-# outside every proxy. Two plain containers of the same image, one with
-# --log-driver none, measured directly with wrk, alternately.
+# hello logs every request to stderr (unless HELLO_QUIET=1, as in the
+# phases above), which Docker's json-file driver carries through
+# containerd-shim and dockerd to disk: a per-request cost outside every
+# proxy. Two plain containers of the same image, logging each request, one
+# with --log-driver none, measured directly with wrk, alternately.
 if want logcost; then phase logcost; fi
 if want logcost; then
 	log "logcost: the backend alone, with Docker's json-file log and with --log-driver none"

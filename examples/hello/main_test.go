@@ -2,8 +2,10 @@ package main
 
 import (
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -87,6 +89,37 @@ func TestHealthCommand(t *testing.T) {
 			}
 			if got := health(port); got != want {
 				t.Errorf("got exit %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+func TestRequestLog(t *testing.T) {
+	tests := []struct {
+		quiet string
+		want  string
+	}{
+		{"", "GET /bytes/3\n"},
+		{"1", ""},
+	}
+	for _, tt := range tests {
+		t.Run("HELLO_QUIET="+tt.quiet, func(t *testing.T) {
+			t.Setenv("HELLO_QUIET", tt.quiet)
+			var buf strings.Builder
+			flags := log.Flags()
+			log.SetOutput(&buf)
+			log.SetFlags(0)
+			defer func() { log.SetOutput(os.Stderr); log.SetFlags(flags) }()
+			srv := httptest.NewServer(newHandler())
+			defer srv.Close()
+			resp, err := http.Get(srv.URL + "/bytes/3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			srv.Close()
+			if got := buf.String(); got != tt.want {
+				t.Errorf("log: got %q, want %q", got, tt.want)
 			}
 		})
 	}
