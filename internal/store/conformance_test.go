@@ -99,6 +99,33 @@ func conformance(t *testing.T, s Store) {
 			t.Fatalf("left %v", kvs)
 		}
 	})
+	t.Run("fence", func(t *testing.T) {
+		rev := put("/t/fence/leader", "me")
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		fctx := withFence(lctx, "/t/fence/leader", rev, cancel)
+		if _, err := s.Txn(fctx, nil, Put("/t/fence/w", []byte("1"))); err != nil {
+			t.Fatalf("write while leading: %v", err)
+		}
+		if _, err := s.Txn(fctx, []Cmp{ModRevisionIs("/t/fence/w", 1)}, Put("/t/fence/w", []byte("2"))); !errors.Is(err, ErrConflict) {
+			t.Fatalf("stale compare while leading: %v, want ErrConflict", err)
+		}
+		// The leader's key goes (its session lost) and comes back as
+		// another candidate's: same key, new create revision.
+		if _, err := s.Txn(ctx, nil, Delete("/t/fence/leader")); err != nil {
+			t.Fatal(err)
+		}
+		put("/t/fence/leader", "other")
+		if _, err := s.Txn(fctx, nil, Put("/t/fence/w", []byte("3"))); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("write after losing the election: %v, want ErrNotLeader", err)
+		}
+		if lctx.Err() == nil {
+			t.Error("the elected function's context did not end at the refused write")
+		}
+		if kv, err := s.Get(ctx, "/t/fence/w"); err != nil || string(kv.Value) != "1" {
+			t.Errorf("after the refused write: %q, %v; want 1", kv.Value, err)
+		}
+	})
 	t.Run("lease revoke", func(t *testing.T) {
 		id, err := s.Grant(ctx, time.Minute)
 		if err != nil {

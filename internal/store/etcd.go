@@ -73,7 +73,18 @@ func (e *Etcd) Txn(ctx context.Context, cmps []Cmp, ops ...Op) (int64, error) {
 			eops[i] = clientv3.OpDelete(op.key, clientv3.WithPrefix())
 		}
 	}
-	resp, err := e.cli.Txn(ctx).If(ecmps...).Then(eops...).Commit()
+	f := fenceOf(ctx)
+	var resp *clientv3.TxnResponse
+	var err error
+	if f == nil {
+		resp, err = e.cli.Txn(ctx).If(ecmps...).Then(eops...).Commit()
+	} else {
+		// The fence outside, the caller's compares in a nested
+		// transaction: which one failed tells ErrNotLeader from
+		// ErrConflict, in one round trip.
+		resp, err = e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(f.key), "=", f.rev)).
+			Then(clientv3.OpTxn(ecmps, eops, nil)).Commit()
+	}
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return 0, fmt.Errorf("txn: %w", ErrNotFound)
@@ -84,6 +95,12 @@ func (e *Etcd) Txn(ctx context.Context, cmps []Cmp, ops ...Op) (int64, error) {
 		return 0, fmt.Errorf("txn: %w", err)
 	}
 	if !resp.Succeeded {
+		if f != nil {
+			return 0, f.refused()
+		}
+		return 0, ErrConflict
+	}
+	if f != nil && !resp.Responses[0].GetResponseTxn().Succeeded {
 		return 0, ErrConflict
 	}
 	return resp.Header.Revision, nil
@@ -231,6 +248,7 @@ func (e *Etcd) leadOnce(ctx context.Context, name, id string, fn func(ctx contex
 		return fmt.Errorf("campaign: not the leader after all: %w", err)
 	}
 	lctx, cancel := context.WithCancel(ctx)
+	lctx = withFence(lctx, el.Key(), el.Rev(), cancel)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -91,6 +91,9 @@ func (m *Memory) Txn(ctx context.Context, cmps []Cmp, ops ...Op) (int64, error) 
 	if m.closed {
 		return 0, ErrClosed
 	}
+	if f := fenceOf(ctx); f != nil && m.kvs[f.key].CreateRevision != f.rev {
+		return 0, f.refused()
+	}
 	for _, c := range cmps {
 		rev := m.kvs[c.key].ModRevision
 		if (c.exists && rev == 0) || (!c.exists && rev != c.modRev) {

@@ -19,6 +19,10 @@ var (
 	ErrConflict  = errors.New("store: conflict")
 	ErrCompacted = errors.New("store: revision compacted")
 	ErrClosed    = errors.New("store: closed")
+	// ErrNotLeader: a write made for an elected function (RunElected)
+	// after it lost the election; nothing was written. Not a conflict to
+	// retry: the function's context ends with it.
+	ErrNotLeader = errors.New("store: not the leader any more")
 )
 
 // KV is one key and its value at a revision.
@@ -111,6 +115,8 @@ type Store interface {
 	List(ctx context.Context, prefix string) (kvs []KV, rev int64, err error)
 	// Txn applies ops atomically if every cmp holds, else returns
 	// ErrConflict and changes nothing. It returns the revision written.
+	// Under a leader's fence (the context RunElected hands to its
+	// function) a lost election makes it ErrNotLeader.
 	Txn(ctx context.Context, cmps []Cmp, ops ...Op) (rev int64, err error)
 	// Watch streams changes under prefix from revision fromRev (0: from
 	// now). The channel closes when ctx ends; a response with Err

@@ -1,0 +1,66 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestRunElectedFence: a leader whose election key went (as when its
+// session is lost, or revoked by a new etcd leader) has its next write
+// refused with ErrNotLeader, its context ends, and it campaigns again.
+func TestRunElectedFence(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: freeAddr(t), PeerAddr: freeAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	leading := make(chan struct{}, 2)
+	deleted := make(chan struct{})
+	second := make(chan error, 1)
+	ended := make(chan error, 1)
+	runs := 0
+	go e.RunElected(ctx, "fence-test", "me", func(ctx context.Context) {
+		runs++
+		leading <- struct{}{}
+		if runs > 1 {
+			return
+		}
+		if _, err := e.Txn(ctx, nil, Put("/t/fenced", []byte("1"))); err != nil {
+			second <- err
+			return
+		}
+		<-deleted
+		_, err := e.Txn(ctx, nil, Put("/t/fenced", []byte("2")))
+		second <- err
+		<-ctx.Done()
+		ended <- ctx.Err()
+	})
+	<-leading
+	kvs, _, err := e.List(ctx, ElectionPrefix+"fence-test/")
+	if err != nil || len(kvs) != 1 {
+		t.Fatalf("election keys: %v, %v; want one", kvs, err)
+	}
+	if _, err := e.Txn(ctx, nil, Delete(kvs[0].Key)); err != nil {
+		t.Fatal(err)
+	}
+	close(deleted)
+	if err := <-second; !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("write after the key went: %v, want ErrNotLeader", err)
+	}
+	if err := <-ended; err == nil {
+		t.Fatal("context not ended")
+	}
+	if kv, err := e.Get(ctx, "/t/fenced"); err != nil || string(kv.Value) != "1" {
+		t.Errorf("/t/fenced = %q, %v; want 1 (the refused write not applied)", kv.Value, err)
+	}
+	select {
+	case <-leading: // campaigned again and won (the only candidate)
+	case <-ctx.Done():
+		t.Fatal("did not lead again")
+	}
+}
