@@ -14,6 +14,8 @@
 //	HELLO_READ_FILES=1 GET /file?path=... returns that file
 //	HELLO_QUIET=1      no log line per request (benchmarks: the line costs
 //	                   more than the answer once Docker carries it to disk)
+//
+// GET /ws is a WebSocket echo (ws.go).
 package main
 
 import (
@@ -77,6 +79,7 @@ func main() {
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Printf("shutdown: %v", err)
 	}
+	ws.shutdown(sctx) // Shutdown does not know hijacked connections
 	log.Printf("bye")
 }
 
@@ -95,6 +98,9 @@ func health(port string) int {
 	}
 	return 0
 }
+
+// ws holds the open WebSockets of GET /ws, closed on shutdown.
+var ws = newSockets()
 
 // filler is the body of GET /bytes/{n} (benchmarks: a fixed-size answer).
 var filler = bytes.Repeat([]byte("x"), 1<<20)
@@ -119,6 +125,7 @@ func newHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, io.LimitReader(r.Body, 1<<20))
 	})
+	mux.Handle("GET /ws", ws)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if os.Getenv("HELLO_UNHEALTHY") == "1" {
 			http.Error(w, "unhealthy", http.StatusInternalServerError)
