@@ -25,10 +25,12 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 
 # Packages the tests use as real parts: curl (client), pebble and
-# pebble-challtestsrv (a real ACME server, on loopback only).
+# pebble-challtestsrv (a real ACME server, on loopback only),
+# python3-websockets (a WebSocket client, run by Debian's /usr/bin/python3).
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
+/usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing+=(python3-websockets)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "missing packages: ${missing[*]} (run as root to install them)" >&2
