@@ -47,7 +47,7 @@ func openStoreWith(ctx context.Context, cfg Config, extra storeExtra) (store.Ser
 		Dir: filepath.Join(cfg.DataDir, "store"), Name: cfg.NodeID,
 		ClientAddr: cfg.StoreAddr, PeerAddr: peer, QuotaBytes: cfg.Store.Quota,
 		PeerTLS: extra.peerTLS, InitialCluster: extra.initialCluster, Existing: extra.initialCluster != "",
-		HeartbeatMs: cfg.StoreHeartbeatMs, ElectionMs: cfg.StoreElectionMs,
+		HeartbeatMs: cfg.StoreHeartbeatMs, ElectionMs: cfg.StoreElectionMs, Log: cfg.Log,
 	})
 }
 

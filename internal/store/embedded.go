@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,6 +39,9 @@ type EmbeddedConfig struct {
 	// HeartbeatMs and ElectionMs are etcd's raft timing (defaults 100 and
 	// 1000: fine on a LAN).
 	HeartbeatMs, ElectionMs uint
+	// Log receives what the member does on its own (leaderwatch.go); nil
+	// discards it.
+	Log *slog.Logger
 }
 
 // PeerTLS is the member's certificate for peer traffic (server and client
@@ -54,6 +58,8 @@ type Embedded struct {
 	e         *embed.Etcd
 	errc      chan error
 	closeOnce sync.Once
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // StartEmbedded starts etcd in this process and waits until it serves.
@@ -125,6 +131,16 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	m := &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e, errc: make(chan error, 1)}
 	m.electionTTL = electionTTLFor(cfg.ElectionMs)
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	m.stopWatch, m.watchDone = stop, make(chan struct{})
+	go func() {
+		defer close(m.watchDone)
+		m.watchLeader(wctx, log.With("component", "store"))
+	}()
 	go func() {
 		// A member removed from the cluster stops its server without an
 		// error on e.Err(): report that too, so its manager stops.
@@ -147,6 +163,8 @@ func (m *Embedded) PeerURL() string { return m.e.Config().AdvertisePeerUrls[0].S
 // Close stops the client and the member. Closing twice is harmless.
 func (m *Embedded) Close() {
 	m.closeOnce.Do(func() {
+		m.stopWatch()
+		<-m.watchDone
 		m.cli.Close()
 		m.e.Close()
 	})
