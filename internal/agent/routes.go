@@ -33,6 +33,16 @@ func (c *RemoteConn) WatchCerts(ctx context.Context, node string) <-chan []CertB
 	return watchRemote[CertBundle](ctx, c, nodePath(node, "certs"))
 }
 
+// ACMEALPNCert fetches the certificate an ACME TLS-ALPN-01 validation of
+// host expects (GET {prefix}<node>/acme-tls-alpn/<host>) from the
+// managers, whichever node started the order. store.ErrNotFound: no such
+// challenge.
+func (c *RemoteConn) ACMEALPNCert(ctx context.Context, node, host string) (CertBundle, error) {
+	var b CertBundle
+	_, err := c.call(ctx, http.MethodGet, nodePath(node, "acme-tls-alpn", host), nil, &b)
+	return b, err
+}
+
 // ACMEChallenge fetches the answer to an ACME HTTP-01 validation request
 // for host at path (/.well-known/acme-challenge/<token>) from the managers,
 // whichever node started the order. store.ErrNotFound: no such challenge.

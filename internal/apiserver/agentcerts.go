@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -35,6 +37,7 @@ func (s *Server) agentCertRoutes() {
 	p := agent.RemotePathPrefix + "{node}"
 	s.handleAuth("GET "+p+"/certs", s.agentAuth, s.agentWatchCerts)
 	s.handleAuth("GET "+p+"/acme-challenge/{token}", s.agentAuth, s.agentACMEChallenge)
+	s.handleAuth("GET "+p+"/acme-tls-alpn/{host}", s.agentAuth, s.agentALPNChallenge)
 }
 
 func noAgentCerts() error {
@@ -120,14 +123,22 @@ func (s *Server) bundles(hosts []string) []agent.CertBundle {
 		if err != nil || c == nil || len(c.Certificate) == 0 {
 			continue
 		}
-		key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+		b, err := bundleOf(h, c)
 		if err != nil {
 			s.log.Warn("certificate key not sent to agents", "host", h, "err", err)
 			continue
 		}
-		out = append(out, agent.CertBundle{Host: h, Chain: c.Certificate, Key: key})
+		out = append(out, b)
 	}
 	return out
+}
+
+func bundleOf(host string, c *tls.Certificate) (agent.CertBundle, error) {
+	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return agent.CertBundle{}, err
+	}
+	return agent.CertBundle{Host: host, Chain: c.Certificate, Key: key}, nil
 }
 
 // tlsHosts are the hosts of the table's TLS routes, sorted, once each.
@@ -168,6 +179,66 @@ func (s *Server) agentACMEChallenge(w http.ResponseWriter, r *http.Request) erro
 	w.Write(rec.body.Bytes())
 	return nil
 }
+
+// agentALPNChallenge is GET /v1/agent/nodes/{node}/acme-tls-alpn/{host}:
+// the certificate (agent.CertBundle) an ACME TLS-ALPN-01 validation of
+// host expects, which reached an agent's ingress. It is built from the
+// pending challenge in the store, whichever node ordered; its key is a
+// throwaway one.
+func (s *Server) agentALPNChallenge(w http.ResponseWriter, r *http.Request) error {
+	if s.d.AgentCerts == nil {
+		return noAgentCerts()
+	}
+	host := r.PathValue("host")
+	c, err := alpnChallengeCert(r.Context(), s.d.AgentCerts, host)
+	if err != nil || c == nil || len(c.Certificate) == 0 {
+		return notFound("no such ACME challenge")
+	}
+	b, err := bundleOf(host, c)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+// errHelloTaken ends the in-memory handshake of alpnChallengeCert once
+// it has the certificate.
+var errHelloTaken = errors.New("apiserver: client hello taken")
+
+// alpnChallengeCert asks certs for the TLS-ALPN-01 certificate of host as
+// a validation handshake would: certmagic reads a challenge another node
+// started from the store with the handshake's context, which a
+// ClientHelloInfo made by hand lacks, so the hello comes from a real
+// handshake over an in-memory pipe, stopped once answered.
+func alpnChallengeCert(ctx context.Context, certs AgentCerts, host string) (*tls.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cc, sc := net.Pipe()
+	var got *tls.Certificate
+	gerr := errHelloTaken
+	srv := tls.Server(sc, &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		got, gerr = certs.GetCertificate(h)
+		return nil, errHelloTaken
+	}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Nothing to verify: the handshake stops at the server's side
+		// before any certificate is sent.
+		cl := tls.Client(cc, &tls.Config{ServerName: host, NextProtos: []string{acmeTLSProto}, InsecureSkipVerify: true})
+		cl.HandshakeContext(ctx) // fails: the server side stops after the hello
+		cc.Close()
+	}()
+	srv.HandshakeContext(ctx)
+	sc.Close()
+	<-done
+	return got, gerr
+}
+
+// acmeTLSProto is the ALPN protocol of TLS-ALPN-01 validations.
+const acmeTLSProto = "acme-tls/1"
 
 // bufferedResponse keeps what a handler writes.
 type bufferedResponse struct {

@@ -25,11 +25,21 @@ type fakeCerts struct {
 	mu         sync.Mutex
 	certs      map[string]*tls.Certificate
 	challenges map[string]string // host + path -> answer
+	alpn       map[string]*tls.Certificate
 }
 
 func (f *fakeCerts) GetCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(h.SupportedProtos) == 1 && h.SupportedProtos[0] == acmeTLSProto {
+		if h.Context() == nil {
+			return nil, errors.New("a TLS-ALPN-01 hello without context") // certmagic reads the store with it
+		}
+		if c, ok := f.alpn[h.ServerName]; ok {
+			return c, nil
+		}
+		return nil, errors.New("no challenge")
+	}
 	if c, ok := f.certs[h.ServerName]; ok {
 		return c, nil
 	}
@@ -64,7 +74,8 @@ func leafFor(t *testing.T, ca *pki.CA, host string) *tls.Certificate {
 
 // TestAgentCerts: a joined node follows the certificates of the TLS
 // routes (only those the manager has), gets a new set when routes change,
-// and fetches ACME HTTP-01 answers through the managers.
+// and fetches ACME HTTP-01 answers and TLS-ALPN-01 certificates through
+// the managers.
 func TestAgentCerts(t *testing.T) {
 	fc := &fakeCerts{}
 	e := newTLSEnvWith(t, func(d *Deps) { d.AgentCerts = fc })
@@ -131,6 +142,18 @@ func TestAgentCerts(t *testing.T) {
 	}
 	if _, err := rc.ACMEChallenge(ctx, "n2", "a.test", "/.well-known/acme-challenge/nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown challenge: got %v, want not found", err)
+	}
+	fc.mu.Lock()
+	fc.alpn = map[string]*tls.Certificate{"a.test": leafFor(t, ca, "a.test")}
+	fc.mu.Unlock()
+	b, err := rc.ACMEALPNCert(ctx, "n2", "a.test")
+	if err != nil || b.Host != "a.test" || len(b.Chain) != 1 || string(b.Chain[0]) != string(fc.alpn["a.test"].Certificate[0]) {
+		t.Errorf("TLS-ALPN-01 certificate: got %s with %d certificates, %v; want a.test's", b.Host, len(b.Chain), err)
+	} else if _, err := tls.X509KeyPair(pemOf("CERTIFICATE", b.Chain[0]), pemOf("PRIVATE KEY", b.Key)); err != nil {
+		t.Errorf("TLS-ALPN-01 key does not fit its certificate: %v", err)
+	}
+	if _, err := rc.ACMEALPNCert(ctx, "n2", "c.test"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("no TLS-ALPN-01 challenge: got %v, want not found", err)
 	}
 	code, _ := e.do(e.httpClient(nil), "GET", agent.RemotePathPrefix+"n2/certs", "", nil)
 	if code != http.StatusUnauthorized {

@@ -16,19 +16,16 @@ import (
 	"github.com/ruche-platform/ruche/internal/agent"
 )
 
-// Errors of an agent node's certificates.
-var (
-	errNoCert   = errors.New("daemon: no certificate for this host on this node")
-	errNoALPN01 = errors.New("daemon: TLS-ALPN-01 challenges are answered by managers' ingress only")
-)
+// errNoCert: no certificate for this host on this node.
+var errNoCert = errors.New("daemon: no certificate for this host on this node")
 
 // acmeTLSProto is the ALPN protocol of TLS-ALPN-01 validations.
 const acmeTLSProto = "acme-tls/1"
 
 // agentCerts is the certificate source of an agent node's proxy: the
 // certificates of the routes as the managers send them (in memory only),
-// and ACME HTTP-01 answers fetched from the managers, since the order may
-// have started on any node.
+// and the answers to ACME HTTP-01 and TLS-ALPN-01 validations fetched
+// from the managers, since the order may have started on any node.
 type agentCerts struct {
 	node  string
 	src   routeSource
@@ -71,10 +68,10 @@ func bundleCert(b agent.CertBundle) (*tls.Certificate, error) {
 // GetCertificate serves the host's certificate, else the wildcard one
 // level up.
 func (c *agentCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeTLSProto {
-		return nil, errNoALPN01
-	}
 	name := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
+	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeTLSProto {
+		return c.alpnChallengeCert(hello, name)
+	}
 	m := c.certs.Load()
 	if m == nil || name == "" {
 		return nil, errNoCert
@@ -88,6 +85,31 @@ func (c *agentCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 		}
 	}
 	return nil, errNoCert
+}
+
+// alpnChallengeCert is the certificate of a TLS-ALPN-01 validation
+// handshake: the managers build it from the pending challenge (its key
+// is a throwaway one).
+func (c *agentCerts) alpnChallengeCert(hello *tls.ClientHelloInfo, name string) (*tls.Certificate, error) {
+	if name == "" {
+		return nil, errNoCert
+	}
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	b, err := c.src.ACMEALPNCert(ctx, c.node, name)
+	if err != nil {
+		c.log.Debug("acme tls-alpn-01 challenge not answered", "host", name, "err", err)
+		return nil, fmt.Errorf("daemon: tls-alpn-01 challenge for %s: %w", name, err)
+	}
+	cert, err := bundleCert(b)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: tls-alpn-01 challenge for %s: %w", name, err)
+	}
+	return cert, nil
 }
 
 // HandleHTTPChallenge answers /.well-known/acme-challenge/ requests with

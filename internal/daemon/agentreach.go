@@ -27,6 +27,7 @@ type routeSource interface {
 	WatchRoutes(ctx context.Context, node string) <-chan []routing.Route
 	WatchCerts(ctx context.Context, node string) <-chan []agent.CertBundle
 	ACMEChallenge(ctx context.Context, node, host, path string) ([]byte, error)
+	ACMEALPNCert(ctx context.Context, node, host string) (agent.CertBundle, error)
 }
 
 // agentIngress is the proxy of an agent-only node.

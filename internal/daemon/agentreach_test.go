@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +26,14 @@ type chanRoutes struct {
 	ch         chan []routing.Route
 	certs      chan []agent.CertBundle
 	challenges map[string]string // host + path -> answer
+	alpn       map[string]agent.CertBundle
+}
+
+func (c *chanRoutes) ACMEALPNCert(ctx context.Context, node, host string) (agent.CertBundle, error) {
+	if b, ok := c.alpn[host]; ok && node == "n3" {
+		return b, nil
+	}
+	return agent.CertBundle{}, store.ErrNotFound
 }
 
 func (c *chanRoutes) WatchCerts(ctx context.Context, node string) <-chan []agent.CertBundle {
@@ -170,18 +179,12 @@ func TestAgentIngress(t *testing.T) {
 	})
 
 	// A TLS route, with the certificate the managers send.
-	certPEM, keyPEM, err := ca.Leaf([]string{"secure.test"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, _ := tls.X509KeyPair(certPEM, keyPEM)
-	key, _ := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
 	src.challenges = map[string]string{"secure.test/.well-known/acme-challenge/tok1": "tok1.thumb"}
 	src.ch <- []routing.Route{
 		{Project: "shop", Service: "web", Host: "shop.test", TLS: client.TLSNone, Backends: []routing.Backend{{TaskID: "shop.web.1.a", Addr: addr, Ready: false}}},
 		{Project: "shop", Service: "sec", Host: "secure.test", TLS: client.TLSInternal, Backends: []routing.Backend{{TaskID: "shop.sec.1.a", Addr: addr, Ready: true}}},
 	}
-	src.certs <- []agent.CertBundle{{Host: "secure.test", Chain: pair.Certificate, Key: key}}
+	src.certs <- []agent.CertBundle{leafBundle(t, ca, "secure.test")}
 	eventually("HTTPS with the managers' certificate", func() bool {
 		code, body, err := do(secure, "https://secure.test/")
 		return err == nil && code == http.StatusOK && body == "hello from n2"
@@ -195,6 +198,27 @@ func TestAgentIngress(t *testing.T) {
 	if code, _, err := do(plain, "http://secure.test/.well-known/acme-challenge/nope"); err != nil || code != http.StatusNotFound {
 		t.Errorf("unknown challenge: got %d %v, want 404", code, err)
 	}
+	// TLS-ALPN-01: the validation handshake gets the certificate the
+	// managers build for the pending challenge, and the acme-tls/1
+	// protocol.
+	src.alpn = map[string]agent.CertBundle{"secure.test": leafBundle(t, ca, "secure.test")}
+	alpn := func(host string) (*tls.ConnectionState, error) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", httpsAddr.String(),
+			&tls.Config{ServerName: host, NextProtos: []string{acmeTLSProto}, InsecureSkipVerify: true})
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		st := c.ConnectionState()
+		return &st, nil
+	}
+	st, err := alpn("secure.test")
+	if err != nil || st.NegotiatedProtocol != acmeTLSProto || !bytes.Equal(st.PeerCertificates[0].Raw, src.alpn["secure.test"].Chain[0]) {
+		t.Errorf("TLS-ALPN-01 through the managers: got %v, %v; want the managers' challenge certificate over %s", st, err, acmeTLSProto)
+	}
+	if _, err := alpn("other.test"); err == nil {
+		t.Errorf("TLS-ALPN-01 without a pending challenge: want a handshake error")
+	}
 	if _, _, err := do(secure, "https://other.test/"); err == nil {
 		t.Errorf("HTTPS for a host without a certificate: want a handshake error")
 	}
@@ -202,4 +226,22 @@ func TestAgentIngress(t *testing.T) {
 		code, _ := get()
 		return code == http.StatusServiceUnavailable
 	})
+}
+
+// leafBundle is a certificate of ca for host, as the managers send it.
+func leafBundle(t *testing.T, ca *pki.CA, host string) agent.CertBundle {
+	t.Helper()
+	certPEM, keyPEM, err := ca.Leaf([]string{host}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return agent.CertBundle{Host: host, Chain: pair.Certificate, Key: key}
 }
