@@ -216,7 +216,10 @@ type Manager struct {
 	PeerURL     string `json:"peer_url,omitempty"`
 	StoreMember bool   `json:"store_member"`
 	StoreLeader bool   `json:"store_leader,omitempty"`
-	DBSize      int64  `json:"db_size,omitempty"`
+	// StoreLearner: its member is a learner, not yet voting (a manager
+	// joining: it catches up with the log, then is promoted).
+	StoreLearner bool  `json:"store_learner,omitempty"`
+	DBSize       int64 `json:"db_size,omitempty"`
 }
 
 // StoreStatus is the store's health and size.

@@ -36,8 +36,8 @@ func TestManagers(t *testing.T) {
 			t.Fatalf("got %d managers, want 3: %+v", len(ms), ms)
 		}
 		for _, mg := range ms {
-			if !mg.Healthy || !mg.StoreMember || mg.APIURL == "" {
-				t.Errorf("manager %+v: want healthy, a store member, with an API URL", mg)
+			if !mg.Healthy || !mg.StoreMember || mg.StoreLearner || mg.APIURL == "" {
+				t.Errorf("manager %+v: want healthy, a voting store member, with an API URL", mg)
 			}
 		}
 		out := m.ruche(t, "manager", "ls")
@@ -424,7 +424,9 @@ func (m *managersEnv) waitHealthy(t *testing.T, node string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		ms, err := c.Managers(ctx)
-		return err == nil && slices.ContainsFunc(ms, func(mg client.Manager) bool { return mg.Name == node && mg.Healthy && mg.StoreMember })
+		return err == nil && slices.ContainsFunc(ms, func(mg client.Manager) bool {
+			return mg.Name == node && mg.Healthy && mg.StoreMember && !mg.StoreLearner
+		})
 	})
 }
 

@@ -66,7 +66,9 @@ func printManagers(w io.Writer, ms []client.Manager) {
 		member := "no"
 		if m.StoreMember {
 			member = "yes"
-			if m.StoreLeader {
+			if m.StoreLearner {
+				member = "learner (not voting yet)"
+			} else if m.StoreLeader {
 				member = "yes (etcd leader)"
 			}
 		}

@@ -184,8 +184,8 @@ func (m *managers) Add(ctx context.Context, name, peerURL string) (*client.Manag
 		if mem.Name == name || slices.Contains(mem.PeerURLs, peerURL) {
 			return nil, apiserver.Conflict(fmt.Sprintf("a store member named %q or at %s exists: remove it first with `ruche manager rm`", mem.Name, peerURL))
 		}
-		if mem.Name == "" {
-			return nil, apiserver.Conflict("another manager is joining (a store member has not started yet); retry when it has")
+		if mem.Name == "" || mem.Learner {
+			return nil, apiserver.Conflict(fmt.Sprintf("another manager is joining (store member %q has not started or caught up yet); retry when it has, or remove it with `ruche manager rm`", mem.Name))
 		}
 	}
 	caKey, err := os.ReadFile(filepath.Join(m.dataDir, "pki", "ca.key"))
@@ -223,13 +223,13 @@ func (m *managers) List(ctx context.Context) ([]client.Manager, error) {
 	leader, _ := electionLeader(ctx, m.st)
 	var out []client.Manager
 	seen := map[string]bool{}
-	add := func(name string, member bool, peer string) {
+	add := func(name string, member, learner bool, peer string) {
 		r, alive := recs[name]
 		if peer == "" {
 			peer = r.PeerURL
 		}
 		out = append(out, client.Manager{Name: name, APIAddr: hostPort(r.APIURL), APIURL: r.APIURL, PeerURL: peer,
-			Leader: name == leader, Healthy: alive, StoreMember: member, DBSize: r.DBSize})
+			Leader: name == leader, Healthy: alive, StoreMember: member, StoreLearner: learner, DBSize: r.DBSize})
 		seen[name] = true
 	}
 	em, embedded := m.st.(*store.Embedded)
@@ -248,13 +248,13 @@ func (m *managers) List(ctx context.Context) ([]client.Manager, error) {
 			if len(mem.PeerURLs) > 0 {
 				peer = mem.PeerURLs[0]
 			}
-			add(name, true, peer)
+			add(name, true, mem.Learner, peer)
 			out[len(out)-1].StoreLeader = mem.ID == storeLeader
 		}
 	}
 	for name := range recs {
 		if !seen[name] {
-			add(name, !embedded, "")
+			add(name, !embedded, false, "")
 		}
 	}
 	slices.SortFunc(out, func(a, b client.Manager) int { return strings.Compare(a.Name, b.Name) })
@@ -312,10 +312,17 @@ func canRemove(ms []client.Manager, name string, force bool) error {
 		if !mm.StoreMember {
 			continue
 		}
-		members++
 		if mm.Name == name {
 			found = true
-		} else if mm.Healthy {
+			if mm.StoreLearner {
+				return nil // a learner is not in the quorum
+			}
+		}
+		if mm.StoreLearner {
+			continue
+		}
+		members++
+		if mm.Name != name && mm.Healthy {
 			healthyLeft++
 		}
 	}

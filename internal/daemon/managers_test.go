@@ -28,6 +28,8 @@ func TestCanRemove(t *testing.T) {
 		{"the dead one of four", []client.Manager{mgr("a", true), mgr("b", true), mgr("c", true), mgr("d", false)}, "d", false, ""},
 		{"no quorum left", []client.Manager{mgr("a", true), mgr("b", false), mgr("c", false), mgr("d", true)}, "a", false, "fewer than a quorum"},
 		{"no quorum left, forced", []client.Manager{mgr("a", true), mgr("b", false), mgr("c", false), mgr("d", true)}, "a", true, ""},
+		{"a learner (joining, not voting)", append(three[:3:3], client.Manager{Name: "d", StoreMember: true, StoreLearner: true}), "d", false, ""},
+		{"three voters and a learner to two", append(three[:3:3], client.Manager{Name: "d", Healthy: true, StoreMember: true, StoreLearner: true}), "c", false, "leaves 2 managers"},
 		{"not a member", []client.Manager{mgr("a", true), mgr("b", true), {Name: "c", Healthy: true}}, "c", false, "no manager"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -43,12 +44,44 @@ func openStoreWith(ctx context.Context, cfg Config, extra storeExtra) (store.Ser
 		return store.ConnectExternal(ctx, store.ExternalConfig{Endpoints: cfg.Store.Endpoints,
 			CAFile: cfg.Store.CAFile, CertFile: cfg.Store.CertFile, KeyFile: cfg.Store.KeyFile})
 	}
-	return store.StartEmbedded(store.EmbeddedConfig{
+	em, err := store.StartEmbedded(store.EmbeddedConfig{
 		Dir: filepath.Join(cfg.DataDir, "store"), Name: cfg.NodeID,
 		ClientAddr: cfg.StoreAddr, PeerAddr: peer, QuotaBytes: cfg.Store.Quota,
 		PeerTLS: extra.peerTLS, InitialCluster: extra.initialCluster, Existing: extra.initialCluster != "",
 		HeartbeatMs: cfg.StoreHeartbeatMs, ElectionMs: cfg.StoreElectionMs, Log: cfg.Log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	if err := promote(ctx, em, cfg.Log); err != nil {
+		em.Close()
+		return nil, err
+	}
+	return em, nil
+}
+
+// promoteTimeout bounds the wait of a joined member, a learner, for its
+// promotion to a voting member (it must catch up with the leader's log).
+const promoteTimeout = 2 * time.Minute
+
+// promote makes a joined manager's store member, added as a learner
+// (managers.Add), a voting member once it has caught up. A manager that
+// stopped before its promotion is promoted at its next start.
+func promote(ctx context.Context, em *store.Embedded, log *slog.Logger) error {
+	if !em.IsLearner() {
+		return nil
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log.Info("store member started as a learner; promoting it once it has caught up")
+	ctx, cancel := context.WithTimeout(ctx, promoteTimeout)
+	defer cancel()
+	if err := em.Promote(ctx); err != nil {
+		return fmt.Errorf("the store member joined but is still a learner (remove it with `ruche manager rm`, or start again to retry): %w", err)
+	}
+	log.Info("store member promoted: it votes")
+	return nil
 }
 
 // storeHousekeeping registers the store's size metrics and returns the

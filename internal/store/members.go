@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -47,12 +48,15 @@ func (e *Etcd) Members(ctx context.Context) ([]Member, error) {
 	return out, nil
 }
 
-// AddMember adds a voting member named name at peerURL and returns the
-// initial-cluster string the new member starts with (its state
-// "existing"). The cluster's quorum counts the new member from now on: it
-// must start soon.
+// AddMember adds a member named name at peerURL as a learner and returns
+// the initial-cluster string the new member starts with (its state
+// "existing"). A learner receives the log but does not vote: the quorum is
+// the same until the new member, started and caught up, promotes itself
+// (Embedded.Promote). A voting member added at once would count in the
+// quorum before it runs, leaving a two-member cluster without one until
+// it starts.
 func (e *Etcd) AddMember(ctx context.Context, name, peerURL string) (string, error) {
-	resp, err := e.cli.MemberAdd(ctx, []string{peerURL})
+	resp, err := e.cli.MemberAddAsLearner(ctx, []string{peerURL})
 	if err != nil {
 		return "", fmt.Errorf("add store member %s: %w", name, err)
 	}
@@ -120,4 +124,28 @@ func (e *Etcd) ElectionLeader(ctx context.Context, name string) (string, error) 
 		return "", nil
 	}
 	return string(resp.Kvs[0].Value), nil
+}
+
+// IsLearner reports whether this member is a learner not yet promoted.
+func (m *Embedded) IsLearner() bool { return m.e.Server.IsLearner() }
+
+// Promote makes this member, a learner, a voting member. The leader
+// refuses until the learner has caught up with its log: Promote retries,
+// every 200 ms up to every 2 s, until it succeeds or ctx ends. A member
+// that is already voting returns at once.
+func (m *Embedded) Promote(ctx context.Context) error {
+	wait := 200 * time.Millisecond
+	for m.IsLearner() {
+		_, err := m.cli.MemberPromote(ctx, m.MemberID())
+		if err == nil || errors.Is(err, rpctypes.ErrMemberNotLearner) {
+			return nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("promote the store member (a learner): %w (last: %w)", ctx.Err(), err)
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+	return nil
 }

@@ -37,8 +37,8 @@ func peerFiles(t *testing.T, ca *pki.CA, caDir, cn string) *store.PeerTLS {
 }
 
 // TestTwoMembers: a second member joins over mutual TLS with the initial
-// cluster AddMember answers, sees the first one's data, and stops when
-// removed.
+// cluster AddMember answers, as a learner, sees the first one's data, is
+// promoted, and stops when removed.
 func TestTwoMembers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two etcd members")
@@ -81,8 +81,17 @@ func TestTwoMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) != 2 || ms[0].Name != "a" || ms[1].Name != "b" {
-		t.Fatalf("members: %+v, want a and b", ms)
+	if len(ms) != 2 || ms[0].Name != "a" || ms[1].Name != "b" || ms[0].Learner || !ms[1].Learner {
+		t.Fatalf("members: %+v, want a and b, b a learner", ms)
+	}
+	if !b.IsLearner() {
+		t.Fatal("b does not know it is a learner")
+	}
+	if err := b.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err = a.Members(ctx); err != nil || len(ms) != 2 || ms[1].Learner {
+		t.Fatalf("after the promotion: %+v, %v; want b voting", ms, err)
 	}
 	// etcd refuses to remove a member connected for less than 5 s.
 	for {
