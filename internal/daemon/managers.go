@@ -464,8 +464,8 @@ func joinManager(ctx context.Context, cfg *Config) error {
 	}
 	_, peerPort, _ := net.SplitHostPort(peerAddr(*cfg))
 	peerURL := "https://" + net.JoinHostPort(cfg.AdvertiseAddr, peerPort)
-	// Once the member is added the cluster counts it in its quorum: make
-	// sure it can listen before asking.
+	// A member added that cannot start stays a learner the managers must
+	// remove: make sure it can listen before asking.
 	for _, a := range []string{peerAddr(*cfg), cfg.StoreAddr} {
 		if a == "" {
 			continue
