@@ -51,7 +51,10 @@ type Runtime interface {
 	PullImage(ctx context.Context, ref string, progress func(string)) error
 
 	// EnsureNetwork creates the network if no network of that name
-	// exists. It is idempotent.
+	// exists. It is idempotent. A driver may remember the networks it
+	// ensured and not ask the engine again; after a Create or Start that
+	// failed with ErrNotFound (a network removed behind its back), it asks
+	// again.
 	EnsureNetwork(ctx context.Context, n Network) error
 	// RemoveNetwork removes a network; an absent network is not an error.
 	RemoveNetwork(ctx context.Context, name string) error

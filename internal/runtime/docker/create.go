@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
@@ -28,16 +29,33 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (strin
 	}
 	resp, err := r.cli.ContainerCreate(ctx, cfg, host, netcfg, nil, spec.Name)
 	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			// The image or a network is missing (engines after 20.10
+			// check networks at creation): the next EnsureNetwork looks
+			// for the networks again.
+			r.forgetNetworks(attachedNetworks(spec)...)
+		}
 		return "", fmt.Errorf("create container %s: %w", spec.Name, notFound(err))
 	}
 	for _, a := range spec.Networks[min(1, len(spec.Networks)):] {
 		err := r.cli.NetworkConnect(ctx, a.Network, resp.ID, &network.EndpointSettings{Aliases: a.Aliases})
 		if err != nil {
 			_ = r.Remove(context.WithoutCancel(ctx), resp.ID)
+			if cerrdefs.IsNotFound(err) {
+				r.forgetNetworks(a.Network)
+			}
 			return "", fmt.Errorf("connect container %s to network %s: %w", spec.Name, a.Network, notFound(err))
 		}
 	}
 	return resp.ID, nil
+}
+
+func attachedNetworks(spec runtime.ContainerSpec) []string {
+	names := make([]string, 0, len(spec.Networks))
+	for _, a := range spec.Networks {
+		names = append(names, a.Network)
+	}
+	return names
 }
 
 // containerConfig maps a runtime-neutral spec to Docker's three structs.
@@ -136,9 +154,14 @@ func graceSeconds(d time.Duration) int {
 	return int(math.Ceil(d.Seconds()))
 }
 
-// Start starts a container.
+// Start starts a container. Docker 20.10 finds a missing network only
+// here ("network x not found"): the next EnsureNetwork calls then look for
+// their networks again.
 func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err := r.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			r.forgetNetworks()
+		}
 		return fmt.Errorf("start container %s: %w", short(id), notFound(err))
 	}
 	return nil

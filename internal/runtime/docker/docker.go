@@ -31,8 +31,9 @@ type Config struct {
 type Runtime struct {
 	cli         *dockerclient.Client
 	pullTimeout time.Duration
-	netMu       sync.Mutex // serialises network creation
-	volMu       sync.Mutex // serialises volume creation
+	netMu       sync.Mutex      // serialises network creation
+	nets        map[string]bool // networks known to exist, by name (under netMu)
+	volMu       sync.Mutex      // serialises volume creation
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -51,7 +52,7 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = 10 * time.Minute
 	}
-	return &Runtime{cli: cli, pullTimeout: cfg.PullTimeout}, nil
+	return &Runtime{cli: cli, pullTimeout: cfg.PullTimeout, nets: map[string]bool{}}, nil
 }
 
 // Client returns the underlying Docker client, for tools that need more

@@ -24,12 +24,20 @@ func labelFilters(labels map[string]string) filters.Args {
 // EnsureNetwork creates a bridge network unless one of that name exists.
 // Docker does not enforce unique network names under concurrent creation
 // (20.10 creates both), so creations through one driver are serialised.
+// A network this driver made or found is remembered, so the replicas of a
+// project after the first cost no request; RemoveNetwork forgets it, and a
+// Create or Start that finds something missing (a network removed behind
+// the driver's back) makes EnsureNetwork look again.
 func (r *Runtime) EnsureNetwork(ctx context.Context, n runtime.Network) error {
 	r.netMu.Lock()
 	defer r.netMu.Unlock()
+	if r.nets[n.Name] {
+		return nil
+	}
 	if ids, err := r.networkIDs(ctx, n.Name); err != nil {
 		return fmt.Errorf("ensure network %s: %w", n.Name, err)
 	} else if len(ids) > 0 {
+		r.nets[n.Name] = true
 		return nil
 	}
 	_, err := r.cli.NetworkCreate(ctx, n.Name, network.CreateOptions{
@@ -41,12 +49,27 @@ func (r *Runtime) EnsureNetwork(ctx context.Context, n runtime.Network) error {
 	if err != nil && !cerrdefs.IsConflict(err) {
 		return fmt.Errorf("create network %s: %w", n.Name, err)
 	}
+	r.nets[n.Name] = true
 	return nil
+}
+
+// forgetNetworks drops networks from what EnsureNetwork remembers; all of
+// them when no name is given.
+func (r *Runtime) forgetNetworks(names ...string) {
+	r.netMu.Lock()
+	defer r.netMu.Unlock()
+	if len(names) == 0 {
+		clear(r.nets)
+	}
+	for _, n := range names {
+		delete(r.nets, n)
+	}
 }
 
 // RemoveNetwork removes the networks of that name: by ID, so that
 // duplicates left by a concurrent creation elsewhere go as well.
 func (r *Runtime) RemoveNetwork(ctx context.Context, name string) error {
+	r.forgetNetworks(name)
 	ids, err := r.networkIDs(ctx, name)
 	if err != nil {
 		return fmt.Errorf("remove network %s: %w", name, err)
