@@ -519,6 +519,48 @@ func TestPullFailure(t *testing.T) {
 	})
 }
 
+// TestCreateRequests: a replica of an image the engine has costs no image
+// request (the creation would report it missing). A network the runtime
+// believes exists but the engine finds missing, when it creates the
+// container (current Docker) or when it starts it (Docker 20.10), is
+// ensured again and the replica runs.
+func TestCreateRequests(t *testing.T) {
+	tests := []struct {
+		name          string
+		staleNets     int
+		netsAtStart   bool
+		wantImageAsks int
+	}{
+		{name: "network there", wantImageAsks: 0},
+		{name: "network removed, checked at create", staleNets: 1, wantImageAsks: 1},
+		{name: "network removed, checked at start", staleNets: 1, netsAtStart: true, wantImageAsks: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rt := newFakeRuntime(testImage)
+				rt.staleNets, rt.netsAtStart = tt.staleNets, tt.netsAtStart
+				h := newHarness(t, rt)
+				h.start()
+				defer h.stop()
+				tk := task(1, "a1", client.ServiceSpec{})
+				h.put(tk)
+				h.waitState(tk.ID, client.StateRunning)
+				for _, w := range h.conn.written(tk.ID) {
+					if w.State != client.StatePreparing && w.State != client.StateRunning {
+						t.Errorf("status written: got %+v, want only preparing and running", w)
+					}
+				}
+				rt.mu.Lock()
+				defer rt.mu.Unlock()
+				if rt.imageAsks != tt.wantImageAsks || rt.creates != 1 || rt.starts != 1 {
+					t.Errorf("image requests, creates, starts: got %d, %d, %d; want %d, 1, 1", rt.imageAsks, rt.creates, rt.starts, tt.wantImageAsks)
+				}
+			})
+		})
+	}
+}
+
 func TestUnhealthy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, newFakeRuntime(testImage))

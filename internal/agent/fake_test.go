@@ -41,9 +41,14 @@ type fakeRuntime struct {
 	stops      []fakeStop
 	creates    int
 	starts     int
-	startErr   error
-	muted      bool          // events are lost
-	logsHold   chan struct{} // non-nil: followed logs stall until it is closed
+	imageAsks  int // ImagePresent calls
+	staleNets  int // EnsureNetwork calls that do nothing, as a driver that believes a removed network still exists
+	// netsAtStart: networks are checked by Start (Docker 20.10), not by
+	// Create (current Docker).
+	netsAtStart bool
+	startErr    error
+	muted       bool          // events are lost
+	logsHold    chan struct{} // non-nil: followed logs stall until it is closed
 }
 
 type fakeContainer struct {
@@ -159,6 +164,7 @@ func (f *fakeRuntime) Info(ctx context.Context) (runtime.Info, error) {
 func (f *fakeRuntime) ImagePresent(ctx context.Context, ref string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.imageAsks++
 	return f.images[ref], nil
 }
 
@@ -182,6 +188,10 @@ func (f *fakeRuntime) PullImage(ctx context.Context, ref string, progress func(s
 func (f *fakeRuntime) EnsureNetwork(ctx context.Context, n runtime.Network) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.staleNets > 0 {
+		f.staleNets--
+		return nil
+	}
 	if _, ok := f.networks[n.Name]; !ok {
 		f.networks[n.Name] = n
 	}
@@ -241,6 +251,9 @@ func (f *fakeRuntime) Create(ctx context.Context, spec runtime.ContainerSpec) (s
 	if !f.images[spec.Image] {
 		return "", fmt.Errorf("create: %w: no image %s", runtime.ErrNotFound, spec.Image)
 	}
+	if err := f.checkNetworks(spec, !f.netsAtStart); err != nil {
+		return "", fmt.Errorf("create: %w", err)
+	}
 	for _, c := range f.containers {
 		if c.c.Name == spec.Name {
 			return "", fmt.Errorf("create: name %s in use", spec.Name)
@@ -260,6 +273,9 @@ func (f *fakeRuntime) Create(ctx context.Context, spec runtime.ContainerSpec) (s
 // addContainer puts a container in the engine as if a previous agent had
 // created it.
 func (f *fakeRuntime) addContainer(spec runtime.ContainerSpec, running bool) string {
+	for _, a := range spec.Networks {
+		_ = f.EnsureNetwork(context.Background(), runtime.Network{Name: a.Network})
+	}
 	id, err := f.Create(context.Background(), spec)
 	if err != nil {
 		panic(err)
@@ -272,12 +288,26 @@ func (f *fakeRuntime) addContainer(spec runtime.ContainerSpec, running bool) str
 	return id
 }
 
+// checkNetworks fails with ErrNotFound if check and a network of spec is
+// missing. f.mu is held.
+func (f *fakeRuntime) checkNetworks(spec runtime.ContainerSpec, check bool) error {
+	for _, a := range spec.Networks {
+		if _, ok := f.networks[a.Network]; check && !ok {
+			return fmt.Errorf("%w: network %s not found", runtime.ErrNotFound, a.Network)
+		}
+	}
+	return nil
+}
+
 func (f *fakeRuntime) Start(ctx context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fc, ok := f.containers[id]
 	if !ok {
 		return fmt.Errorf("start: %w", runtime.ErrNotFound)
+	}
+	if err := f.checkNetworks(fc.spec, f.netsAtStart); err != nil {
+		return fmt.Errorf("start: %w", err)
 	}
 	if f.startErr != nil {
 		return f.startErr

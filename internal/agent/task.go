@@ -328,6 +328,10 @@ func (s *supervisor) converge(ctx context.Context, rec store.TaskRecord) {
 		if recreate {
 			s.restarted(ctx, rec)
 		}
+		// Just created, never started: no need to inspect it first. The
+		// start pokes the supervisor, whose next step inspects it.
+		s.start(ctx, rec)
+		return
 	}
 	c, err := s.a.rt.Inspect(ctx, s.cid)
 	if errors.Is(err, runtime.ErrNotFound) {
@@ -355,36 +359,17 @@ func (s *supervisor) converge(ctx context.Context, rec store.TaskRecord) {
 	}
 }
 
-// create prepares the image, networks, volumes and files, and creates the
-// container.
+// create prepares the networks, volumes and files, and creates the
+// container. As `docker run` does, it asks the engine for the image only
+// when the creation finds something missing (ErrNotFound): then it pulls the
+// image if absent, ensures the networks again (one may have been removed
+// behind the agent's back) and creates once more. A deploy of an image
+// already present thus costs one engine request per replica less.
 func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 	s.set(client.ReplicaStatus{State: client.StatePreparing, Message: "preparing"})
 	s.report(ctx, rec)
-	image := rec.Spec.Image
-	ok, err := s.a.rt.ImagePresent(ctx, image)
-	if err != nil {
+	if err := s.ensureNetworks(ctx, rec); err != nil {
 		return err
-	}
-	if !ok {
-		s.set(client.ReplicaStatus{State: client.StatePreparing, Message: "pulling: " + image})
-		s.report(ctx, rec)
-		err := s.a.rt.PullImage(ctx, image, func(line string) {
-			// At most one progress report every two seconds.
-			if time.Since(s.lastPull) < 2*time.Second {
-				return
-			}
-			s.lastPull = time.Now()
-			s.set(client.ReplicaStatus{State: client.StatePreparing, Message: "pulling: " + image + ": " + line})
-			s.report(ctx, rec)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	for _, n := range engineNetworks(rec) {
-		if err := s.a.rt.EnsureNetwork(ctx, n); err != nil {
-			return err
-		}
 	}
 	for _, v := range engineVolumes(rec) {
 		if err := s.a.rt.EnsureVolume(ctx, v); err != nil {
@@ -401,6 +386,15 @@ func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 		spec.Labels[runtime.LabelCluster] = s.a.cfg.ClusterID
 	}
 	id, err := s.a.rt.Create(ctx, spec)
+	if errors.Is(err, runtime.ErrNotFound) {
+		if err := s.pullMissing(ctx, rec); err != nil {
+			return err
+		}
+		if err := s.ensureNetworks(ctx, rec); err != nil {
+			return err
+		}
+		id, err = s.a.rt.Create(ctx, spec)
+	}
 	if err != nil {
 		return err
 	}
@@ -409,9 +403,46 @@ func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 	return nil
 }
 
+func (s *supervisor) ensureNetworks(ctx context.Context, rec store.TaskRecord) error {
+	for _, n := range engineNetworks(rec) {
+		if err := s.a.rt.EnsureNetwork(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pullMissing pulls the task's image unless the engine has it, reporting
+// progress (at most one write every two seconds).
+func (s *supervisor) pullMissing(ctx context.Context, rec store.TaskRecord) error {
+	image := rec.Spec.Image
+	ok, err := s.a.rt.ImagePresent(ctx, image)
+	if err != nil || ok {
+		return err
+	}
+	s.set(client.ReplicaStatus{State: client.StatePreparing, Message: "pulling: " + image})
+	s.report(ctx, rec)
+	return s.a.rt.PullImage(ctx, image, func(line string) {
+		if time.Since(s.lastPull) < 2*time.Second {
+			return
+		}
+		s.lastPull = time.Now()
+		s.set(client.ReplicaStatus{State: client.StatePreparing, Message: "pulling: " + image + ": " + line})
+		s.report(ctx, rec)
+	})
+}
+
 // start starts the (created or exited) container.
 func (s *supervisor) start(ctx context.Context, rec store.TaskRecord) {
-	if err := s.a.rt.Start(ctx, s.cid); err != nil {
+	err := s.a.rt.Start(ctx, s.cid)
+	if errors.Is(err, runtime.ErrNotFound) {
+		// A network removed behind the agent's back (the engine checks
+		// networks when it starts a container): ensure them, once more.
+		if err = s.ensureNetworks(ctx, rec); err == nil {
+			err = s.a.rt.Start(ctx, s.cid)
+		}
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return
 		}
