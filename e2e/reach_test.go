@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,34 +31,8 @@ type reachEnv struct {
 
 func startReach(t *testing.T) *reachEnv {
 	p := startPlatform(t, "--advertise-addr", "127.0.0.1")
-	var jt client.JoinToken
-	if err := json.Unmarshal([]byte(p.must("token", "create", "--ttl", "10m", "-o", "json")), &jt); err != nil {
-		t.Fatal(err)
-	}
-	node := uniq("e2e-reach-")
-	dataDir := t.TempDir()
 	agentHTTP, agentHTTPS := freePort(t), freePort(t)
-	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
-		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash, "--data-dir", dataDir, "--node-name", node,
-		"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--http-addr", agentHTTP, "--https-addr", agentHTTPS,
-		"--log-level", "debug"}}
-	a.start()
-	t.Cleanup(func() {
-		a.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(a.logPath)
-			t.Logf("ruche agent log:\n%s", tail(string(b), 60))
-		}
-	})
-	eventually(t, "two nodes ready", 60*time.Second, func() bool {
-		ready := 0
-		for _, n := range p.nodes() {
-			if n.Status == "ready" {
-				ready++
-			}
-		}
-		return ready == 2
-	})
+	a, node := joinAgent(t, p, "e2e-reach-", agentHTTP, agentHTTPS)
 
 	proj := uniq("e2e-reach-")
 	cleanupProject(t, p, proj)

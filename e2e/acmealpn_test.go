@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/pebbletest"
+)
+
+// TestACMETLSALPNOnAgent: ACME validations reach an agent-only node
+// (`ruche agent`), and only over TLS-ALPN-01 (pebble's HTTP-01 port has
+// nothing listening): the agent's ingress answers the acme-tls/1
+// handshake with the challenge certificate a manager builds from the
+// pending challenge, the certificate is issued, and the agent serves it.
+func TestACMETLSALPNOnAgent(t *testing.T) {
+	needDocker(t)
+	agentHTTP, agentHTTPS := freePort(t), freePort(t)
+	nothing, _ := strconv.Atoi(portOf(t, freePort(t))) // HTTP-01 validations fail
+	tlsPort, _ := strconv.Atoi(portOf(t, agentHTTPS))
+	pb := pebbletest.Start(t, nothing, tlsPort)
+	p := startPlatform(t, "--advertise-addr", "127.0.0.1",
+		"--acme-ca", pb.Directory, "--acme-ca-root", pb.ServerRootFile, "--acme-email", "ops@ruche.test")
+
+	joinAgent(t, p, "e2e-alpn-", agentHTTP, agentHTTPS)
+
+	proj := uniq("e2e-alpn-")
+	cleanupProject(t, p, proj)
+	host := proj + ".ruche.test"
+	p.must("deploy", "-f", writeCompose(t, strings.ReplaceAll(`
+services:
+  web:
+    image: @IMAGE@
+    x-ruche:
+      routes:
+        - host: @HOST@
+          port: 8080
+          tls: acme
+`, "@HOST@", host)), "-p", proj)
+
+	root := filepath.Join(t.TempDir(), "pebble-root.pem")
+	if err := os.WriteFile(root, pb.IssuerRootPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := portOf(t, agentHTTPS)
+	var out string
+	var err error
+	eventually(t, "ACME certificate (TLS-ALPN-01 on the agent) served by the agent", 150*time.Second, func() bool {
+		out, err = curl(t, "--cacert", root, "--resolve", host+":"+port+":127.0.0.1", "https://"+host+":"+port+"/")
+		return err == nil
+	})
+	if !strings.Contains(out, "hello from web.1") {
+		t.Fatalf("HTTPS on the agent with the ACME certificate: %q", out)
+	}
+}
+
+// joinAgent joins an agent-only node (`ruche agent`, name prefix, its
+// ingress on httpAddr and httpsAddr, advertised on 127.0.0.1) to p and
+// waits until both nodes are ready. It returns the agent and its node name.
+func joinAgent(t *testing.T, p *platform, prefix, httpAddr, httpsAddr string) (*agentProc, string) {
+	t.Helper()
+	var jt client.JoinToken
+	if err := json.Unmarshal([]byte(p.must("token", "create", "--ttl", "10m", "-o", "json")), &jt); err != nil {
+		t.Fatal(err)
+	}
+	node := uniq(prefix)
+	dataDir := t.TempDir()
+	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
+		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash, "--data-dir", dataDir, "--node-name", node,
+		"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--http-addr", httpAddr, "--https-addr", httpsAddr,
+		"--log-level", "debug"}}
+	a.start()
+	t.Cleanup(func() {
+		a.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(a.logPath)
+			t.Logf("ruche agent log:\n%s", tail(string(b), 60))
+		}
+	})
+	eventually(t, "two nodes ready", 60*time.Second, func() bool {
+		ready := 0
+		for _, n := range p.nodes() {
+			if n.Status == "ready" {
+				ready++
+			}
+		}
+		return ready == 2
+	})
+	return a, node
+}
