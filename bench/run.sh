@@ -3,21 +3,26 @@
 # docs/benchmarks.md. In one run on this machine:
 #   1. time for 20 replicas of ruche-hello:latest to converge, three ways:
 #      20 parallel `docker run -d` (baseline), `ruche deploy`, and
-#      `docker service create --replicas 20 --detach=false` (Swarm);
-#      trials are interleaved (one of each per round) so background load
-#      falls on all three alike;
+#      `docker service create --replicas 20 --detach=false` (Swarm); and,
+#      for context, 20 parallel `docker run -d` on a network of their own
+#      (what ruche's per-project network costs dockerd); trials are
+#      interleaved (one of each per round) so background load falls on all
+#      alike;
 #   2. VmRSS of an idle `ruche up` running 50 replicas (and of dockerd).
 # Progress goes to stderr, the Markdown report to stdout and to
 # $BENCH_OUT/report.md with the logs.
 #
-# Everything it creates is named bench-*: containers bench-run-*, the ruche
-# projects bench-ruche and bench-idle, the Swarm service bench-swarm. It
+# Everything it creates is named bench-*: containers bench-run-* and
+# bench-runnet-*, the network bench-runnet, the ruche projects bench-ruche
+# and bench-idle, the Swarm service bench-swarm. It
 # refuses to run when Swarm is already active (someone else's swarm), and
 # always leaves the swarm it created, also on failure or Ctrl-C.
 #
 # Knobs: BENCH_TRIALS (5), BENCH_IDLE_WAIT seconds (60),
-# BENCH_SCENARIOS ("docker-run ruche swarm rss"), BENCH_OUT (a new /tmp dir),
-# BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image.
+# BENCH_SCENARIOS ("docker-run docker-run-net ruche swarm rss"), BENCH_OUT
+# (a new /tmp dir), BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image,
+# BENCH_RUCHE_BIN=path to measure another ruche binary than bin/ruche (an
+# A/B of two builds: alternate runs, one per binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -27,7 +32,7 @@ TRIALS=${BENCH_TRIALS:-5}
 REPLICAS=20
 IDLE_REPLICAS=50
 IDLE_WAIT=${BENCH_IDLE_WAIT:-60}
-SCENARIOS=${BENCH_SCENARIOS:-"docker-run ruche swarm rss"}
+SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net ruche swarm rss"}
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -37,7 +42,8 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/bench-ruche-work.XXXXXX)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
-RUCHE=$PWD/bin/ruche
+RUCHE=${BENCH_RUCHE_BIN:-$PWD/bin/ruche}
+RUNNET=bench-runnet
 TOOL=$WORK/benchtool
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -110,8 +116,12 @@ cleanup() {
 	leave_swarm
 	stop_ruche
 	remove_containers bench-run-
+	remove_containers bench-runnet-
 	remove_containers bench-ruche-
 	remove_containers bench-idle-
+	if docker network inspect "$RUNNET" >/dev/null 2>&1; then
+		docker network rm "$RUNNET" >/dev/null || log "could not remove network $RUNNET"
+	fi
 	# Networks ruche made for the bench projects and could not remove itself.
 	for p in bench-ruche bench-idle; do
 		for id in $(docker network ls -q --filter "label=ruche.project=$p"); do
@@ -138,7 +148,7 @@ if want swarm && [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != inac
 	echo "it is not this benchmark's to change. Leave it first, or run with BENCH_SCENARIOS=\"docker-run ruche rss\"." >&2
 	exit 1
 fi
-for p in bench-run- bench-ruche- bench-idle- bench-swarm.; do
+for p in bench-run- bench-runnet- bench-ruche- bench-idle- bench-swarm.; do
 	if [ -n "$(containers_named "$p")" ]; then
 		log "removing leftover containers $p* of an earlier run"
 		remove_containers "$p"
@@ -164,7 +174,7 @@ IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 # --- the machine -------------------------------------------------------------
 
 {
-	echo "- ruche: version $("$RUCHE" --version 2>/dev/null | awk '{print $NF}') (bin/ruche; HEAD is $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+	echo "- ruche: version $("$RUCHE" --version 2>/dev/null | awk '{print $NF}') (${BENCH_RUCHE_BIN:-bin/ruche}; HEAD is $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 	echo "- CPU: $(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 	echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "- kernel: $(uname -sr)"
@@ -192,6 +202,24 @@ for p in "\${pids[@]}"; do wait "\$p" || rc=1; done
 exit \$rc
 EOF
 chmod +x "$WORK/docker-run.sh"
+
+# The same on a bridge network of their own, with the aliases ruche gives
+# its replicas (the service name and <slot>.<service>): ruche creates a
+# network per project, and dockerd sets up more per container on a
+# user-defined network (its embedded DNS) than on the default bridge. The
+# network exists before the trials (ruche creates its own in its time).
+cat >"$WORK/docker-run-net.sh" <<EOF
+#!/usr/bin/env bash
+pids=()
+for n in \$(seq 1 $REPLICAS); do
+	docker run -d --name bench-runnet-\$n --network $RUNNET --network-alias web --network-alias \$n.web -e HELLO_VERSION=bench $IMAGE >/dev/null &
+	pids+=(\$!)
+done
+rc=0
+for p in "\${pids[@]}"; do wait "\$p" || rc=1; done
+exit \$rc
+EOF
+chmod +x "$WORK/docker-run-net.sh"
 
 compose_file() { # project replicas
 	cat <<EOF
@@ -293,6 +321,12 @@ trial_docker_run() {
 	remove_containers bench-run-
 }
 
+trial_docker_run_net() {
+	echo "--- trial $1" >>"$OUT/docker-run-net.log"
+	measure docker-run-net "$1" bench-runnet- -- "$WORK/docker-run-net.sh" || true
+	remove_containers bench-runnet-
+}
+
 trial_ruche() {
 	if [ -n "${BROKEN[ruche]:-}" ]; then skip ruche "$1"; return; fi
 	echo "--- trial $1" >>"$OUT/ruche.log"
@@ -319,10 +353,13 @@ trial_swarm() {
 	fi
 }
 
-ALL=(docker-run ruche swarm)
+ALL=(docker-run docker-run-net ruche swarm)
 ACTIVE=()
 for sc in "${ALL[@]}"; do want "$sc" && ACTIVE+=("$sc"); done
 
+if want docker-run-net; then
+	docker network create --label ruche.bench=1 "$RUNNET" >/dev/null
+fi
 if [ ${#ACTIVE[@]} -gt 0 ]; then
 	log "warm-up: one container of $IMAGE"
 	docker run -d --name bench-run-warmup -e HELLO_VERSION=bench "$IMAGE" >/dev/null
@@ -335,6 +372,7 @@ for i in $(seq 1 "$TRIALS"); do
 		sc=${ACTIVE[$(((i - 1 + k) % ${#ACTIVE[@]}))]}
 		case $sc in
 		docker-run) trial_docker_run "$i" ;;
+		docker-run-net) trial_docker_run_net "$i" ;;
 		ruche) trial_ruche "$i" ;;
 		swarm) trial_swarm "$i" ;;
 		esac

@@ -14,10 +14,13 @@ import (
 // The scenarios run.sh measures, in the order of the table.
 const (
 	scenarioDockerRun = "docker-run"
-	scenarioRuche     = "ruche"
-	scenarioSwarm     = "swarm"
-	processRuche      = "ruche-up"
-	processDockerd    = "dockerd"
+	// scenarioDockerRunNet is context, not a goal: docker run on a
+	// user-defined network, as ruche's replicas are on their project's.
+	scenarioDockerRunNet = "docker-run-net"
+	scenarioRuche        = "ruche"
+	scenarioSwarm        = "swarm"
+	processRuche         = "ruche-up"
+	processDockerd       = "dockerd"
 )
 
 // Goals of issue 2.
@@ -27,9 +30,10 @@ const (
 )
 
 var scenarioLabels = map[string]string{
-	scenarioDockerRun: "20 × `docker run -d` in parallel (baseline)",
-	scenarioRuche:     "`ruche deploy` (ruche up)",
-	scenarioSwarm:     "`docker service create --detach=false` (Swarm)",
+	scenarioDockerRun:    "20 × `docker run -d` in parallel (baseline)",
+	scenarioDockerRunNet: "20 × `docker run -d` in parallel on a network of their own (context)",
+	scenarioRuche:        "`ruche deploy` (ruche up)",
+	scenarioSwarm:        "`docker service create --detach=false` (Swarm)",
 }
 
 // trial is one converge measurement, in seconds.
@@ -191,6 +195,7 @@ func writeReport(w io.Writer, r *results, replicas, idle int) {
 			fmt.Fprintf(w, "\nFailed, %s: %s\n", sc, f)
 		}
 	}
+	writeNetworkContext(w, r)
 
 	fmt.Fprintf(w, "\n#### Idle memory: `ruche up` with %d replicas running\n\n", idle)
 	fmt.Fprintln(w, "| process | VmRSS, max of samples | samples |")
@@ -211,6 +216,23 @@ func writeReport(w io.Writer, r *results, replicas, idle int) {
 	for _, g := range goals(r, replicas, idle) {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", g.goal, g.measured, g.verdict)
 	}
+}
+
+// writeNetworkContext compares, when measured, docker run on a network of
+// their own with docker run on the default bridge and with ruche, whose
+// replicas are on their project's network.
+func writeNetworkContext(w io.Writer, r *results) {
+	netRun := r.series(scenarioDockerRunNet, running)
+	base, rRun := r.series(scenarioDockerRun, running), r.series(scenarioRuche, running)
+	if netRun.n == 0 || base.n == 0 || base.median == 0 || netRun.median == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nContext (not a goal): on a network of their own, the same `docker run -d` converged in %s, %.2f× their time on the default bridge",
+		secs(netRun.median), netRun.median/base.median)
+	if rRun.n > 0 {
+		fmt.Fprintf(w, "; ruche, whose replicas join their project's network, took %.2f× that", rRun.median/netRun.median)
+	}
+	fmt.Fprintln(w, ".")
 }
 
 func memory(kib int64) string {
