@@ -185,7 +185,8 @@ func (m *managers) Add(ctx context.Context, name, peerURL string) (*client.Manag
 			return nil, apiserver.Conflict(fmt.Sprintf("a store member named %q or at %s exists: remove it first with `ruche manager rm`", mem.Name, peerURL))
 		}
 		if mem.Name == "" || mem.Learner {
-			return nil, apiserver.Conflict(fmt.Sprintf("another manager is joining (store member %q has not started or caught up yet); retry when it has, or remove it with `ruche manager rm`", mem.Name))
+			// 503: the joining side retries for a minute.
+			return nil, apiserver.Unavailable(fmt.Sprintf("another manager is joining (store member %q has not started or caught up yet); retry when it has, or remove it with `ruche manager rm`", mem.Name))
 		}
 	}
 	caKey, err := os.ReadFile(filepath.Join(m.dataDir, "pki", "ca.key"))

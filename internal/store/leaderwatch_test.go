@@ -52,7 +52,6 @@ func TestLeaderWatchRevokes(t *testing.T) {
 	defer cancel()
 	names := []string{"a", "b", "c"}
 	ms := map[string]*Embedded{}
-	peers := map[string]string{}
 	for i, name := range names {
 		cfg := EmbeddedConfig{Dir: t.TempDir(), Name: name, ClientAddr: freeAddr(t), PeerAddr: freeAddr(t), ElectionMs: 500, HeartbeatMs: 50}
 		if i > 0 {
@@ -61,10 +60,15 @@ func TestLeaderWatchRevokes(t *testing.T) {
 			for ms["a"].e.Server.ClusterVersion() == nil && ctx.Err() == nil {
 				time.Sleep(50 * time.Millisecond)
 			}
+			// Refused ("unhealthy") until a has been connected to the
+			// voting members for 5 s.
 			ic, err := ms["a"].AddMember(ctx, name, "http://"+cfg.PeerAddr)
-			for err != nil && ctx.Err() == nil { // refused until the previous member is up
+			for err != nil && ctx.Err() == nil {
 				time.Sleep(200 * time.Millisecond)
 				ic, err = ms["a"].AddMember(ctx, name, "http://"+cfg.PeerAddr)
+			}
+			if err != nil {
+				t.Fatalf("add member %s: %v", name, err)
 			}
 			cfg.InitialCluster, cfg.Existing = ic, true
 		}
@@ -73,7 +77,10 @@ func TestLeaderWatchRevokes(t *testing.T) {
 			t.Fatalf("member %s: %v", name, err)
 		}
 		defer m.Close()
-		ms[name], peers[name] = m, cfg.PeerAddr
+		if err := m.Promote(ctx); err != nil { // added as a learner
+			t.Fatalf("member %s: %v", name, err)
+		}
+		ms[name] = m
 	}
 	var lead string
 	for lead == "" && ctx.Err() == nil {
