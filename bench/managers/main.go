@@ -45,6 +45,9 @@ type config struct {
 	idleWait   time.Duration
 	electionMs string
 	out        string
+	// replicas > 0: the managers run `ruche up` (an agent each) and the
+	// idle services have that many replicas each.
+	replicas int
 }
 
 var nodes = []string{"node1", "node2", "node3"}
@@ -56,8 +59,9 @@ func main() {
 	flag.IntVar(&c.trials, "trials", 10, "failover trials")
 	flag.IntVar(&c.services, "services", 100, "services deployed for the idle RSS")
 	flag.DurationVar(&c.idleWait, "idle-wait", 30*time.Second, "wait after the deploys before reading RSS")
-	flag.StringVar(&c.electionMs, "election-ms", "500", "--store-election-ms of the managers (heartbeat: a tenth); \"\" for etcd's defaults")
+	flag.StringVar(&c.electionMs, "election-ms", "", "--store-election-ms of the managers (heartbeat: a tenth); \"\" (default): etcd's defaults, what `ruche server` runs")
 	flag.StringVar(&c.out, "out", "", "directory for results.tsv and report.md (required)")
+	flag.IntVar(&c.replicas, "replicas", 0, "replicas of each idle service; > 0 runs the managers with an agent (`ruche up`)")
 	flag.Parse()
 	if c.out == "" {
 		fmt.Fprintln(os.Stderr, "bench/managers: -out is required")
@@ -72,6 +76,7 @@ func main() {
 }
 
 type env struct {
+	cmd   string // "server", or "up" (with an agent)
 	tb    *testbed.Testbed
 	bin   string
 	extra []string
@@ -113,7 +118,10 @@ func run(ctx context.Context, c config) (err error) {
 	if err != nil {
 		return err
 	}
-	e := &env{tb: tb, bin: bin, procs: map[string]*testbed.Proc{}, log: log}
+	e := &env{cmd: "server", tb: tb, bin: bin, procs: map[string]*testbed.Proc{}, log: log}
+	if c.replicas > 0 {
+		e.cmd = "up"
+	}
 	if c.electionMs != "" {
 		ms, err := strconv.Atoi(c.electionMs)
 		if err != nil {
@@ -124,7 +132,7 @@ func run(ctx context.Context, c config) (err error) {
 	if err := e.start(ctx); err != nil {
 		return err
 	}
-	rep := &report{Trials: c.trials, Services: c.services, Timing: strings.Join(e.extra, " ")}
+	rep := &report{Trials: c.trials, Services: c.services, Replicas: c.replicas, Timing: strings.Join(e.extra, " ")}
 	for i := range c.trials {
 		tr, err := e.trial(ctx)
 		if err != nil {
@@ -151,7 +159,7 @@ func (e *env) apiURL(n string) string {
 
 func (e *env) args(n string) []string {
 	addr := e.tb.Node(n).Addr().String()
-	a := []string{"server", "--data-dir", e.dataDir(n), "--api-addr", net.JoinHostPort(addr, testbed.APIPort), "--advertise-addr", addr,
+	a := []string{e.cmd, "--data-dir", e.dataDir(n), "--api-addr", net.JoinHostPort(addr, testbed.APIPort), "--advertise-addr", addr,
 		"--node-name", n, "--http-addr", "", "--https-addr", ""}
 	return append(a, e.extra...)
 }
@@ -222,7 +230,7 @@ func (e *env) waitHealthy(ctx context.Context, n string) error {
 			return false
 		}
 		ms, err := c.Managers(ctx)
-		return err == nil && slices.ContainsFunc(ms, func(m client.Manager) bool { return m.Name == n && m.Healthy && m.StoreMember })
+		return err == nil && slices.ContainsFunc(ms, func(m client.Manager) bool { return m.Name == n && m.Healthy && m.StoreMember && !m.StoreLearner })
 	})
 }
 
@@ -310,8 +318,9 @@ func (e *env) trial(ctx context.Context) (trial, error) {
 	return tr, nil
 }
 
-// idle deploys the services (no replicas: there is no agent) and reads the
-// managers' RSS after a quiet period.
+// idle deploys the services (no replicas unless the managers run agents)
+// and reads the managers' RSS after a quiet period, once every replica
+// runs.
 func (e *env) idle(ctx context.Context, c config, rep *report) error {
 	cl, err := e.client(nodes...)
 	if err != nil {
@@ -322,10 +331,18 @@ func (e *env) idle(ctx context.Context, c config, rep *report) error {
 		spec := &client.ProjectSpec{Name: fmt.Sprintf("idle%02d", p), Services: map[string]client.ServiceSpec{}}
 		for s := 0; s < perProject && p*perProject+s < c.services; s++ {
 			name := fmt.Sprintf("svc%02d", s)
-			spec.Services[name] = client.ServiceSpec{Name: name, Image: image}
+			spec.Services[name] = client.ServiceSpec{Name: name, Image: image, Replicas: c.replicas}
 		}
 		if _, err := cl.Deploy(ctx, spec, false); err != nil {
 			return fmt.Errorf("idle deploy: %w", err)
+		}
+	}
+	if want := c.services * c.replicas; want > 0 {
+		if err := waitFor(ctx, 10*time.Minute, fmt.Sprintf("%d replicas ready", want), func(ctx context.Context) bool {
+			st, err := cl.Status(ctx)
+			return err == nil && st.Ready >= want
+		}); err != nil {
+			return err
 		}
 	}
 	select {

@@ -22,6 +22,7 @@ type rss struct {
 
 type report struct {
 	Trials, Services int
+	Replicas         int // of each idle service (0: the managers ran no agent)
 	Timing           string
 	Runs             []trial
 	RSS              []rss
@@ -59,17 +60,25 @@ func (r *report) markdown() string {
 	if timing == "" {
 		timing = "etcd defaults (heartbeat 100 ms, election 1000 ms)"
 	}
-	fmt.Fprintf(&b, "Three managers (`ruche server`, 3-node testbed), raft timing: %s; %d trials.\n\n", timing, len(r.Runs))
-	fmt.Fprintf(&b, "| measure | median | worst | goal | verdict |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| SIGKILL of the leader → next acknowledged write | %.2f s | %.2f s | ≤ 3 s worst | %s |\n",
-		wm.Seconds(), ww.Seconds(), verdict(ww <= goalFailover))
-	fmt.Fprintf(&b, "| SIGKILL of the leader → status names a new leader (controllers run) | %.2f s | %.2f s | ≤ 3 s worst | %s |\n\n",
-		lm.Seconds(), lw.Seconds(), verdict(lw <= goalFailover))
-	fmt.Fprintf(&b, "Idle RSS with %d services deployed (no replicas: no agent in this run):\n\n| manager | VmRSS | goal | verdict |\n|---|---|---|---|\n", r.Services)
+	cmd, replicas := "`ruche server`", "no replicas: no agent in this run"
+	if r.Replicas > 0 {
+		cmd, replicas = "`ruche up`, an agent each", fmt.Sprintf("%d replica(s) each, all ready", r.Replicas)
+	}
+	fmt.Fprintf(&b, "Three managers (%s, 3-node testbed), raft timing: %s; %d trials.\n\n", cmd, timing, len(r.Runs))
+	if len(r.Runs) > 0 {
+		fmt.Fprintf(&b, "| measure | median | worst | goal | verdict |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| SIGKILL of the leader → next acknowledged write | %.2f s | %.2f s | ≤ 3 s worst | %s |\n",
+			wm.Seconds(), ww.Seconds(), verdict(ww <= goalFailover))
+		fmt.Fprintf(&b, "| SIGKILL of the leader → status names a new leader (controllers run) | %.2f s | %.2f s | ≤ 3 s worst | %s |\n\n",
+			lm.Seconds(), lw.Seconds(), verdict(lw <= goalFailover))
+	}
+	fmt.Fprintf(&b, "Idle RSS with %d services deployed (%s):\n\n| manager | VmRSS | goal | verdict |\n|---|---|---|---|\n", r.Services, replicas)
 	for _, x := range r.RSS {
 		fmt.Fprintf(&b, "| %s | %.1f MiB | ≤ 150 MB | %s |\n", x.Node, float64(x.KB)/1024, verdict(x.KB <= goalRSSKB))
 	}
-	b.WriteString("\nTrials (killed manager, write, new leader):\n\n")
+	if len(r.Runs) > 0 {
+		b.WriteString("\nTrials (killed manager, write, new leader):\n\n")
+	}
 	for i, t := range r.Runs {
 		fmt.Fprintf(&b, "%d. %s: write %.2f s, leader %s after %.2f s\n", i+1, t.Killed, t.Write.Seconds(), t.NewLeader, t.Leader.Seconds())
 	}

@@ -6,8 +6,11 @@
 # write and to a new leader is measured; then the idle RSS of each manager
 # with 100 services. Needs root.
 #
-# Knobs: BENCH_MGR_TRIALS (10), BENCH_MGR_ELECTION_MS (500; "" for etcd's
-# defaults), BENCH_OUT, BENCH_SKIP_BUILD=1 to reuse bin/ruche.
+# Knobs: BENCH_MGR_TRIALS (10), BENCH_MGR_ELECTION_MS (etcd's default
+# timing, what `ruche server` runs; 500 for --store-election-ms 500
+# --store-heartbeat-ms 50), BENCH_MGR_REPLICAS (0; N > 0: the managers run `ruche up`, an
+# agent each, and the idle services have N replicas each), BENCH_OUT,
+# BENCH_SKIP_BUILD=1 to reuse bin/ruche.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -25,4 +28,4 @@ fi
 go build -o "$OUT/managers" ./bench/managers
 echo "==> bench/managers: results in $OUT" >&2
 "$OUT/managers" -bin bin/ruche -out "$OUT" -trials "${BENCH_MGR_TRIALS:-10}" \
-	-election-ms "${BENCH_MGR_ELECTION_MS-500}" 2> >(tee "$OUT/progress.log" >&2)
+	-election-ms "${BENCH_MGR_ELECTION_MS:-}" -replicas "${BENCH_MGR_REPLICAS:-0}" 2> >(tee "$OUT/progress.log" >&2)
