@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -188,12 +189,13 @@ func (r *Runtime) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// isGone: the container does not exist or is already being removed.
+// isGone: the container does not exist or is already being removed. err
+// may be the daemon's or already wrapped (runtime.ErrNotFound, by Inspect).
 func isGone(err error) bool {
 	if err == nil {
 		return false
 	}
-	if notFound(err) != err {
+	if cerrdefs.IsNotFound(err) || errors.Is(err, runtime.ErrNotFound) {
 		return true
 	}
 	return strings.Contains(err.Error(), "is already in progress")

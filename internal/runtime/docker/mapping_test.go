@@ -1,10 +1,13 @@
 package docker
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/go-connections/nat"
 
@@ -100,6 +103,30 @@ func TestFromMessage(t *testing.T) {
 			ev, ok := fromMessage(events.Message{Action: events.Action(tt.action), Actor: events.Actor{ID: "c1"}})
 			if ok != tt.wantOK || ev.Action != tt.wantAction || ev.Health != tt.wantHealth {
 				t.Errorf("got %v %q %q, want %v %q %q", ok, ev.Action, ev.Health, tt.wantOK, tt.wantAction, tt.wantHealth)
+			}
+		})
+	}
+}
+
+// TestIsGone: List skips a container removed between its listing and its
+// inspection, whose error Inspect has already wrapped.
+func TestIsGone(t *testing.T) {
+	daemonNotFound := fmt.Errorf("Error response from daemon: No such container: c1: %w", cerrdefs.ErrNotFound)
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{name: "nil", err: nil, want: false},
+		{name: "daemon's not found", err: daemonNotFound, want: true},
+		{name: "wrapped by Inspect", err: fmt.Errorf("inspect container c1: %w", notFound(daemonNotFound)), want: true},
+		{name: "removal in progress", err: errors.New("removal of container c1 is already in progress"), want: true},
+		{name: "other", err: errors.New("connection refused"), want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := isGone(tt.err); got != tt.want {
+				t.Errorf("isGone(%v): got %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}
