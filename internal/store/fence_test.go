@@ -19,15 +19,19 @@ func TestRunElectedFence(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	leading := make(chan struct{}, 2)
+	leading := make(chan struct{}, 1)
 	deleted := make(chan struct{})
 	second := make(chan error, 1)
 	ended := make(chan error, 1)
-	runs := 0
-	go e.RunElected(ctx, "fence-test", "me", func(ctx context.Context) {
+	runs := 0 // touched by fn only: RunElected runs it once at a time
+	elected := func(ctx context.Context) {
 		runs++
-		leading <- struct{}{}
+		select {
+		case leading <- struct{}{}:
+		default:
+		}
 		if runs > 1 {
+			<-ctx.Done()
 			return
 		}
 		if _, err := e.Txn(ctx, nil, Put("/t/fenced", []byte("1"))); err != nil {
@@ -39,7 +43,13 @@ func TestRunElectedFence(t *testing.T) {
 		second <- err
 		<-ctx.Done()
 		ended <- ctx.Err()
-	})
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		e.RunElected(ctx, "fence-test", "me", elected)
+	}()
+	defer func() { cancel(); <-stopped }()
 	<-leading
 	kvs, _, err := e.List(ctx, ElectionPrefix+"fence-test/")
 	if err != nil || len(kvs) != 1 {
