@@ -65,9 +65,8 @@ func (s *Server) joinManager(w http.ResponseWriter, r *http.Request, req *client
 		return err
 	}
 	urls := s.liveManagerURLs(ctx)
-	// From the member's addition until the new manager's member starts,
-	// the store may have no quorum (one manager of two): nothing here
-	// touches it after Add.
+	// The member is added as a learner (it does not vote until it has
+	// started and caught up): the store keeps its quorum meanwhile.
 	mj, err := s.d.Managers.Add(ctx, req.NodeName, req.PeerURL)
 	if err != nil {
 		// Not added: the token serves again (the join is retried when
