@@ -211,17 +211,18 @@ func (rep *report) writeGoBench(w io.Writer) []goal {
 	return []goal{g1, g2}
 }
 
-// writeLogCost: the backend alone with Docker's json-file log and without
-// (context: a per-request cost that every proxied figure carries).
+// writeLogCost: the backend alone, logging each request, with Docker's
+// json-file log and without (context: a per-request cost the other phases
+// leave out, their backend runs with HELLO_QUIET=1).
 func (rep *report) writeLogCost(w io.Writer) {
 	if len(rep.logcost) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "#### The backend alone: the cost of its request log (wrk, direct; context)\n\n")
+	fmt.Fprintf(w, "#### The backend alone: the cost of its request log (wrk, direct; context: the other phases run it with HELLO_QUIET=1)\n\n")
 	fmt.Fprintf(w, "| backend container | rounds | req/s, median | req/s, min – max | p99, median |\n|---|---|---|---|---|\n")
 	for _, v := range []struct{ key, text string }{
-		{"log", "`ruche-hello`, Docker's json-file log (as deployed)"},
-		{"nolog", "`ruche-hello`, `--log-driver none`"},
+		{"log", "`ruche-hello` logging each request, Docker's json-file log"},
+		{"nolog", "`ruche-hello` logging each request, `--log-driver none`"},
 	} {
 		rs := rep.logcost[v.key]
 		if len(rs) == 0 {
