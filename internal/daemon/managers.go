@@ -180,14 +180,9 @@ func (m *managers) Add(ctx context.Context, name, peerURL string) (*client.Manag
 	if err != nil {
 		return nil, err
 	}
-	for _, mem := range ms {
-		if mem.Name == name || slices.Contains(mem.PeerURLs, peerURL) {
-			return nil, apiserver.Conflict(fmt.Sprintf("a store member named %q or at %s exists: remove it first with `ruche manager rm`", mem.Name, peerURL))
-		}
-		if mem.Name == "" || mem.Learner {
-			// 503: the joining side retries for a minute.
-			return nil, apiserver.Unavailable(fmt.Sprintf("another manager is joining (store member %q has not started or caught up yet); retry when it has, or remove it with `ruche manager rm`", mem.Name))
-		}
+	stale, err := joinCheck(ms, name, peerURL)
+	if err != nil {
+		return nil, err
 	}
 	caKey, err := os.ReadFile(filepath.Join(m.dataDir, "pki", "ca.key"))
 	if err != nil {
@@ -196,6 +191,12 @@ func (m *managers) Add(ctx context.Context, name, peerURL string) (*client.Manag
 	secretKey, err := os.ReadFile(filepath.Join(m.dataDir, "secret.key"))
 	if err != nil {
 		return nil, fmt.Errorf("read the secret key: %w", err)
+	}
+	if stale != "" {
+		if err := em.RemoveMember(ctx, stale); err != nil {
+			return nil, fmt.Errorf("remove the learner of an earlier join from %s: %w", peerURL, err)
+		}
+		m.log.Info("store member of an earlier join removed (a learner; it never finished)", "member", stale, "peer_url", peerURL)
 	}
 	ic, err := em.AddMember(ctx, name, peerURL)
 	if errors.Is(err, rpctypes.ErrGRPCUnhealthy) || errors.Is(err, rpctypes.ErrUnhealthy) {
@@ -206,6 +207,32 @@ func (m *managers) Add(ctx context.Context, name, peerURL string) (*client.Manag
 	}
 	m.log.Info("store member added", "member", name, "peer_url", peerURL, "initial_cluster", ic)
 	return &client.ManagerJoin{CAKey: string(caKey), SecretKey: secretKey, InitialCluster: ic}, nil
+}
+
+// joinCheck decides whether a manager (name, peerURL) may join the store
+// members ms. A voting member with its name or peer URL must be removed
+// first (409). A learner at its peer URL is this machine's earlier join,
+// which never finished (the joining side asks only when its data dir
+// holds no member): stale names it, to remove before adding again; it
+// does not vote, so the quorum is the same. Any other learner, or a
+// member not started, is another manager joining: 503 (the joining side
+// retries for a minute), saying how to remove it should it never finish.
+func joinCheck(ms []store.Member, name, peerURL string) (stale string, err error) {
+	for _, mem := range ms {
+		ref := mem.Name
+		if ref == "" && len(mem.PeerURLs) > 0 {
+			ref = mem.PeerURLs[0] // not started: etcd knows no name yet
+		}
+		switch own := slices.Contains(mem.PeerURLs, peerURL); {
+		case own && mem.Learner:
+			stale = ref
+		case own || mem.Name == name:
+			return "", apiserver.Conflict(fmt.Sprintf("a store member named %q or at %s exists: remove it first with `ruche manager rm`", mem.Name, peerURL))
+		case mem.Name == "" || mem.Learner:
+			return "", apiserver.Unavailable(fmt.Sprintf("another manager is joining (store member %s has not started or caught up yet); retry when it has, or remove it with `ruche manager rm %s`", ref, ref))
+		}
+	}
+	return stale, nil
 }
 
 // List joins the store members with the published manager records.
@@ -313,7 +340,9 @@ func canRemove(ms []client.Manager, name string, force bool) error {
 		if !mm.StoreMember {
 			continue
 		}
-		if mm.Name == name {
+		// A member not started yet is named by its peer URL (List shows
+		// it as "(starting)").
+		if mm.Name == name || (mm.StoreLearner && mm.PeerURL == name) {
 			found = true
 			if mm.StoreLearner {
 				return nil // a learner is not in the quorum

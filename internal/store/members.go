@@ -76,14 +76,17 @@ func (e *Etcd) AddMember(ctx context.Context, name, peerURL string) (string, err
 	return strings.Join(parts, ","), nil
 }
 
-// RemoveMember removes the member named name.
+// RemoveMember removes the member named name. A member added that never
+// started has no name yet: name is then one of its peer URLs (a joining
+// manager that died before its member started would otherwise stay a
+// learner nobody can remove, and block every later join).
 func (e *Etcd) RemoveMember(ctx context.Context, name string) error {
 	ms, err := e.Members(ctx)
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
-		if m.Name == name {
+		if m.Name == name || (m.Name == "" && slices.Contains(m.PeerURLs, name)) {
 			if _, err := e.cli.MemberRemove(ctx, m.ID); err != nil {
 				return fmt.Errorf("remove store member %s: %w", name, err)
 			}

@@ -167,3 +167,40 @@ func loopAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestRemoveUnstartedMember: a member added (a learner) that never
+// started has no name; it is removed by its peer URL, so a joining
+// manager that died before its member started does not stay for ever.
+func TestRemoveUnstartedMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd member")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir(), Name: "a", ClientAddr: loopAddr(t), PeerAddr: loopAddr(t),
+		ElectionMs: 500, HeartbeatMs: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	peer := "http://" + loopAddr(t)
+	if _, err := a.AddMember(ctx, "b", peer); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := a.Members(ctx)
+	if err != nil || len(ms) != 2 || ms[0].Name != "" || !ms[0].Learner {
+		t.Fatalf("members: %+v, %v; want a and an unnamed learner", ms, err)
+	}
+	if err := a.RemoveMember(ctx, "b"); !errors.Is(err, store.ErrNoMember) {
+		t.Errorf("by the name it was added under (etcd does not know it): %v, want ErrNoMember", err)
+	}
+	if err := a.RemoveMember(ctx, peer); err != nil {
+		t.Fatalf("by its peer URL: %v", err)
+	}
+	if ms, err = a.Members(ctx); err != nil || len(ms) != 1 || ms[0].Name != "a" {
+		t.Errorf("after: %+v, %v; want a alone", ms, err)
+	}
+	if err := a.RemoveMember(ctx, a.PeerURL()); !errors.Is(err, store.ErrNoMember) {
+		t.Errorf("a started member by its peer URL: %v, want ErrNoMember (by name only)", err)
+	}
+}
