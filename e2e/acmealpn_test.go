@@ -4,13 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
-	"github.com/ruche-platform/ruche/internal/pebbletest"
 )
 
 // TestACMETLSALPNOnAgent: ACME validations reach an agent-only node
@@ -21,11 +19,8 @@ import (
 func TestACMETLSALPNOnAgent(t *testing.T) {
 	needDocker(t)
 	agentHTTP, agentHTTPS := freePort(t), freePort(t)
-	nothing, _ := strconv.Atoi(portOf(t, freePort(t))) // HTTP-01 validations fail
-	tlsPort, _ := strconv.Atoi(portOf(t, agentHTTPS))
-	pb := pebbletest.Start(t, nothing, tlsPort)
-	p := startPlatform(t, "--advertise-addr", "127.0.0.1",
-		"--acme-ca", pb.Directory, "--acme-ca-root", pb.ServerRootFile, "--acme-email", "ops@ruche.test")
+	pb, root := startPebble(t, freePort(t), agentHTTPS) // HTTP-01 validations fail: nothing listens there
+	p := startPlatform(t, append([]string{"--advertise-addr", "127.0.0.1"}, acmeFlags(pb)...)...)
 
 	joinAgent(t, p, "e2e-alpn-", agentHTTP, agentHTTPS)
 
@@ -43,17 +38,7 @@ services:
           tls: acme
 `, "@HOST@", host)), "-p", proj)
 
-	root := filepath.Join(t.TempDir(), "pebble-root.pem")
-	if err := os.WriteFile(root, pb.IssuerRootPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	port := portOf(t, agentHTTPS)
-	var out string
-	var err error
-	eventually(t, "ACME certificate (TLS-ALPN-01 on the agent) served by the agent", 150*time.Second, func() bool {
-		out, err = curl(t, "--cacert", root, "--resolve", host+":"+port+":127.0.0.1", "https://"+host+":"+port+"/")
-		return err == nil
-	})
+	out := curlACME(t, root, host, agentHTTPS, "ACME certificate (TLS-ALPN-01 on the agent) served by the agent", 150*time.Second)
 	if !strings.Contains(out, "hello from web.1") {
 		t.Fatalf("HTTPS on the agent with the ACME certificate: %q", out)
 	}
