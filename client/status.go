@@ -159,8 +159,13 @@ type Node struct {
 	Version       string            `json:"version,omitempty"`
 	UpdatedAt     time.Time         `json:"updated_at"`
 	// CertSerial is the serial (hex) of the node certificate the managers
-	// issued at join; a certificate with another serial is refused.
+	// issued at join or last renewal; a certificate with another serial
+	// (but CertSerialPrev) is refused.
 	CertSerial string `json:"cert_serial,omitempty"`
+	// CertSerialPrev is the serial of the certificate the node renewed
+	// from: still accepted, so a renewal whose answer was lost does not
+	// lock the node out. The next renewal replaces it.
+	CertSerialPrev string `json:"cert_serial_prev,omitempty"`
 	// NodeAPIAddr is where the node's agent serves its node API (mutual
 	// TLS, managers only), as the agent registers it; empty means
 	// <Addr>:7444.

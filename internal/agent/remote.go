@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
@@ -33,6 +34,9 @@ import (
 //	POST {prefix}<node>/cleanups/<project>/done        204
 //	POST {prefix}<node>/heartbeat                      client.NodeLoad → HeartbeatReply
 //	POST {prefix}<node>/events                         client.Event (type replica) → 204
+//	POST {prefix}<node>/cert                           client.NodeCertRequest → client.NodeCertResponse
+//
+// A node whose record is gone gets 403 with code CodeNodeRemoved.
 const RemotePathPrefix = "/v1/agent/nodes/"
 
 // CodeTaskGone is the error code of a status report for a task no longer
@@ -63,8 +67,16 @@ type RemoteConfig struct {
 	// Managers are the managers' API base URLs ("https://10.0.0.1:7443");
 	// a request that cannot reach one goes to the next.
 	Managers []string
-	// Cert is the node certificate and key (client certificate).
+	// Cert is the node certificate and key (client certificate); it also
+	// names the node.
 	Cert tls.Certificate
+	// GetClientCertificate, when set, is used instead of Cert on each new
+	// connection (a pki.Keypair's, so a renewed certificate is used
+	// without a restart).
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	// RemovedAfter is how long the managers must keep answering that the
+	// node was removed before Removed is closed (default 15s).
+	RemovedAfter time.Duration
 	// RootCAs holds the cluster CA, the only one the managers' certificate
 	// is checked against.
 	RootCAs *x509.CertPool
@@ -80,9 +92,10 @@ type RemoteConfig struct {
 // RemoteConn is a Conn over HTTPS with mutual TLS to the managers: the
 // agent of a node that joined (`ruche agent`).
 type RemoteConn struct {
-	cfg RemoteConfig
-	hc  *http.Client
-	log *slog.Logger
+	cfg     RemoteConfig
+	hcp     atomic.Pointer[http.Client] // replaced by CertRenewed
+	log     *slog.Logger
+	removal *removal
 
 	mu       sync.Mutex
 	cur      int             // index of the manager that answered last
@@ -102,16 +115,28 @@ func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
 	if cfg.StreamIdle <= 0 {
 		cfg.StreamIdle = 35 * time.Second
 	}
+	if cfg.RemovedAfter <= 0 {
+		cfg.RemovedAfter = defaultRemovedAfter
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	c := &RemoteConn{cfg: cfg, log: log.With("component", "remoteconn"), events: make(chan struct{}, 8),
+		managers: slices.Clone(cfg.Managers), beating: map[string]bool{}, removal: newRemoval(cfg.RemovedAfter)}
+	c.hcp.Store(newHTTPClient(cfg))
+	return c
+}
+
+func newHTTPClient(cfg RemoteConfig) *http.Client {
+	tc := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	if cfg.GetClientCertificate != nil {
+		tc.GetClientCertificate = cfg.GetClientCertificate
+	} else {
+		tc.Certificates = []tls.Certificate{cfg.Cert}
+	}
 	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{
-			Certificates: []tls.Certificate{cfg.Cert},
-			RootCAs:      cfg.RootCAs,
-			MinVersion:   tls.VersionTLS12,
-		},
+		TLSClientConfig:       tc,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: cfg.Timeout,
@@ -123,12 +148,21 @@ func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
 		// stream on the connection at once.
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second},
 	}
-	return &RemoteConn{cfg: cfg, hc: &http.Client{Transport: tr}, log: log.With("component", "remoteconn"), events: make(chan struct{}, 8),
-		managers: slices.Clone(cfg.Managers), beating: map[string]bool{}}
+	return &http.Client{Transport: tr}
 }
 
+func (c *RemoteConn) hc() *http.Client { return c.hcp.Load() }
+
 // Close releases idle connections.
-func (c *RemoteConn) Close() { c.hc.CloseIdleConnections() }
+func (c *RemoteConn) Close() { c.hc().CloseIdleConnections() }
+
+// CertRenewed makes new requests open new connections, which present the
+// renewed certificate (GetClientCertificate); requests and streams in
+// flight finish on the old ones, which the managers still accept.
+func (c *RemoteConn) CertRenewed() {
+	old := c.hcp.Swap(newHTTPClient(c.cfg))
+	old.CloseIdleConnections()
+}
 
 // remoteError is an error answer of the managers.
 type remoteError struct {
@@ -143,6 +177,8 @@ func (e *remoteError) Unwrap() error {
 	switch {
 	case e.code == CodeTaskGone:
 		return ErrTaskGone
+	case e.code == CodeNodeRemoved:
+		return ErrNodeRemoved
 	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
 		return ErrRefused
 	case e.status == http.StatusNotFound:
@@ -173,7 +209,7 @@ func (c *RemoteConn) send(ctx context.Context, method, path string, body []byte)
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		resp, err := c.hc.Do(req)
+		resp, err := c.hc().Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -189,8 +225,11 @@ func (c *RemoteConn) send(ctx context.Context, method, path string, body []byte)
 		c.cur = idx
 		c.mu.Unlock()
 		if resp.StatusCode >= 400 {
-			return nil, readError(resp)
+			err := readError(resp)
+			c.removal.observeStatus(resp.StatusCode, err)
+			return nil, err
 		}
+		c.removal.observeStatus(resp.StatusCode, nil)
 		return resp, nil
 	}
 	return nil, fmt.Errorf("no manager answered: %w", lastErr)
@@ -372,14 +411,20 @@ func (c *RemoteConn) beatOne(ctx context.Context, manager, node string, body []b
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
+	resp, err := c.hc().Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode >= 500 {
 		return readError(resp)
 	}
+	if resp.StatusCode >= 400 {
+		err := readError(resp)
+		c.removal.observeStatus(resp.StatusCode, err)
+		return err
+	}
+	c.removal.observeStatus(resp.StatusCode, nil)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("read answer: %w", err)

@@ -32,6 +32,7 @@ func (s *Server) agentRoutes() {
 	s.handleAuth("POST "+p+"/cleanups/{project}/done", s.agentAuth, s.agentCleanupDone)
 	s.handleAuth("POST "+p+"/heartbeat", s.agentAuth, s.agentHeartbeat)
 	s.handleAuth("POST "+p+"/events", s.agentAuth, s.agentEvent)
+	s.handleAuth("POST "+p+"/cert", s.agentAuth, s.renewNodeCert) // nodecert.go
 	// Anything else under /v1/agent/ still needs a node certificate before
 	// it learns that the endpoint does not exist.
 	s.handleAuth("/v1/agent/", s.agentAuth, func(w http.ResponseWriter, r *http.Request) error {
@@ -59,7 +60,7 @@ func (s *Server) agentAuth(r *http.Request) error {
 		return err
 	}
 	if !ok {
-		return forbidden(fmt.Sprintf("node %s is not a member of this cluster (removed?)", id.NodeID))
+		return nodeRemoved(id.NodeID)
 	}
 	if serial != id.Serial {
 		return forbidden(fmt.Sprintf("this certificate of node %s was replaced (the node joined again)", id.NodeID))
@@ -96,13 +97,13 @@ func (s *Server) agentRegister(w http.ResponseWriter, r *http.Request) error {
 		var old client.Node
 		rev, err := store.GetJSON(ctx, s.d.Store, key, &old)
 		if errors.Is(err, store.ErrNotFound) {
-			return forbidden(fmt.Sprintf("node %s is not a member of this cluster (removed?)", node))
+			return nodeRemoved(node)
 		}
 		if err != nil {
 			return err
 		}
 		up := nodes.Register(&old, n)
-		up.Role, up.CertSerial = old.Role, old.CertSerial
+		up.Role, up.CertSerial, up.CertSerialPrev = old.Role, old.CertSerial, old.CertSerialPrev
 		if up.Hostname == "" {
 			up.Hostname = old.Hostname
 		}

@@ -21,23 +21,36 @@ type nodeCache struct {
 
 	mu      sync.Mutex
 	ready   bool
-	serials map[string]string // node id → certificate serial
-	changed chan struct{}     // closed and replaced on every change
+	serials map[string]nodeSerials // by node id
+	changed chan struct{}          // closed and replaced on every change
+}
+
+// nodeSerials are the certificate serials a node record accepts: the
+// current one and the one it was renewed from.
+type nodeSerials struct{ cur, prev string }
+
+// match is want when the record accepts it, else the current serial.
+func (ns nodeSerials) match(want string) string {
+	if want != "" && want == ns.prev {
+		return want
+	}
+	return ns.cur
 }
 
 func newNodeCache(st store.Store) *nodeCache {
-	return &nodeCache{st: st, serials: map[string]string{}, changed: make(chan struct{})}
+	return &nodeCache{st: st, serials: map[string]nodeSerials{}, changed: make(chan struct{})}
 }
 
-// serial returns the certificate serial of node's record; ok is false when
-// there is no record.
+// serial returns the certificate serial of node's record: want when the
+// record accepts it (current or previous serial), else the current one; ok
+// is false when there is no record.
 func (c *nodeCache) serial(ctx context.Context, node string, want string) (serial string, ok bool, err error) {
 	c.mu.Lock()
-	serial, ok = c.serials[node]
+	ns, ok := c.serials[node]
 	ready := c.ready
 	c.mu.Unlock()
-	if ready && ok && serial == want {
-		return serial, true, nil
+	if ready && ok && ns.match(want) == want {
+		return want, true, nil
 	}
 	var n client.Node
 	if _, err := store.GetJSON(ctx, c.st, store.NodeKey(node), &n); err != nil {
@@ -46,7 +59,7 @@ func (c *nodeCache) serial(ctx context.Context, node string, want string) (seria
 		}
 		return "", false, err
 	}
-	return n.CertSerial, true, nil
+	return nodeSerials{n.CertSerial, n.CertSerialPrev}.match(want), true, nil
 }
 
 // changes returns a channel closed at the next change of any node record.
@@ -114,6 +127,6 @@ func (c *nodeCache) run(ctx context.Context) error {
 func (c *nodeCache) put(kv store.KV) {
 	var n client.Node
 	if store.Decode(kv, &n) == nil {
-		c.serials[store.Last(kv.Key)] = n.CertSerial
+		c.serials[store.Last(kv.Key)] = nodeSerials{n.CertSerial, n.CertSerialPrev}
 	}
 }

@@ -114,10 +114,12 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	if cfg.NodeAPIAddr == "" && cfg.AdvertiseAddr != "" {
 		cfg.NodeAPIAddr = net.JoinHostPort(cfg.AdvertiseAddr, "7444")
 	}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(cfg.DataDir, nodeCertFile), filepath.Join(cfg.DataDir, nodeKeyFile))
+	certPath, keyPath := filepath.Join(cfg.DataDir, nodeCertFile), filepath.Join(cfg.DataDir, nodeKeyFile)
+	cert, err := pki.LoadPair(certPath, keyPath)
 	if err != nil {
 		return fmt.Errorf("node certificate: %w", err)
 	}
+	pair := pki.NewKeypair(cert)
 	caPEM, err := os.ReadFile(filepath.Join(cfg.DataDir, caCertFile))
 	if err != nil {
 		return fmt.Errorf("cluster CA: %w", err)
@@ -133,7 +135,8 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	}
 	defer rt.Close()
 	reg := newRegistry()
-	conn := agent.NewRemoteConn(agent.RemoteConfig{Managers: id.Managers, Cert: cert, RootCAs: pool, Log: log})
+	conn := agent.NewRemoteConn(agent.RemoteConfig{Managers: id.Managers, Cert: cert, GetClientCertificate: pair.GetClientCertificate,
+		RootCAs: pool, Log: log})
 	defer conn.Close()
 	host, _ := os.Hostname()
 	var ing *agentIngress
@@ -155,14 +158,21 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	run := ps.run
 	run("agent", func() error { return ag.Run(ctx) })
 	run("manager list", func() error { return keepManagerList(ctx, cfg.DataDir, *id, conn, log) }) // agentmanagers.go
-	if cfg.NodeAPIAddr != "" {
-		napi := newNodeAPI(cfg.NodeAPIAddr, cert, pool, ag, log)
-		run("node api", func() error {
-			// Without it only `ruche logs` of this node is lost: the
-			// replicas keep running.
-			if err := napi.Run(ctx); err != nil {
-				log.Error("node api stopped; the managers cannot show this node's logs", "err", err)
+	renewed := make(chan struct{}, 1)
+	renewer := &nodeCertRenewer{certPath: certPath, keyPath: keyPath, pair: pair, roots: pool, renew: conn.RenewCert,
+		expiry: newNodeExpiryGauge(reg), log: log.With("component", "nodecert"),
+		onRenew: func() {
+			conn.CertRenewed()
+			select {
+			case renewed <- struct{}{}:
+			default:
 			}
+		}}
+	run("node certificate", func() error { return renewer.run(ctx) })          // nodecert.go
+	run("membership", func() error { return stopWhenRemoved(ctx, conn, log) }) // nodecert.go
+	if cfg.NodeAPIAddr != "" {
+		run("node api", func() error {
+			runNodeAPI(ctx, cfg.NodeAPIAddr, pair, pool, ag, renewed, log)
 			return nil
 		})
 	} else {
@@ -181,6 +191,9 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	}
 	stop()
 	ps.wait()
+	if errors.Is(runErr, ErrNodeRemoved) {
+		return ErrNodeRemoved
+	}
 	log.Info("ruche agent stopped; containers keep running and are adopted at the next start")
 	return runErr
 }

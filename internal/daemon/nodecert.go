@@ -1,0 +1,205 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/pki"
+)
+
+// ErrNodeRemoved: `ruche agent` stops because the managers removed its node.
+var ErrNodeRemoved = errors.New("this node was removed from the cluster (ruche node rm): the agent stopped; " +
+	"its containers are left as they are (remove them with docker if they are no longer wanted); to join again, use a new token and an empty --data-dir")
+
+// Timing of node certificate renewal.
+const (
+	nodeCertCheckEvery = time.Hour       // how often the certificate's age is checked
+	nodeCertRetry      = 5 * time.Minute // after a failed renewal
+)
+
+// nodeCertRenewer renews a node's certificate once it has lived
+// pki.RenewFraction of its lifetime: a new key, a request signed by the
+// managers over mutual TLS with the current certificate, the pair written
+// atomically to the data dir and swapped in pair (so new connections use
+// it without a restart).
+type nodeCertRenewer struct {
+	certPath, keyPath string
+	pair              *pki.Keypair
+	roots             *x509.CertPool // the cluster CA: the new certificate must chain to it
+	renew             func(ctx context.Context, csrPEM []byte) ([]byte, error)
+	onRenew           func() // after the swap
+	expiry            prometheus.Gauge
+	log               *slog.Logger
+
+	now   func() time.Time // default time.Now
+	every time.Duration    // default nodeCertCheckEvery
+	retry time.Duration    // default nodeCertRetry
+	frac  float64          // default pki.RenewFraction
+}
+
+// newNodeExpiryGauge registers ruche_node_cert_expiry_seconds in reg.
+func newNodeExpiryGauge(reg prometheus.Registerer) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ruche_node_cert_expiry_seconds",
+		Help: "When this node's certificate expires (Unix time); it is renewed after 2/3 of its lifetime."})
+	if err := reg.Register(g); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector.(prometheus.Gauge)
+		}
+	}
+	return g
+}
+
+func (r *nodeCertRenewer) defaults() {
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.every <= 0 {
+		r.every = nodeCertCheckEvery
+	}
+	if r.retry <= 0 {
+		r.retry = nodeCertRetry
+	}
+	if r.frac <= 0 {
+		r.frac = pki.RenewFraction
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// run checks at once, then every r.every (r.retry after a failure), until
+// ctx ends.
+func (r *nodeCertRenewer) run(ctx context.Context) error {
+	r.defaults()
+	for {
+		wait := r.every
+		if _, err := r.check(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Warn("node certificate not renewed; retrying", "err", err, "retry_in", r.retry,
+				"expires", r.pair.Current().Leaf.NotAfter)
+			wait = r.retry
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// check renews the certificate if it is due; renewed reports whether it was.
+func (r *nodeCertRenewer) check(ctx context.Context) (renewed bool, err error) {
+	r.defaults()
+	leaf := r.pair.Current().Leaf
+	r.setExpiry(leaf)
+	if !pki.NeedsRenewal(leaf, r.now(), r.frac) {
+		return false, nil
+	}
+	id, err := pki.CertIdentity(leaf)
+	if err != nil {
+		return false, err
+	}
+	csr, keyPEM, err := pki.NewNodeKey(id.NodeID)
+	if err != nil {
+		return false, err
+	}
+	certPEM, err := r.renew(ctx, csr)
+	if err != nil {
+		return false, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return false, fmt.Errorf("renewed certificate: %w", err)
+	}
+	if pair.Leaf == nil {
+		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return false, fmt.Errorf("renewed certificate: %w", err)
+		}
+	}
+	nid, err := pki.CertIdentity(pair.Leaf)
+	if err != nil {
+		return false, fmt.Errorf("renewed certificate: %w", err)
+	}
+	if nid.NodeID != id.NodeID || nid.Role != id.Role {
+		return false, fmt.Errorf("renewed certificate names %s/%s, not %s/%s", nid.NodeID, nid.Role, id.NodeID, id.Role)
+	}
+	if r.roots != nil {
+		if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: r.roots, CurrentTime: r.now(),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return false, fmt.Errorf("renewed certificate: %w", err)
+		}
+	}
+	if err := pki.WritePair(r.certPath, r.keyPath, certPEM, keyPEM); err != nil {
+		return false, err
+	}
+	r.pair.Set(pair)
+	r.setExpiry(pair.Leaf)
+	r.log.Info("node certificate renewed", "expires", pair.Leaf.NotAfter, "serial", nid.Serial)
+	if r.onRenew != nil {
+		r.onRenew()
+	}
+	return true, nil
+}
+
+func (r *nodeCertRenewer) setExpiry(leaf *x509.Certificate) {
+	if r.expiry != nil {
+		r.expiry.Set(float64(leaf.NotAfter.Unix()))
+	}
+}
+
+// removedSource tells when the managers have removed this node
+// (agent.RemoteConn).
+type removedSource interface{ Removed() <-chan struct{} }
+
+// stopWhenRemoved returns ErrNodeRemoved, after logging it once, when src
+// says the node was removed; nil when ctx ends first.
+func stopWhenRemoved(ctx context.Context, src removedSource, log *slog.Logger) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-src.Removed():
+		log.Error("this node was removed from the cluster (ruche node rm); stopping. Its containers are left as they are")
+		return ErrNodeRemoved
+	}
+}
+
+// runNodeAPI serves the node API with the current node certificate,
+// starting it again with the new one after each renewal (renewed), until
+// ctx ends. Without it only `ruche logs` of this node is lost: the
+// replicas keep running, so a failure is logged, not returned.
+func runNodeAPI(ctx context.Context, addr string, pair *pki.Keypair, pool *x509.CertPool, ag *agent.Agent, renewed <-chan struct{}, log *slog.Logger) {
+	for {
+		nctx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		napi := newNodeAPI(addr, *pair.Current(), pool, ag, log)
+		go func() { errc <- napi.Run(nctx) }()
+		select {
+		case err := <-errc:
+			cancel()
+			if err != nil {
+				log.Error("node api stopped; the managers cannot show this node's logs", "err", err)
+			}
+			return
+		case <-renewed:
+			cancel()
+			<-errc // then again, with the new certificate
+		case <-ctx.Done():
+			cancel()
+			<-errc
+			return
+		}
+	}
+}
