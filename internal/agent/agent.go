@@ -286,7 +286,7 @@ func (a *Agent) scanOrphans(ctx context.Context) {
 	if !a.synced {
 		return
 	}
-	cs, err := a.rt.List(ctx, a.nodeLabels())
+	cs, err := a.rt.ListSummaries(ctx, a.nodeLabels())
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Warn("list containers", "err", err)

@@ -79,7 +79,7 @@ func (a *Agent) cleaner(ctx context.Context) {
 func (a *Agent) cleanProject(ctx context.Context, r store.CleanupRecord) (bool, error) {
 	labels := a.nodeLabels()
 	labels[runtime.LabelProject] = r.Project
-	cs, err := a.rt.List(ctx, labels)
+	cs, err := a.rt.ListSummaries(ctx, labels)
 	if err != nil {
 		return false, err
 	}

@@ -432,6 +432,14 @@ func (f *fakeRuntime) List(ctx context.Context, labels map[string]string) ([]run
 	return out, nil
 }
 
+func (f *fakeRuntime) ListSummaries(ctx context.Context, labels map[string]string) ([]runtime.Container, error) {
+	cs, err := f.List(ctx, labels)
+	for i, c := range cs {
+		cs[i] = runtime.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels, Status: c.Status, Running: c.Running}
+	}
+	return cs, err
+}
+
 func (f *fakeRuntime) Events(ctx context.Context, labels map[string]string) (<-chan runtime.Event, <-chan error) {
 	errc := make(chan error, 2)
 	s := &fakeSub{labels: labels, ch: make(chan runtime.Event, 256), errc: errc}

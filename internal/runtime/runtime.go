@@ -84,6 +84,10 @@ type Runtime interface {
 	// List returns every container, in any state, carrying every label of
 	// labels.
 	List(ctx context.Context, labels map[string]string) ([]Container, error)
+	// ListSummaries is List without inspecting each container: only ID,
+	// Name, Image, Labels, Status and Running are set. One engine request
+	// however many containers match: for scans that need no more.
+	ListSummaries(ctx context.Context, labels map[string]string) ([]Container, error)
 	// Events streams container events of containers carrying every label
 	// of labels, from now on, until ctx ends or the stream breaks; then the
 	// error channel gets one error (nil never) and both stay open. Callers

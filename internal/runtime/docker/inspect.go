@@ -45,6 +45,25 @@ func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]runtime
 	return out, nil
 }
 
+// ListSummaries returns the containers carrying labels as the engine's
+// list gives them (no inspection).
+func (r *Runtime) ListSummaries(ctx context.Context, labels map[string]string) ([]runtime.Container, error) {
+	list, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilters(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]runtime.Container, 0, len(list))
+	for _, s := range list {
+		c := runtime.Container{ID: s.ID, Image: s.Image, Labels: s.Labels, Status: string(s.State)}
+		if len(s.Names) > 0 {
+			c.Name = strings.TrimPrefix(s.Names[0], "/")
+		}
+		c.Running = c.Status == runtime.StatusRunning
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 func fromInspect(resp container.InspectResponse) runtime.Container {
 	c := runtime.Container{}
 	if resp.ContainerJSONBase != nil {

@@ -321,6 +321,11 @@ func (s *suite) testLifecycle(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].ID != id {
 		t.Errorf("List by task label: got %v, %v; want just %s", list, err, id)
 	}
+	sums, err := s.rt.ListSummaries(ctx, map[string]string{runtime.LabelTask: spec.Name})
+	if err != nil || len(sums) != 1 || sums[0].ID != id || sums[0].Name != spec.Name || !sums[0].Running ||
+		sums[0].Status != runtime.StatusRunning || sums[0].Labels[runtime.LabelTask] != spec.Name {
+		t.Errorf("ListSummaries by task label: got %+v, %v; want %s running, named %s", sums, err, id, spec.Name)
+	}
 	// Graceful stop: hello handles SIGTERM and exits 0.
 	if err := s.rt.Stop(ctx, id, "", 5*time.Second); err != nil {
 		t.Fatal(err)
