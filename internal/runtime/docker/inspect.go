@@ -27,9 +27,9 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (runtime.Container, er
 
 // List returns the containers carrying labels, inspected.
 func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]runtime.Container, error) {
-	list, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilters(labels)})
+	list, err := r.ListSummaries(ctx, labels)
 	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
+		return nil, err
 	}
 	out := make([]runtime.Container, 0, len(list))
 	for _, s := range list {
