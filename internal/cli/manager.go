@@ -76,6 +76,11 @@ func printManagers(w io.Writer, ms []client.Manager) {
 		if api == "" {
 			api = m.APIAddr
 		}
+		if api == "" && m.PeerURL != "" {
+			// A member that never started has no API and no name: its
+			// peer URL is what `ruche manager rm` takes.
+			api = "(peer " + m.PeerURL + ")"
+		}
 		size := "-"
 		if m.DBSize > 0 {
 			size = bytesHuman(m.DBSize)
