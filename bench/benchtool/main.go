@@ -17,23 +17,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/ruche-platform/ruche/bench/internal/benchcli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "benchtool: "+err.Error())
-		code := 1
-		if ctx.Err() != nil {
-			code = 130 // interrupted: run.sh stops instead of going on
-		}
-		stop()
-		os.Exit(code)
-	}
+	benchcli.Main("benchtool", run)
 }
 
 func run(ctx context.Context, args []string) error {
