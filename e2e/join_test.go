@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,5 +201,60 @@ secrets:
 	}
 	if len(after) != 3 {
 		t.Fatalf("%d containers after scaling to 3", len(after))
+	}
+}
+
+// TestRemovedAgentStops: after `ruche node rm --force`, the node's agent
+// stops by itself, non-zero, saying why and that its containers are left
+// as they are (instead of retrying against the managers forever).
+func TestRemovedAgentStops(t *testing.T) {
+	p := startPlatform(t)
+	var jt client.JoinToken
+	if err := json.Unmarshal([]byte(p.must("token", "create", "--ttl", "10m", "-o", "json")), &jt); err != nil {
+		t.Fatal(err)
+	}
+	node := uniq("e2e-rm-")
+	dataDir := t.TempDir()
+	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
+		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash,
+		"--data-dir", dataDir, "--node-name", node, "--node-api-addr", freePort(t), "--http-addr", "", "--https-addr", ""}}
+	a.start()
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = a.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			a.cmd.Process.Signal(syscall.SIGTERM)
+			<-exited
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(a.logPath)
+			t.Logf("ruche agent log:\n%s", tail(string(b), 40))
+		}
+	})
+	eventually(t, "the agent's node ready", 60*time.Second, func() bool {
+		for _, n := range p.nodes() {
+			if n.ID == node && n.Status == "ready" {
+				return true
+			}
+		}
+		return false
+	})
+	p.must("node", "rm", node, "--force")
+	select {
+	case <-exited:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the agent of a removed node still runs 90s after ruche node rm")
+	}
+	if ee, ok := exitErr.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Fatalf("agent exit: got %v, want a non-zero exit", exitErr)
+	}
+	b, _ := os.ReadFile(a.logPath)
+	for _, want := range []string{"this node was removed from the cluster (ruche node rm); stopping", "containers are left as they are"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("agent output lacks %q:\n%s", want, tail(string(b), 20))
+		}
 	}
 }
