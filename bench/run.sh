@@ -46,25 +46,13 @@ RUCHE=${BENCH_RUCHE_BIN:-$PWD/bin/ruche}
 RUNNET=bench-runnet
 TOOL=$WORK/benchtool
 
-log() { printf '==> %s\n' "$*" >&2; }
-want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+. bench/lib.sh
 
 # --- cleanup: only what this run created, found by its bench- names -------
 
 RUCHE_PID=""
 SWARM_OURS=0
 GWBRIDGE_EXISTED=1
-
-# containers_named PREFIX: IDs of containers whose name starts with PREFIX.
-containers_named() {
-	docker ps -a --format '{{.ID}} {{.Names}}' | awk -v p="$1" 'index($2, p) == 1 { print $1 }'
-}
-
-remove_containers() {
-	local ids
-	ids=$(containers_named "$1")
-	[ -z "$ids" ] || docker rm -f $ids >/dev/null
-}
 
 # wait_gone PREFIX SECONDS: until no container is named PREFIX*.
 wait_gone() {
@@ -141,33 +129,19 @@ trap 'exit 143' TERM
 
 # --- preflight -------------------------------------------------------------
 
-docker version --format '{{.Server.Version}}' >/dev/null || { echo "no Docker engine answers" >&2; exit 1; }
+need_docker
 if want swarm && [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != inactive ]; then
 	SWARM_PREEXISTING=1
 	echo "Swarm is already active on this daemon (state $(docker info --format '{{.Swarm.LocalNodeState}}')):" >&2
 	echo "it is not this benchmark's to change. Leave it first, or run with BENCH_SCENARIOS=\"docker-run ruche rss\"." >&2
 	exit 1
 fi
-for p in bench-run- bench-runnet- bench-ruche- bench-idle- bench-swarm.; do
-	if [ -n "$(containers_named "$p")" ]; then
-		log "removing leftover containers $p* of an earlier run"
-		remove_containers "$p"
-	fi
-done
-DOCKERD_PID=$(ss -Hxlp src /var/run/docker.sock | sed -n 's/.*"dockerd",pid=\([0-9]*\).*/\1/p' | head -n1)
+remove_leftovers bench-run- bench-runnet- bench-ruche- bench-idle- bench-swarm.
+DOCKERD_PID=$(dockerd_pid)
 
 # --- build -----------------------------------------------------------------
 
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-	log "building ruche (make build)"
-	make -s build >&2
-	log "building the image $IMAGE (FROM scratch + static examples/hello)"
-	CGO_ENABLED=0 go build -trimpath -o examples/hello/hello ./examples/hello
-	DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" examples/hello >/dev/null 2>"$WORK/build.err" || {
-		cat "$WORK/build.err" >&2
-		exit 1
-	}
-fi
+build_ruche_and_image
 go build -o "$TOOL" ./bench/benchtool
 IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 
@@ -175,10 +149,7 @@ IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 
 {
 	echo "- ruche: version $("$RUCHE" --version 2>/dev/null | awk '{print $NF}') (${BENCH_RUCHE_BIN:-bin/ruche}; HEAD is $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
-	echo "- CPU: $(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
-	echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-	echo "- kernel: $(uname -sr)"
-	echo "- OS: $(. /etc/os-release && echo "$PRETTY_NAME")"
+	machine_host_facts
 	echo "- Docker engine: $(docker version --format '{{.Server.Version}}') (API $(docker version --format '{{.Server.APIVersion}}')), CLI $(docker version --format '{{.Client.Version}}'), storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 	echo "- Go: $(go env GOVERSION)"
 	echo "- image: $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.1f MB", $1 / 1e6 }'))"
@@ -247,12 +218,7 @@ if want ruche || want rss; then
 		--api-addr "127.0.0.1:${PORTS[0]}" --store-addr "127.0.0.1:${PORTS[1]}" \
 		--store-peer-addr "127.0.0.1:${PORTS[2]}" --http-addr "" --https-addr "" >"$OUT/ruche-up.log" 2>&1 &
 	RUCHE_PID=$!
-	for _ in $(seq 1 120); do
-		"$RUCHE" status >/dev/null 2>&1 && break
-		kill -0 "$RUCHE_PID" 2>/dev/null || { tail -n 20 "$OUT/ruche-up.log" >&2; echo "ruche up exited" >&2; exit 1; }
-		sleep 0.5
-	done
-	"$RUCHE" status >&2
+	wait_ruche_up
 fi
 
 if want swarm; then

@@ -59,8 +59,7 @@ RUCHE=$PWD/bin/ruche
 TOOL=$WORK/ingresstool
 PORTS_TOOL=$WORK/benchtool
 
-log() { printf '==> %s\n' "$*" >&2; }
-want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+. bench/lib.sh
 now() { date +%s.%N; }
 failed() { # what why: a figure that could not be measured
 	printf 'failed\t%s\twhy=%s\n' "$1" "$(echo "$2" | tr '\t\n' '  ' | cut -c1-300)" >>"$RESULTS"
@@ -126,16 +125,6 @@ declare -A PROXY_PID=()
 SWARM_OURS=0
 SWARM_PREEXISTING=0
 GWBRIDGE_EXISTED=1
-
-containers_named() {
-	docker ps -a --format '{{.ID}} {{.Names}}' | awk -v p="$1" 'index($2, p) == 1 { print $1 }'
-}
-
-remove_containers() {
-	local ids
-	ids=$(containers_named "$1")
-	[ -z "$ids" ] || docker rm -f $ids >/dev/null
-}
 
 stop_pid() { # name pid: TERM, then KILL after 10 s
 	local name=$1 pid=$2
@@ -235,27 +224,13 @@ if [ ${#need[@]} -gt 0 ]; then
 	fi
 fi
 
-docker version --format '{{.Server.Version}}' >/dev/null || { echo "no Docker engine answers" >&2; exit 1; }
-for p in bench-ing- bench-ingrel- bench-ingswarm_; do
-	if [ -n "$(containers_named "$p")" ]; then
-		log "removing leftover containers $p* of an earlier run"
-		remove_containers "$p"
-	fi
-done
-DOCKERD_PID=$(ss -Hxlp src /var/run/docker.sock | sed -n 's/.*"dockerd",pid=\([0-9]*\).*/\1/p' | head -n1)
+need_docker
+remove_leftovers bench-ing- bench-ingrel- bench-ingswarm_
+DOCKERD_PID=$(dockerd_pid)
 
 # --- build -----------------------------------------------------------------------
 
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
-	log "building ruche (make build)"
-	make -s build >&2
-	log "building the image $IMAGE (FROM scratch + static examples/hello)"
-	CGO_ENABLED=0 go build -trimpath -o examples/hello/hello ./examples/hello
-	DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" examples/hello >/dev/null 2>"$WORK/build.err" || {
-		cat "$WORK/build.err" >&2
-		exit 1
-	}
-fi
+build_ruche_and_image
 go build -o "$TOOL" ./bench/ingress/ingresstool
 go build -o "$PORTS_TOOL" ./bench/benchtool
 IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
@@ -264,10 +239,7 @@ IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 
 {
 	echo "- ruche: version $("$RUCHE" --version 2>/dev/null | awk '{print $NF}') (bin/ruche; HEAD is $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
-	echo "- CPU: $(nproc) × $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
-	echo "- memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-	echo "- kernel: $(uname -sr)"
-	echo "- OS: $(. /etc/os-release && echo "$PRETTY_NAME")"
+	machine_host_facts
 	echo "- Docker engine: $(docker version --format '{{.Server.Version}}'), storage driver $(docker info --format '{{.Driver}}'), logging driver $(docker info --format '{{.LoggingDriver}}')"
 	echo "- Go: $(go env GOVERSION)"
 	echo "- peers: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), Caddy $(caddy version | awk '{print $1}'); load: wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), h2load $(h2load --version | awk '{print $2}'), bench/ingress/ingresstool (constant rate)"
@@ -307,12 +279,7 @@ if need_ruche; then
 		--store-peer-addr "127.0.0.1:${PORTS[2]}" \
 		--http-addr "127.0.0.1:$HTTP_PORT" --https-addr "127.0.0.1:$HTTPS_PORT" >"$OUT/ruche-up.log" 2>&1 &
 	RUCHE_PID=$!
-	for _ in $(seq 1 120); do
-		"$RUCHE" status >/dev/null 2>&1 && break
-		kill -0 "$RUCHE_PID" 2>/dev/null || { tail -n 20 "$OUT/ruche-up.log" >&2; echo "ruche up exited" >&2; exit 1; }
-		sleep 0.5
-	done
-	"$RUCHE" status >&2
+	wait_ruche_up
 fi
 
 # curl_ok URL HOST [curl args...]: 200 through the given address.
