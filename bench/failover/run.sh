@@ -17,19 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench/failover: needs root (network namespaces, a dockerd per node)" >&2
-	exit 1
-fi
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${BENCH_OUT:-bench/results/failover-$STAMP}
-mkdir -p "$OUT"
-if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
-	make --no-print-directory build >&2
-fi
-go build -o "$OUT/failover" ./bench/failover
-echo "==> bench/failover: results in $OUT" >&2
-"$OUT/failover" -bin bin/ruche -out "$OUT" \
+. bench/lib.sh
+run_testbed_bench failover "network namespaces, a dockerd per node" \
 	-trials "${BENCH_FO_TRIALS:-10}" -systems "${BENCH_FO_SYSTEMS:-ruche,swarm}" \
-	-version "$(git describe --always --dirty 2>/dev/null || echo dev)" \
-	2> >(tee "$OUT/progress.log" >&2)
+	-version "$(git describe --always --dirty 2>/dev/null || echo dev)"

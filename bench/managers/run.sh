@@ -15,17 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench/managers: needs root (network namespaces)" >&2
-	exit 1
-fi
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${BENCH_OUT:-bench/results/managers-$STAMP}
-mkdir -p "$OUT"
-if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
-	make --no-print-directory build >&2
-fi
-go build -o "$OUT/managers" ./bench/managers
-echo "==> bench/managers: results in $OUT" >&2
-"$OUT/managers" -bin bin/ruche -out "$OUT" -trials "${BENCH_MGR_TRIALS:-10}" \
-	-election-ms "${BENCH_MGR_ELECTION_MS:-}" -replicas "${BENCH_MGR_REPLICAS:-0}" 2> >(tee "$OUT/progress.log" >&2)
+. bench/lib.sh
+run_testbed_bench managers "network namespaces" -trials "${BENCH_MGR_TRIALS:-10}" \
+	-election-ms "${BENCH_MGR_ELECTION_MS:-}" -replicas "${BENCH_MGR_REPLICAS:-0}"
