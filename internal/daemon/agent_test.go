@@ -47,10 +47,12 @@ func newJoinEnv(t *testing.T) *joinEnv {
 	api := apiserver.New(apiserver.Config{ClusterID: "c1", ManagerURLs: []string{"https://10.9.9.9:7443"}},
 		apiserver.Deps{Store: st, CA: ca, Log: log, Events: events.NewRecorder(st, log), Registry: prometheus.NewRegistry()})
 	srv := httptest.NewUnstartedServer(api.Handler())
-	srv.TLS = apiTLSConfig(cert, ca)
-	srv.StartTLS()
+	// Not StartTLS: it would add its own certificate, served instead of
+	// GetCertificate's to clients sending no server name.
+	srv.Listener = tls.NewListener(srv.Listener, apiTLSConfig(pki.NewKeypair(cert), ca))
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return &joinEnv{st: st, ca: ca, url: srv.URL}
+	return &joinEnv{st: st, ca: ca, url: "https://" + srv.Listener.Addr().String()}
 }
 
 func (e *joinEnv) token(t *testing.T, role string) string {

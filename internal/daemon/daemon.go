@@ -137,6 +137,18 @@ func Up(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("api certificate: %w", err)
 	}
+	apiPair := pki.NewKeypair(cert)
+	mcert, err := nodeapi.ManagerCert(ca, cfg.NodeID)
+	if err != nil {
+		return fmt.Errorf("manager certificate: %w", err)
+	}
+	nodePair := pki.NewKeypair(mcert) // for the node API, beats and the store's peers
+	var peerAdvertise string
+	if extra.peerTLS != nil {
+		peerAdvertise = cfg.AdvertiseAddr
+	}
+	certRenewer := &managerCertRenewer{certs: managerCerts(ca, cfg.DataDir, hosts, apiPair, cfg.NodeID, nodePair, peerAdvertise),
+		log: log.With("component", "managercerts")}
 	confPath := filepath.Join(cfg.DataDir, "admin.conf")
 	if err := ensureAdmin(ctx, st, confPath, apiURL(cfg.APIAddr), string(ca.CertPEM)); err != nil {
 		return err
@@ -164,21 +176,14 @@ func Up(ctx context.Context, cfg Config) error {
 	tracker := nodes.NewTracker(cfg.Heartbeat)
 	localConn := agent.NewLocalConn(st, box)
 	localConn.Beats = tracker
-	if mcert, err := nodeapi.ManagerCert(ca, cfg.NodeID); err == nil {
-		localConn.Beats = newBeatRelay(tracker, st, managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0], ca, mcert, log) // beats.go
-	} else {
-		log.Warn("manager certificate: the in-process agent's heartbeats reach this manager only", "err", err)
-	}
+	localConn.Beats = newBeatRelay(tracker, st, managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0], ca, nodePair, log) // beats.go
 	var ag *agent.Agent
 	if !cfg.NoAgent {
 		ag = agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 			AdvertiseAddr: cfg.AdvertiseAddr},
 			agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, cfg.AdvertiseAddr != "")})
 	}
-	logs, err := newClusterLogs(ca, cfg.NodeID, st, ag, log)
-	if err != nil {
-		return err
-	}
+	logs := newClusterLogs(ca, nodePair, cfg.NodeID, st, ag, log)
 	ctlCfg := controller.Config{}
 	if len(cfg.Store.Endpoints) == 0 {
 		// The embedded etcd takes 4,096 operations per transaction
@@ -212,7 +217,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
-		TLSConfig:         apiTLSConfig(cert, ca),
+		TLSConfig:         apiTLSConfig(apiPair, ca),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -234,6 +239,7 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	run("manager-record", func() error { return publishManager(ctx, st, mrec, confPath, log) })
 	run("api-nodes", func() error { return api.Run(ctx) })
+	run("manager-certs", func() error { return certRenewer.run(ctx) })
 	run("controller", func() error {
 		return st.RunElected(ctx, "controller", cfg.NodeID, func(ctx context.Context) {
 			log.Info("leading: controllers started")
@@ -284,11 +290,12 @@ func managerURLs(apiAddr, advertise string) []string {
 	return []string{"https://" + net.JoinHostPort(advertise, port)}
 }
 
-// apiTLSConfig serves the API certificate and verifies client (node)
-// certificates when given: the agent API under /v1/agent/ requires one,
-// the CLI API a token.
-func apiTLSConfig(cert tls.Certificate, ca *pki.CA) *tls.Config {
-	c := tlsConfig(cert)
+// apiTLSConfig serves the API certificate held by pair (renewed while the
+// manager runs, managercerts.go) and verifies client (node) certificates
+// when given: the agent API under /v1/agent/ requires one, the CLI API a
+// token.
+func apiTLSConfig(pair *pki.Keypair, ca *pki.CA) *tls.Config {
+	c := &tls.Config{GetCertificate: pair.GetCertificate, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 	c.ClientCAs = ca.Pool()
 	c.ClientAuth = tls.VerifyClientCertIfGiven
 	return c

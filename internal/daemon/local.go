@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -49,10 +48,6 @@ func (c localChecker) CheckPort(ctx context.Context, protocol, hostIP string, po
 		}
 		return ln.Close()
 	}
-}
-
-func tlsConfig(cert tls.Certificate) *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 }
 
 // openDocker connects to the Docker engine (host "" is DOCKER_HOST, else the

@@ -89,22 +89,8 @@ func prepareStore(cfg Config) (ec storeExtra, err error) {
 	if err != nil {
 		return ec, err
 	}
-	csr, key, err := pki.NewNodeKey(peerCN)
-	if err != nil {
-		return ec, fmt.Errorf("store peer key: %w", err)
-	}
-	// Client and server use at once, CommonName peerCN.
-	cert, _, err := ca.SignNode(csr, pki.NodeRequest{ID: peerCN, Role: pki.RoleManager, Names: []string{cfg.AdvertiseAddr, "127.0.0.1"}})
-	if err != nil {
-		return ec, fmt.Errorf("store peer certificate: %w", err)
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{peerCertFile, cert}, {peerKeyFile, key}} {
-		if err := os.WriteFile(filepath.Join(pkiDir, f.name), f.data, 0o600); err != nil {
-			return ec, fmt.Errorf("store peer certificate: %w", err)
-		}
+	if err := writePeerCert(ca, pkiDir, cfg.AdvertiseAddr); err != nil {
+		return ec, err
 	}
 	ec.peerTLS = &store.PeerTLS{CertFile: filepath.Join(pkiDir, peerCertFile), KeyFile: filepath.Join(pkiDir, peerKeyFile),
 		CAFile: filepath.Join(pkiDir, "ca.crt"), AllowedCNs: []string{peerCN}}
@@ -116,6 +102,24 @@ func prepareStore(cfg Config) (ec storeExtra, err error) {
 		ec.initialCluster = sj.InitialCluster
 	}
 	return ec, nil
+}
+
+// writePeerCert signs the member's etcd peer certificate (client and
+// server use at once, CommonName peerCN) and swaps it into pki/ atomically:
+// etcd reads the files at every handshake, so a renewal needs no restart.
+func writePeerCert(ca *pki.CA, pkiDir, advertise string) error {
+	csr, key, err := pki.NewNodeKey(peerCN)
+	if err != nil {
+		return fmt.Errorf("store peer key: %w", err)
+	}
+	cert, _, err := ca.SignNode(csr, pki.NodeRequest{ID: peerCN, Role: pki.RoleManager, Names: []string{advertise, "127.0.0.1"}})
+	if err != nil {
+		return fmt.Errorf("store peer certificate: %w", err)
+	}
+	if err := pki.WritePair(filepath.Join(pkiDir, peerCertFile), filepath.Join(pkiDir, peerKeyFile), cert, key); err != nil {
+		return fmt.Errorf("store peer certificate: %w", err)
+	}
+	return nil
 }
 
 // storeExtra is what prepareStore adds to the embedded store's config.

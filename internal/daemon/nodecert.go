@@ -38,11 +38,51 @@ type nodeCertRenewer struct {
 	onRenew           func() // after the swap
 	expiry            prometheus.Gauge
 	log               *slog.Logger
+	renewTiming
+}
 
+// renewTiming is when a certificate renewer checks (shared by agents'
+// nodeCertRenewer and managers' managerCertRenewer); zero fields take the
+// defaults.
+type renewTiming struct {
 	now   func() time.Time // default time.Now
 	every time.Duration    // default nodeCertCheckEvery
 	retry time.Duration    // default nodeCertRetry
 	frac  float64          // default pki.RenewFraction
+}
+
+func (t *renewTiming) defaults() {
+	if t.now == nil {
+		t.now = time.Now
+	}
+	if t.every <= 0 {
+		t.every = nodeCertCheckEvery
+	}
+	if t.retry <= 0 {
+		t.retry = nodeCertRetry
+	}
+	if t.frac <= 0 {
+		t.frac = pki.RenewFraction
+	}
+}
+
+// loop calls check at once, then every t.every (t.retry after it failed),
+// until ctx ends.
+func (t *renewTiming) loop(ctx context.Context, check func() error) {
+	t.defaults()
+	for {
+		wait := t.every
+		if err := check(); err != nil {
+			wait = t.retry
+		}
+		tm := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return
+		case <-tm.C:
+		}
+	}
 }
 
 // newNodeExpiryGauge registers ruche_node_cert_expiry_seconds in reg.
@@ -59,18 +99,7 @@ func newNodeExpiryGauge(reg prometheus.Registerer) prometheus.Gauge {
 }
 
 func (r *nodeCertRenewer) defaults() {
-	if r.now == nil {
-		r.now = time.Now
-	}
-	if r.every <= 0 {
-		r.every = nodeCertCheckEvery
-	}
-	if r.retry <= 0 {
-		r.retry = nodeCertRetry
-	}
-	if r.frac <= 0 {
-		r.frac = pki.RenewFraction
-	}
+	r.renewTiming.defaults()
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -80,24 +109,15 @@ func (r *nodeCertRenewer) defaults() {
 // ctx ends.
 func (r *nodeCertRenewer) run(ctx context.Context) error {
 	r.defaults()
-	for {
-		wait := r.every
-		if _, err := r.check(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+	r.loop(ctx, func() error {
+		_, err := r.check(ctx)
+		if err != nil && ctx.Err() == nil {
 			r.log.Warn("node certificate not renewed; retrying", "err", err, "retry_in", r.retry,
 				"expires", r.pair.Current().Leaf.NotAfter)
-			wait = r.retry
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-	}
+		return err
+	})
+	return nil
 }
 
 // check renews the certificate if it is due; renewed reports whether it was.

@@ -118,7 +118,7 @@ func TestNodeCertRenewerRefusesAnotherIdentity(t *testing.T) {
 	first, _ := tls.X509KeyPair(certPEM, key)
 	pair := pki.NewKeypair(first)
 	r := &nodeCertRenewer{certPath: filepath.Join(dir, "c"), keyPath: filepath.Join(dir, "k"), pair: pair, roots: ca.Pool(),
-		now: func() time.Time { return time.Now().Add(pki.NodeCertLifetime) },
+		renewTiming: renewTiming{now: func() time.Time { return time.Now().Add(pki.NodeCertLifetime) }},
 		renew: func(_ context.Context, csr []byte) ([]byte, error) {
 			c, _, err := ca.SignNode(csr, pki.NodeRequest{ID: "n3", Role: pki.RoleAgent})
 			return c, err

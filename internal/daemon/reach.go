@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 
@@ -17,18 +16,15 @@ import (
 // for this node, the node API of every other node holding a replica.
 type clusterLogs struct{ l *nodeapi.ClusterLogs }
 
-// newClusterLogs issues the manager its client certificate for the node
-// API (in memory, RoleManager) and builds the fan-out.
-func newClusterLogs(ca *pki.CA, nodeID string, st store.Store, local *agent.Agent, log *slog.Logger) (clusterLogs, error) {
-	cert, err := nodeapi.ManagerCert(ca, nodeID)
-	if err != nil {
-		return clusterLogs{}, fmt.Errorf("manager certificate for the node api: %w", err)
-	}
-	deps := nodeapi.ClusterLogsDeps{Store: st, Remote: nodeapi.NewClient(cert, ca.Pool()), Log: log}
+// newClusterLogs builds the fan-out; calls to the node API send the
+// manager's own node certificate held by mcert (in memory, RoleManager,
+// renewed while the manager runs).
+func newClusterLogs(ca *pki.CA, mcert *pki.Keypair, nodeID string, st store.Store, local *agent.Agent, log *slog.Logger) clusterLogs {
+	deps := nodeapi.ClusterLogsDeps{Store: st, Remote: nodeapi.NewKeypairClient(mcert, ca.Pool()), Log: log}
 	if local != nil {
 		deps.Local = local
 	}
-	return clusterLogs{nodeapi.NewClusterLogs(nodeapi.ClusterLogsConfig{LocalNode: nodeID}, deps)}, nil
+	return clusterLogs{nodeapi.NewClusterLogs(nodeapi.ClusterLogsConfig{LocalNode: nodeID}, deps)}
 }
 
 func (c clusterLogs) Logs(ctx context.Context, project, service string, o apiserver.LogOptions, w io.Writer) error {

@@ -24,16 +24,22 @@ import (
 // ID the caller expects (the certificate's DNS name), whatever address it
 // is reached at.
 type Client struct {
-	cert tls.Certificate
+	pair *pki.Keypair
 	ca   *x509.CertPool
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // by node ID
 }
 
-// NewClient returns a client. It does no I/O.
+// NewClient returns a client sending cert. It does no I/O.
 func NewClient(cert tls.Certificate, ca *x509.CertPool) *Client {
-	return &Client{cert: cert, ca: ca, clients: map[string]*http.Client{}}
+	return NewKeypairClient(pki.NewKeypair(cert), ca)
+}
+
+// NewKeypairClient returns a client sending pair's current certificate, so
+// new connections use a renewed one. It does no I/O.
+func NewKeypairClient(pair *pki.Keypair, ca *x509.CertPool) *Client {
+	return &Client{pair: pair, ca: ca, clients: map[string]*http.Client{}}
 }
 
 func (c *Client) http(node string) *http.Client {
@@ -46,10 +52,10 @@ func (c *Client) http(node string) *http.Client {
 		Proxy:       nil,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig: &tls.Config{
-			Certificates: []tls.Certificate{c.cert},
-			RootCAs:      c.ca,
-			ServerName:   node, // node certificates carry their node ID as DNS name
-			MinVersion:   tls.VersionTLS12,
+			GetClientCertificate: c.pair.GetClientCertificate,
+			RootCAs:              c.ca,
+			ServerName:           node, // node certificates carry their node ID as DNS name
+			MinVersion:           tls.VersionTLS12,
 		},
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Second,
@@ -104,7 +110,8 @@ func (c *Client) Logs(ctx context.Context, node, addr, project, service string, 
 
 // ManagerCert issues this manager its own node certificate (RoleManager),
 // the client certificate of its calls to the node API. It is kept in
-// memory: a new one at every start.
+// memory: a new one at every start, renewed while the manager runs
+// (daemon/managercerts.go).
 func ManagerCert(ca *pki.CA, name string) (tls.Certificate, error) {
 	csr, key, err := pki.NewNodeKey(name)
 	if err != nil {

@@ -91,15 +91,20 @@ func createCA(certPath, keyPath, clusterName string) (*CA, error) {
 
 // ServerCert returns a TLS certificate for the API server valid for hosts
 // (IP addresses or DNS names), reusing the one in dir when it still covers
-// them and is not within 30 days of expiry.
+// them and has not yet lived RenewFraction of its lifetime.
 func (ca *CA) ServerCert(dir string, hosts []string) (tls.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
-	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if c, err := x509.ParseCertificate(pair.Certificate[0]); err == nil && covers(c, hosts) &&
-			time.Until(c.NotAfter) > 30*24*time.Hour && c.CheckSignatureFrom(ca.Cert) == nil {
-			return pair, nil
-		}
+	if pair, err := LoadPair(certPath, keyPath); err == nil && covers(pair.Leaf, hosts) &&
+		!NeedsRenewal(pair.Leaf, time.Now(), RenewFraction) && pair.Leaf.CheckSignatureFrom(ca.Cert) == nil {
+		return pair, nil
 	}
+	return ca.NewServerCert(dir, hosts)
+}
+
+// NewServerCert signs a new API server certificate for hosts, valid for a
+// year, and writes it to dir (api.crt, api.key) atomically (WritePair).
+func (ca *CA) NewServerCert(dir string, hosts []string) (tls.Certificate, error) {
+	certPath, keyPath := filepath.Join(dir, "api.crt"), filepath.Join(dir, "api.key")
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -123,14 +128,16 @@ func (ca *CA) ServerCert(dir string, hosts []string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := writeKey(keyPath, key); err != nil {
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	if err := WritePair(certPath, keyPath, certPEM, keyPEM); err != nil {
 		return tls.Certificate{}, fmt.Errorf("write api cert: %w", err)
 	}
-	return tls.LoadX509KeyPair(certPath, keyPath)
+	return LoadPair(certPath, keyPath)
 }
 
 // Pool returns a cert pool holding only the CA.
