@@ -160,37 +160,33 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the scenes ----------------------------------------------------------------
 
-cat >"$WORK/docker-run.sh" <<EOF
+# run_script FILE NAME-PREFIX [docker run options]: $REPLICAS × docker run -d,
+# all launched at once; the script fails if one fails.
+run_script() {
+	local file=$1 prefix=$2
+	shift 2
+	cat >"$file" <<EOF
 #!/usr/bin/env bash
-# $REPLICAS × docker run -d, all launched at once; fails if one fails.
 pids=()
 for n in \$(seq 1 $REPLICAS); do
-	docker run -d --name bench-run-\$n -e HELLO_VERSION=bench $IMAGE >/dev/null &
+	docker run -d --name $prefix-\$n $* -e HELLO_VERSION=bench $IMAGE >/dev/null &
 	pids+=(\$!)
 done
 rc=0
 for p in "\${pids[@]}"; do wait "\$p" || rc=1; done
 exit \$rc
 EOF
-chmod +x "$WORK/docker-run.sh"
+	chmod +x "$file"
+}
+
+run_script "$WORK/docker-run.sh" bench-run
 
 # The same on a bridge network of their own, with the aliases ruche gives
 # its replicas (the service name and <slot>.<service>): ruche creates a
 # network per project, and dockerd sets up more per container on a
 # user-defined network (its embedded DNS) than on the default bridge. The
 # network exists before the trials (ruche creates its own in its time).
-cat >"$WORK/docker-run-net.sh" <<EOF
-#!/usr/bin/env bash
-pids=()
-for n in \$(seq 1 $REPLICAS); do
-	docker run -d --name bench-runnet-\$n --network $RUNNET --network-alias web --network-alias \$n.web -e HELLO_VERSION=bench $IMAGE >/dev/null &
-	pids+=(\$!)
-done
-rc=0
-for p in "\${pids[@]}"; do wait "\$p" || rc=1; done
-exit \$rc
-EOF
-chmod +x "$WORK/docker-run-net.sh"
+run_script "$WORK/docker-run-net.sh" bench-runnet --network "$RUNNET" --network-alias web --network-alias '$n.web'
 
 compose_file() { # project replicas
 	cat <<EOF
