@@ -36,7 +36,8 @@ import (
 //	POST {prefix}<node>/events                         client.Event (type replica) → 204
 //	POST {prefix}<node>/cert                           client.NodeCertRequest → client.NodeCertResponse
 //
-// A node whose record is gone gets 403 with code CodeNodeRemoved.
+// A node whose record is gone gets 403 with code CodeNodeRemoved; a
+// certificate a new join of the node's name replaced, CodeNodeReplaced.
 const RemotePathPrefix = "/v1/agent/nodes/"
 
 // CodeTaskGone is the error code of a status report for a task no longer
@@ -179,6 +180,8 @@ func (e *remoteError) Unwrap() error {
 		return ErrTaskGone
 	case e.code == CodeNodeRemoved:
 		return ErrNodeRemoved
+	case e.code == CodeNodeReplaced:
+		return ErrNodeReplaced
 	case e.status == http.StatusUnauthorized || e.status == http.StatusForbidden:
 		return ErrRefused
 	case e.status == http.StatusNotFound:

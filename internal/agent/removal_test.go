@@ -15,7 +15,8 @@ import (
 
 func TestRemovalVerdict(t *testing.T) {
 	removed := &remoteError{status: 403, code: CodeNodeRemoved, msg: "removed"}
-	replaced := &remoteError{status: 403, code: "forbidden", msg: "replaced"}
+	replaced := &remoteError{status: 403, code: CodeNodeReplaced, msg: "replaced"}
+	other := &remoteError{status: 403, code: "forbidden", msg: "another node's path"}
 	type step struct {
 		at  time.Duration // since the start
 		err error         // nil: a success
@@ -23,14 +24,18 @@ func TestRemovalVerdict(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		steps []step
-		want  bool
+		want  error // the verdict; nil: none
 	}{
-		{"removal answers over the window", []step{{0, removed}, {5 * time.Second, removed}, {10 * time.Second, removed}}, true},
-		{"too short a window", []step{{0, removed}, {time.Second, removed}, {2 * time.Second, removed}, {3 * time.Second, removed}}, false},
-		{"too few answers", []step{{0, removed}, {time.Minute, removed}}, false},
-		{"a success starts again", []step{{0, removed}, {5 * time.Second, removed}, {6 * time.Second, nil}, {10 * time.Second, removed}, {11 * time.Second, removed}}, false},
-		{"other refusals are no removal", []step{{0, replaced}, {5 * time.Second, replaced}, {10 * time.Second, replaced}}, false},
-		{"other errors between do not reset", []step{{0, removed}, {3 * time.Second, replaced}, {5 * time.Second, removed}, {10 * time.Second, removed}}, true},
+		{"removal answers over the window", []step{{0, removed}, {5 * time.Second, removed}, {10 * time.Second, removed}}, ErrNodeRemoved},
+		{"replaced answers over the window", []step{{0, replaced}, {5 * time.Second, replaced}, {10 * time.Second, replaced}}, ErrNodeReplaced},
+		{"too short a window", []step{{0, removed}, {time.Second, removed}, {2 * time.Second, removed}, {3 * time.Second, removed}}, nil},
+		{"too few answers", []step{{0, replaced}, {time.Minute, replaced}}, nil},
+		{"a success starts again", []step{{0, removed}, {5 * time.Second, removed}, {6 * time.Second, nil}, {10 * time.Second, removed}, {11 * time.Second, removed}}, nil},
+		{"a success starts again, replaced", []step{{0, replaced}, {5 * time.Second, replaced}, {6 * time.Second, nil}, {10 * time.Second, replaced}, {11 * time.Second, replaced}}, nil},
+		{"other refusals are no removal", []step{{0, other}, {5 * time.Second, other}, {10 * time.Second, other}}, nil},
+		{"other errors between do not reset", []step{{0, removed}, {3 * time.Second, other}, {5 * time.Second, removed}, {10 * time.Second, removed}}, ErrNodeRemoved},
+		{"another terminal kind starts a run of its own", []step{{0, removed}, {5 * time.Second, removed}, {10 * time.Second, replaced}, {12 * time.Second, replaced}}, nil},
+		{"the last kind's run decides", []step{{0, removed}, {5 * time.Second, replaced}, {10 * time.Second, replaced}, {15 * time.Second, replaced}}, ErrNodeReplaced},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -41,33 +46,49 @@ func TestRemovalVerdict(t *testing.T) {
 				now = start.Add(s.at)
 				r.observe(s.err)
 			}
-			got := false
+			closed := false
 			select {
 			case <-r.done:
-				got = true
+				closed = true
 			default:
 			}
-			if got != tc.want {
-				t.Fatalf("removed: got %v, want %v", got, tc.want)
+			if got := r.result(); got != tc.want || closed != (tc.want != nil) {
+				t.Fatalf("verdict: got %v (done closed: %v), want %v", got, closed, tc.want)
 			}
 		})
 	}
 	if !errors.Is(removed, ErrNodeRemoved) || !errors.Is(removed, ErrRefused) {
 		t.Error("a node_removed answer is not ErrNodeRemoved and ErrRefused")
 	}
+	if !errors.Is(replaced, ErrNodeReplaced) || !errors.Is(replaced, ErrRefused) || errors.Is(replaced, ErrNodeRemoved) {
+		t.Error("a node_replaced answer is not ErrNodeReplaced and ErrRefused only")
+	}
 }
 
 // TestRemoteConnRemoved: a RemoteConn closes Removed after the managers'
-// node_removed answers, and never for a manager that is down or answers
-// 5xx (a manager restarting), however long that lasts.
+// node_removed (or node_replaced) answers, with that verdict, and never for
+// a manager that is down or answers 5xx (a manager restarting), however
+// long that lasts.
 func TestRemoteConnRemoved(t *testing.T) {
+	for _, tc := range []struct {
+		code string
+		want error
+	}{
+		{CodeNodeRemoved, ErrNodeRemoved},
+		{CodeNodeReplaced, ErrNodeReplaced},
+	} {
+		t.Run(tc.code, func(t *testing.T) { testRemoteConnVerdict(t, tc.code, tc.want) })
+	}
+}
+
+func testRemoteConnVerdict(t *testing.T, code string, want error) {
 	var mode atomic.Value // "removed", "down", "ok"
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch mode.Load() {
 		case "removed":
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
-			w.Write([]byte(`{"status":403,"code":"node_removed","message":"node n2 was removed"}`))
+			w.Write([]byte(`{"status":403,"code":"` + code + `","message":"node n2 refused"}`))
 		case "down":
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		default:
@@ -94,13 +115,13 @@ func TestRemoteConnRemoved(t *testing.T) {
 		c.Heartbeat(ctx, "n2", client.NodeLoad{})
 		c.RegisterNode(ctx, client.Node{ID: "n2"})
 	}
-	if isRemoved() {
-		t.Fatal("removed after 5xx answers")
+	if isRemoved() || c.Verdict() != nil {
+		t.Fatalf("removed after 5xx answers (verdict %v)", c.Verdict())
 	}
 	mode.Store("removed")
 	_, err := c.Heartbeat(ctx, "n2", client.NodeLoad{})
-	if !errors.Is(err, ErrNodeRemoved) {
-		t.Fatalf("heartbeat: got %v, want ErrNodeRemoved", err)
+	if !errors.Is(err, want) {
+		t.Fatalf("heartbeat: got %v, want %v", err, want)
 	}
 	mode.Store("ok")
 	if _, err := c.Heartbeat(ctx, "n2", client.NodeLoad{}); err != nil {
@@ -115,6 +136,9 @@ func TestRemoteConnRemoved(t *testing.T) {
 	}
 	c.RegisterNode(ctx, client.Node{ID: "n2"})
 	if !isRemoved() {
-		t.Fatal("not removed after 3 node_removed answers")
+		t.Fatalf("not removed after 3 %s answers", code)
+	}
+	if got := c.Verdict(); got != want {
+		t.Fatalf("verdict: got %v, want %v", got, want)
 	}
 }

@@ -63,7 +63,7 @@ func (s *Server) agentAuth(r *http.Request) error {
 		return nodeRemoved(id.NodeID)
 	}
 	if serial != id.Serial {
-		return forbidden(fmt.Sprintf("this certificate of node %s was replaced (the node joined again)", id.NodeID))
+		return nodeReplaced(id.NodeID)
 	}
 	return nil
 }

@@ -290,12 +290,8 @@ func TestJoinTokenIsNoAPIToken(t *testing.T) {
 
 func TestRejoinOfADownNode(t *testing.T) {
 	e := newTLSEnv(t, nil)
-	ctx := context.Background()
 	old := e.mustJoin("n2")
-	var n client.Node
-	rev, _ := store.GetJSON(ctx, e.st, store.NodeKey("n2"), &n)
-	n.Status = "down"
-	e.st.Txn(ctx, []store.Cmp{store.ModRevisionIs(store.NodeKey("n2"), rev)}, store.Put(store.NodeKey("n2"), store.Encode(n)))
+	e.markDown("n2")
 	cert := e.mustJoin("n2")
 	if code, body := e.do(e.httpClient(cert), "POST", "/v1/agent/nodes/n2/heartbeat", "", client.NodeLoad{}); code != http.StatusOK {
 		t.Fatalf("new certificate: got %d %s", code, body)

@@ -18,6 +18,14 @@ func nodeRemoved(node string) error {
 		msg: fmt.Sprintf("node %s is not a member of this cluster: it was removed (ruche node rm)", node)}
 }
 
+// nodeReplaced is the answer to a certificate of a node whose name a new
+// join took: the agent stops on it (agent.ErrNodeReplaced) instead of
+// retrying forever.
+func nodeReplaced(node string) error {
+	return &apiError{status: http.StatusForbidden, code: agent.CodeNodeReplaced,
+		msg: fmt.Sprintf("this certificate of node %s was replaced (the node joined again)", node)}
+}
+
 // renewNodeCert is POST /v1/agent/nodes/{node}/cert: a node renews its
 // certificate, authenticated by the one it holds (agentAuth: signed by the
 // cluster CA, naming {node}, with a serial its record accepts). The new
@@ -57,7 +65,7 @@ func (s *Server) renewNodeCert(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if id.Serial != n.CertSerial && id.Serial != n.CertSerialPrev {
-			return forbidden(fmt.Sprintf("this certificate of node %s was replaced (the node joined again)", id.NodeID))
+			return nodeReplaced(id.NodeID)
 		}
 		certPEM, serial, err := s.d.CA.SignNode([]byte(req.CSR), pki.NodeRequest{ID: id.NodeID, Role: id.Role, Names: names})
 		if errors.Is(err, pki.ErrBadCSR) {

@@ -47,7 +47,12 @@ func TestRenewNodeCert(t *testing.T) {
 	n3 := e.mustJoin("n3")
 	gone := e.mustJoin("gone")
 	e.st.Txn(ctx, nil, store.Delete(store.NodeKey("gone")))
+	replaced := e.mustJoin("n4")
+	e.markDown("n4") // a join takes the name of a down node only
+	rejoined := e.mustJoin("n4")
 
+	// The agent API answers as the renewal does: the agent stops on
+	// node_removed and node_replaced.
 	for _, tc := range []struct {
 		name     string
 		cert     *tls.Certificate
@@ -58,11 +63,19 @@ func TestRenewNodeCert(t *testing.T) {
 		{"no certificate", nil, "n2", 401, "unauthorized"},
 		{"another node's certificate", n3, "n2", 403, "forbidden"},
 		{"removed node", gone, "gone", 403, agent.CodeNodeRemoved},
+		{"certificate replaced by a new join", replaced, "n4", 403, agent.CodeNodeReplaced},
+		{"the new join's certificate", rejoined, "n4", 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, errCode, _ := e.renew(tc.cert, tc.node)
 			if code != tc.wantCode || errCode != tc.wantErr {
-				t.Fatalf("got %d %q, want %d %q", code, errCode, tc.wantCode, tc.wantErr)
+				t.Fatalf("renewal: got %d %q, want %d %q", code, errCode, tc.wantCode, tc.wantErr)
+			}
+			code, body := e.do(e.httpClient(tc.cert), "POST", "/v1/agent/nodes/"+tc.node+"/heartbeat", "", client.NodeLoad{})
+			var ce client.Error
+			json.Unmarshal(body, &ce)
+			if code != tc.wantCode || ce.Code != tc.wantErr {
+				t.Fatalf("heartbeat: got %d %s, want %d %q", code, body, tc.wantCode, tc.wantErr)
 			}
 		})
 	}
@@ -123,4 +136,19 @@ func TestRenewNodeCert(t *testing.T) {
 			t.Errorf("got serials %s/%s, want new/%s", n.CertSerial, n.CertSerialPrev, before.CertSerial)
 		}
 	})
+}
+
+// markDown sets node's status to down, as the managers do for a silent node.
+func (e *tlsEnv) markDown(node string) {
+	e.t.Helper()
+	ctx := context.Background()
+	var n client.Node
+	rev, err := store.GetJSON(ctx, e.st, store.NodeKey(node), &n)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n.Status = "down"
+	if _, err := e.st.Txn(ctx, []store.Cmp{store.ModRevisionIs(store.NodeKey(node), rev)}, store.Put(store.NodeKey(node), store.Encode(n))); err != nil {
+		e.t.Fatal(err)
+	}
 }
