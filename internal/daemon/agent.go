@@ -191,8 +191,10 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	}
 	stop()
 	ps.wait()
-	if errors.Is(runErr, ErrNodeRemoved) {
-		return ErrNodeRemoved
+	for _, end := range []error{ErrNodeRemoved, ErrNodeReplaced} {
+		if errors.Is(runErr, end) {
+			return end // the part's name adds nothing to it
+		}
 	}
 	log.Info("ruche agent stopped; containers keep running and are adopted at the next start")
 	return runErr

@@ -19,6 +19,12 @@ import (
 var ErrNodeRemoved = errors.New("this node was removed from the cluster (ruche node rm): the agent stopped; " +
 	"its containers are left as they are (remove them with docker if they are no longer wanted); to join again, use a new token and an empty --data-dir")
 
+// ErrNodeReplaced: `ruche agent` stops because a new join took its node's
+// name, so the managers no longer accept its certificate.
+var ErrNodeReplaced = errors.New("this node's name was taken by a new join (its certificate was replaced): the agent stopped; " +
+	"its containers are left as they are (remove them with docker if they are no longer wanted); to run it again, " +
+	"remove " + identityFile + " from its --data-dir and join with a new token and another --node-name")
+
 // Timing of node certificate renewal.
 const (
 	nodeCertCheckEvery = time.Hour       // how often the certificate's age is checked
@@ -180,20 +186,29 @@ func (r *nodeCertRenewer) setExpiry(leaf *x509.Certificate) {
 	}
 }
 
-// removedSource tells when the managers have removed this node
-// (agent.RemoteConn).
-type removedSource interface{ Removed() <-chan struct{} }
+// removedSource tells when the managers have removed this node, or a new
+// join took its name, and which (agent.RemoteConn).
+type removedSource interface {
+	Removed() <-chan struct{}
+	Verdict() error
+}
 
-// stopWhenRemoved returns ErrNodeRemoved, after logging it once, when src
-// says the node was removed; nil when ctx ends first.
+// stopWhenRemoved returns ErrNodeRemoved or ErrNodeReplaced, after logging
+// it once, when src says the node was removed or replaced; nil when ctx
+// ends first.
 func stopWhenRemoved(ctx context.Context, src removedSource, log *slog.Logger) error {
 	select {
 	case <-ctx.Done():
 		return nil
 	case <-src.Removed():
-		log.Error("this node was removed from the cluster (ruche node rm); stopping. Its containers are left as they are")
-		return ErrNodeRemoved
 	}
+	if errors.Is(src.Verdict(), agent.ErrNodeReplaced) {
+		log.Error("this node's name was taken by a new join (its certificate was replaced); stopping. Its containers are left as they are; " +
+			"to run it again, remove " + identityFile + " from its --data-dir and join with a new token and another --node-name")
+		return ErrNodeReplaced
+	}
+	log.Error("this node was removed from the cluster (ruche node rm); stopping. Its containers are left as they are")
+	return ErrNodeRemoved
 }
 
 // runNodeAPI serves the node API with the current node certificate,

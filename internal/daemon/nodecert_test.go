@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/ruche-platform/ruche/internal/agent"
 	"github.com/ruche-platform/ruche/internal/pki"
 )
 
@@ -131,26 +132,42 @@ func TestNodeCertRenewerRefusesAnotherIdentity(t *testing.T) {
 	}
 }
 
-type removedChan chan struct{}
+type removedChan struct {
+	c       chan struct{}
+	verdict error
+}
 
-func (c removedChan) Removed() <-chan struct{} { return c }
+func (c removedChan) Removed() <-chan struct{} { return c.c }
+func (c removedChan) Verdict() error           { return c.verdict }
 
 func TestStopWhenRemoved(t *testing.T) {
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := stopWhenRemoved(ctx, make(removedChan), log); err != nil {
+	if err := stopWhenRemoved(ctx, removedChan{c: make(chan struct{})}, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("ctx ended: got %v, want nil", err)
 	}
-	c := make(removedChan)
-	close(c)
-	err := stopWhenRemoved(context.Background(), c, log)
-	if !errors.Is(err, ErrNodeRemoved) || !strings.Contains(err.Error(), "containers are left as they are") {
-		t.Fatalf("got %v, want ErrNodeRemoved", err)
-	}
-	if got := strings.Count(logs.String(), "this node was removed from the cluster (ruche node rm); stopping"); got != 1 {
-		t.Fatalf("logged %d times, want once", got)
+	for _, tc := range []struct {
+		name    string
+		verdict error
+		want    error
+		log     string
+	}{
+		{"removed", agent.ErrNodeRemoved, ErrNodeRemoved, "this node was removed from the cluster (ruche node rm); stopping"},
+		{"replaced", agent.ErrNodeReplaced, ErrNodeReplaced, "this node's name was taken by a new join (its certificate was replaced); stopping"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			c := removedChan{c: make(chan struct{}), verdict: tc.verdict}
+			close(c.c)
+			err := stopWhenRemoved(context.Background(), c, log)
+			if err != tc.want || !strings.Contains(err.Error(), "containers are left as they are") {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if got := strings.Count(logs.String(), tc.log); got != 1 {
+				t.Fatalf("logged %q %d times, want once:\n%s", tc.log, got, logs.String())
+			}
+		})
 	}
 }
 
