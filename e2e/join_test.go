@@ -204,57 +204,107 @@ secrets:
 	}
 }
 
-// TestRemovedAgentStops: after `ruche node rm --force`, the node's agent
-// stops by itself, non-zero, saying why and that its containers are left
-// as they are (instead of retrying against the managers forever).
-func TestRemovedAgentStops(t *testing.T) {
-	p := startPlatform(t)
+// joinedAgent starts an agent that joins p as node with a new token and
+// dataDir, and waits for its node to be ready. exited is closed when the
+// process ends (its error in exitErr); at cleanup the agent is stopped if
+// it still runs and, if the test failed, its log shown.
+type joinedAgent struct {
+	*agentProc
+	exited  chan struct{}
+	exitErr error
+}
+
+func startJoinedAgent(t *testing.T, p *platform, node, dataDir string) *joinedAgent {
+	t.Helper()
 	var jt client.JoinToken
 	if err := json.Unmarshal([]byte(p.must("token", "create", "--ttl", "10m", "-o", "json")), &jt); err != nil {
 		t.Fatal(err)
 	}
-	node := uniq("e2e-rm-")
-	dataDir := t.TempDir()
-	a := &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
+	a := &joinedAgent{agentProc: &agentProc{t: t, logPath: filepath.Join(dataDir, "agent.log"), args: []string{"agent",
 		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash,
-		"--data-dir", dataDir, "--node-name", node, "--node-api-addr", freePort(t), "--http-addr", "", "--https-addr", ""}}
-	a.start()
-	exited := make(chan struct{})
-	var exitErr error
-	go func() { exitErr = a.cmd.Wait(); close(exited) }()
+		"--data-dir", dataDir, "--node-name", node, "--node-api-addr", freePort(t), "--http-addr", "", "--https-addr", ""}}}
+	a.run()
 	t.Cleanup(func() {
 		select {
-		case <-exited:
+		case <-a.exited:
 		default:
 			a.cmd.Process.Signal(syscall.SIGTERM)
-			<-exited
+			<-a.exited
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(a.logPath)
-			t.Logf("ruche agent log:\n%s", tail(string(b), 40))
+			t.Logf("ruche agent log (%s):\n%s", dataDir, tail(string(b), 40))
 		}
 	})
-	eventually(t, "the agent's node ready", 60*time.Second, func() bool {
+	waitNodeStatus(t, p, node, "ready")
+	return a
+}
+
+// run starts the agent process (again, with its data dir's identity).
+func (a *joinedAgent) run() {
+	a.start()
+	a.exited = make(chan struct{})
+	go func() { a.exitErr = a.cmd.Wait(); close(a.exited) }()
+}
+
+// stopsWith waits for the agent to exit by itself, non-zero, having logged
+// each of want.
+func (a *joinedAgent) stopsWith(why string, want ...string) {
+	t := a.t
+	t.Helper()
+	select {
+	case <-a.exited:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the agent still runs 90s after %s", why)
+	}
+	if ee, ok := a.exitErr.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Fatalf("agent exit: got %v, want a non-zero exit", a.exitErr)
+	}
+	b, _ := os.ReadFile(a.logPath)
+	for _, w := range want {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("agent output lacks %q:\n%s", w, tail(string(b), 20))
+		}
+	}
+}
+
+func waitNodeStatus(t *testing.T, p *platform, node, status string) {
+	t.Helper()
+	eventually(t, "node "+node+" "+status, 60*time.Second, func() bool {
 		for _, n := range p.nodes() {
-			if n.ID == node && n.Status == "ready" {
+			if n.ID == node && n.Status == status {
 				return true
 			}
 		}
 		return false
 	})
+}
+
+// TestRemovedAgentStops: after `ruche node rm --force`, the node's agent
+// stops by itself, non-zero, saying why and that its containers are left
+// as they are (instead of retrying against the managers forever).
+func TestRemovedAgentStops(t *testing.T) {
+	p := startPlatform(t)
+	node := uniq("e2e-rm-")
+	a := startJoinedAgent(t, p, node, t.TempDir())
 	p.must("node", "rm", node, "--force")
-	select {
-	case <-exited:
-	case <-time.After(90 * time.Second):
-		t.Fatal("the agent of a removed node still runs 90s after ruche node rm")
-	}
-	if ee, ok := exitErr.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
-		t.Fatalf("agent exit: got %v, want a non-zero exit", exitErr)
-	}
-	b, _ := os.ReadFile(a.logPath)
-	for _, want := range []string{"this node was removed from the cluster (ruche node rm); stopping", "containers are left as they are"} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("agent output lacks %q:\n%s", want, tail(string(b), 20))
-		}
-	}
+	a.stopsWith("ruche node rm", "this node was removed from the cluster (ruche node rm); stopping", "containers are left as they are")
+}
+
+// TestReplacedAgentStops: a node is down, a new agent joins with its name
+// (taking it: its certificate replaces the old one's); the old agent,
+// started again, stops by itself, non-zero, saying its name was taken,
+// while the new one keeps the node ready.
+func TestReplacedAgentStops(t *testing.T) {
+	p := startPlatform(t)
+	node := uniq("e2e-rejoin-")
+	old := startJoinedAgent(t, p, node, t.TempDir())
+	old.cmd.Process.Signal(syscall.SIGTERM) // by its pid
+	<-old.exited
+	waitNodeStatus(t, p, node, "down")
+	startJoinedAgent(t, p, node, t.TempDir())
+	old.run() // its data dir holds the old identity: --join is ignored
+	old.stopsWith("its node's name was taken",
+		"this node's name was taken by a new join (its certificate was replaced); stopping", "containers are left as they are")
+	waitNodeStatus(t, p, node, "ready")
 }
