@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -24,20 +25,26 @@ func TestRunElectedFence(t *testing.T) {
 	second := make(chan error, 1)
 	ended := make(chan error, 1)
 	runs := 0 // touched by fn only: RunElected runs it once at a time
-	elected := func(ctx context.Context) {
-		runs++
+	lead := func() {
 		select {
 		case leading <- struct{}{}:
 		default:
 		}
+	}
+	elected := func(ctx context.Context) {
+		runs++
 		if runs > 1 {
+			lead()
 			<-ctx.Done()
 			return
 		}
+		// The first write goes through before the test deletes the key:
+		// it says it leads only then.
 		if _, err := e.Txn(ctx, nil, Put("/t/fenced", []byte("1"))); err != nil {
-			second <- err
+			second <- fmt.Errorf("first write: %w", err)
 			return
 		}
+		lead()
 		<-deleted
 		_, err := e.Txn(ctx, nil, Put("/t/fenced", []byte("2")))
 		second <- err
@@ -50,7 +57,17 @@ func TestRunElectedFence(t *testing.T) {
 		e.RunElected(ctx, "fence-test", "me", elected)
 	}()
 	defer func() { cancel(); <-stopped }()
-	<-leading
+	recv := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case err := <-second: // the first write failed
+			t.Fatalf("%s: %v", what, err)
+		case <-ctx.Done():
+			t.Fatalf("%s: %v", what, ctx.Err())
+		}
+	}
+	recv("leading", leading)
 	kvs, _, err := e.List(ctx, ElectionPrefix+"fence-test/")
 	if err != nil || len(kvs) != 1 {
 		t.Fatalf("election keys: %v, %v; want one", kvs, err)
@@ -62,8 +79,13 @@ func TestRunElectedFence(t *testing.T) {
 	if err := <-second; !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("write after the key went: %v, want ErrNotLeader", err)
 	}
-	if err := <-ended; err == nil {
-		t.Fatal("context not ended")
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("context ended without an error")
+		}
+	case <-ctx.Done():
+		t.Fatal("context not ended after the refused write")
 	}
 	if kv, err := e.Get(ctx, "/t/fenced"); err != nil || string(kv.Value) != "1" {
 		t.Errorf("/t/fenced = %q, %v; want 1 (the refused write not applied)", kv.Value, err)
