@@ -36,6 +36,25 @@ func peerFiles(t *testing.T, ca *pki.CA, caDir, cn string) *store.PeerTLS {
 	return &store.PeerTLS{CertFile: cf, KeyFile: kf, CAFile: filepath.Join(caDir, "ca.crt"), AllowedCNs: []string{"etcd-peer.ruche"}}
 }
 
+// startTLSMember starts member "a" with peer mutual TLS under a new
+// cluster CA (closed with the test), and returns the CA and its dir for
+// the members that join it.
+func startTLSMember(t *testing.T) (*store.Embedded, *pki.CA, string) {
+	t.Helper()
+	caDir := t.TempDir()
+	ca, err := pki.LoadOrCreateCA(caDir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir(), Name: "a", ClientAddr: loopAddr(t), PeerAddr: loopAddr(t),
+		PeerTLS: peerFiles(t, ca, caDir, "etcd-peer.ruche"), ElectionMs: 500, HeartbeatMs: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a, ca, caDir
+}
+
 // TestTwoMembers: a second member joins over mutual TLS with the initial
 // cluster AddMember answers, as a learner, sees the first one's data, is
 // promoted, and stops when removed.
@@ -43,19 +62,9 @@ func TestTwoMembers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two etcd members")
 	}
-	caDir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(caDir, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	a, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir(), Name: "a", ClientAddr: loopAddr(t), PeerAddr: loopAddr(t),
-		PeerTLS: peerFiles(t, ca, caDir, "etcd-peer.ruche"), ElectionMs: 500, HeartbeatMs: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a, ca, caDir := startTLSMember(t)
 	if got := a.PeerURL(); got[:8] != "https://" {
 		t.Fatalf("peer URL %s, want https", got)
 	}
@@ -120,19 +129,9 @@ func TestPeerRefusesOtherCN(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts two etcd members")
 	}
-	caDir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(caDir, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	a, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir(), Name: "a", ClientAddr: loopAddr(t), PeerAddr: loopAddr(t),
-		PeerTLS: peerFiles(t, ca, caDir, "etcd-peer.ruche"), ElectionMs: 500, HeartbeatMs: 50})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a, ca, caDir := startTLSMember(t)
 	peerB := loopAddr(t)
 	ic, err := a.AddMember(ctx, "b", "https://"+peerB)
 	if err != nil {
