@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -67,22 +66,8 @@ func TestLogsFollow(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, rucheBin, "logs", "-f", proj+"/web")
 	cmd.Env = append(os.Environ(), "RUCHE_CONFIG="+filepath.Join(p.dataDir, "admin.conf"))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	lines := startLines(t, cmd)
 	defer func() { cancel(); cmd.Wait() }()
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
 	p.must("scale", proj+"/web=2")
 	for {
 		select {

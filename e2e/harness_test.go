@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -299,4 +300,40 @@ func hostPort(t *testing.T, r client.Replica) uint16 {
 	}
 	t.Fatalf("%s publishes no IPv4 port: %v", r.Name(), r.Status.Ports)
 	return 0
+}
+
+// needRoot skips the test (fails it with CI=true) when not run as root;
+// why says what needs it, e.g. "the multi-node tests need root (network
+// namespaces)".
+func needRoot(t *testing.T, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why + ", and CI=true makes that a failure")
+	}
+	t.Skip(why)
+}
+
+// startLines starts cmd and streams its standard output, a line at a
+// time; the channel closes when the output ends. The caller waits for cmd.
+func startLines(t *testing.T, cmd *exec.Cmd) <-chan string {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	return lines
 }

@@ -227,12 +227,7 @@ var managerNodes = []string{"node1", "node2", "node3"}
 func startManagers(t *testing.T) *managersEnv {
 	t.Helper()
 	needDocker(t)
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the managers test needs root (network namespaces), and CI=true makes that a failure")
-		}
-		t.Skip("the managers test needs root (network namespaces)")
-	}
+	needRoot(t, "the managers test needs root (network namespaces)")
 	if out, err := exec.Command(rucheBin, "server", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "--join") {
 		t.Fatalf("ruche has no `server --join`: %v %s", err, out)
 	}

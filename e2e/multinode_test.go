@@ -277,12 +277,7 @@ type multiNode struct {
 func startMultiNode(t *testing.T) *multiNode {
 	t.Helper()
 	needDocker(t)
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the multi-node tests need root (network namespaces), and CI=true makes that a failure")
-		}
-		t.Skip("the multi-node tests need root (network namespaces)")
-	}
+	needRoot(t, "the multi-node tests need root (network namespaces)")
 	if out, err := exec.Command(rucheBin, "agent", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "--join") {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("ruche has no `agent --join`: %v %s", err, out)

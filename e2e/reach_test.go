@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -136,22 +135,8 @@ func TestReachLogsFollow(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, rucheBin, "logs", "-f", e.proj+"/web")
 	cmd.Env = append(os.Environ(), "RUCHE_CONFIG="+filepath.Join(e.p.dataDir, "admin.conf"))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	lines := startLines(t, cmd)
 	defer func() { cancel(); cmd.Wait() }()
-	lines := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
 	var seen []string
 	// wait returns once a line (any seen so far, in any order) matches.
 	wait := func(what string, match func(string) bool) {
