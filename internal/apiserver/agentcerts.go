@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -26,10 +27,14 @@ import (
 type AgentCerts interface {
 	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool
+	// Changed is closed the next time the certificates may have changed
+	// (one obtained, loaded or stored); then it is asked for anew.
+	Changed() <-chan struct{}
 }
 
 // agentCertsRecheck is how often a certificate stream looks again at the
-// certificates (renewals, orders that completed) besides route changes.
+// certificates besides route changes and Changed: a renewal may reach
+// the manager's cache just after Changed fired.
 const agentCertsRecheck = 30 * time.Second
 
 // agentCertRoutes registers the certificate endpoints of the agent API.
@@ -90,14 +95,17 @@ func (s *Server) feedCerts(ctx context.Context, hostsc <-chan []string, sets cha
 	var hosts []string
 	var last []byte
 	started := false
+	changed := s.d.AgentCerts.Changed()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case hosts = <-hostsc:
 			started = true
+		case <-changed:
 		case <-tick.C:
 		}
+		changed = s.d.AgentCerts.Changed()
 		if !started {
 			continue // no table yet
 		}
@@ -191,8 +199,13 @@ func (s *Server) agentALPNChallenge(w http.ResponseWriter, r *http.Request) erro
 	}
 	host := r.PathValue("host")
 	c, err := alpnChallengeCert(r.Context(), s.d.AgentCerts, host)
-	if err != nil || c == nil || len(c.Certificate) == 0 {
-		return notFound("no such ACME challenge")
+	if err == nil && (c == nil || len(c.Certificate) == 0) {
+		err = errors.New("no certificate")
+	}
+	if err != nil {
+		// The reason goes to the agent, which logs it: a validation
+		// that fails here is otherwise hard to explain.
+		return notFound(fmt.Sprintf("no TLS-ALPN-01 challenge for %s: %v", host, err))
 	}
 	b, err := bundleOf(host, c)
 	if err != nil {

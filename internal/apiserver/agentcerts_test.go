@@ -26,11 +26,37 @@ type fakeCerts struct {
 	certs      map[string]*tls.Certificate
 	challenges map[string]string // host + path -> answer
 	alpn       map[string]*tls.Certificate
+	changed    chan struct{}
+	asked      map[string]int // GetCertificate calls by server name
+}
+
+func (f *fakeCerts) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	return f.changed
+}
+
+// obtained adds host's certificate, as an ACME order that completed.
+func (f *fakeCerts) obtained(host string, c *tls.Certificate) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.certs[host] = c
+	if f.changed != nil {
+		close(f.changed)
+	}
+	f.changed = make(chan struct{})
 }
 
 func (f *fakeCerts) GetCertificate(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.asked == nil {
+		f.asked = map[string]int{}
+	}
+	f.asked[h.ServerName]++
 	if len(h.SupportedProtos) == 1 && h.SupportedProtos[0] == acmeTLSProto {
 		if h.Context() == nil {
 			return nil, errors.New("a TLS-ALPN-01 hello without context") // certmagic reads the store with it
@@ -135,6 +161,24 @@ func TestAgentCerts(t *testing.T) {
 
 	putService(client.RouteSpec{Host: "a.test", Port: 80, TLS: client.TLSInternal}, client.RouteSpec{Host: "c.test", Port: 80, TLS: client.TLSInternal})
 	next("a.test", "c.test")
+
+	// A certificate obtained after the routes: sent at once, well before
+	// the stream's periodic recheck.
+	putService(client.RouteSpec{Host: "a.test", Port: 80, TLS: client.TLSInternal}, client.RouteSpec{Host: "c.test", Port: 80, TLS: client.TLSInternal},
+		client.RouteSpec{Host: "e.test", Port: 80, TLS: client.TLSACME})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		fc.mu.Lock()
+		asked := fc.asked["e.test"]
+		fc.mu.Unlock()
+		if asked > 0 {
+			break // the stream has the route, not the certificate yet
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the certificate stream never looked for e.test")
+		}
+	}
+	fc.obtained("e.test", leafFor(t, ca, "e.test"))
+	next("a.test", "c.test", "e.test")
 
 	got, err := rc.ACMEChallenge(ctx, "n2", "a.test", "/.well-known/acme-challenge/tok1")
 	if err != nil || string(got) != "tok1.thumb" {

@@ -50,8 +50,11 @@ func (m *Manager) newACME() (*acmeState, error) {
 		Logger:  zl,
 		OnEvent: a.onEvent,
 		// Emitting "tls_get_certificate" on every handshake costs; only
-		// obtain and renew results are observed.
-		ShouldEmitFunc: func(ev string) bool { return ev == "cert_obtained" || ev == "cert_failed" },
+		// obtain and renew results, and certificates loaded from the
+		// store (another manager obtained them), are observed.
+		ShouldEmitFunc: func(ev string) bool {
+			return ev == "cert_obtained" || ev == "cert_failed" || ev == "cached_managed_cert"
+		},
 	}
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) { return a.configFor(c), nil },
@@ -131,6 +134,9 @@ func (a *acmeState) onEvent(_ context.Context, event string, data map[string]any
 	switch event {
 	case "cert_obtained":
 		a.m.met.acme.WithLabelValues(op, "success").Inc()
+		a.m.notify()
+	case "cached_managed_cert":
+		a.m.notify()
 	case "cert_failed":
 		a.m.met.acme.WithLabelValues(op, "failure").Inc()
 	}

@@ -88,10 +88,12 @@ func TestACME(t *testing.T) {
 			if _, err := m.GetCertificate(hello(host)); !errors.Is(err, ErrUnknownHost) {
 				t.Fatalf("before Manage: got %v, want ErrUnknownHost", err)
 			}
+			changed := m.Changed()
 			m.Manage(context.Background(), []Want{{Host: host, Mode: client.TLSACME, Project: "p", Service: "web"}})
 			// Obtaining is asynchronous: handshakes fail until it is done;
 			// then the chain the server sends verifies to pebble's root.
 			waitHandshake(t, tlsLn.Addr().String(), host, p.IssuerRoots)
+			waitFor(t, "Changed to tell of the obtained certificate", func() bool { return isClosed(changed) })
 			if got := counterValue(t, reg, "ruche_certs_acme_results_total", "obtain", "success"); got != 1 {
 				t.Errorf("obtain successes: got %v, want 1", got)
 			}
@@ -103,11 +105,13 @@ func TestACME(t *testing.T) {
 			// stored certificate without ordering another.
 			reg2 := prometheus.NewRegistry()
 			later := newManager(t, st, tc.cfg, reg2)
+			changed = later.Changed()
 			later.Manage(context.Background(), []Want{{Host: host, Mode: client.TLSACME}})
 			waitFor(t, "the later node to serve", func() bool {
 				_, err := later.GetCertificate(hello(host))
 				return err == nil
 			})
+			waitFor(t, "Changed to tell of the certificate loaded from the store", func() bool { return isClosed(changed) })
 			c1, _ := m.GetCertificate(hello(host))
 			c2, _ := later.GetCertificate(hello(host))
 			if !leafOf(t, c1).Equal(leafOf(t, c2)) {
@@ -160,6 +164,16 @@ func TestACME(t *testing.T) {
 			t.Errorf("nodes serve different certificates: serials %v and %v", ordered.SerialNumber, served.SerialNumber)
 		}
 	})
+}
+
+// isClosed tells whether a Changed channel has fired.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // debugLog shows the Managers' (and certmagic's) logs on stderr when

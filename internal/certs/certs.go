@@ -126,6 +126,9 @@ type Manager struct {
 
 	warnMu sync.Mutex
 	warned map[string]bool
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed (and replaced) by notify
 }
 
 // New builds a Manager. It does no I/O and starts nothing; Run does.
@@ -151,6 +154,7 @@ func New(cfg Config, deps Deps) (*Manager, error) {
 		internal:    map[string]*leaf{},
 		internalRev: map[string]int64{},
 		files:       map[string]*fileCrt{},
+		changed:     make(chan struct{}),
 	}
 	if s, ok := deps.Opener.(sealer); ok {
 		m.sealer = s
@@ -248,6 +252,24 @@ func (m *Manager) Manage(ctx context.Context, wants []Want) {
 	if !same {
 		m.poke()
 	}
+}
+
+// Changed returns a channel that is closed the next time the certificates
+// the Manager serves may have changed: one obtained, renewed, loaded from
+// the store, stored or removed by any node. A caller looks again, then
+// calls Changed anew.
+func (m *Manager) Changed() <-chan struct{} {
+	m.changedMu.Lock()
+	defer m.changedMu.Unlock()
+	return m.changed
+}
+
+// notify wakes the callers of Changed.
+func (m *Manager) notify() {
+	m.changedMu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.changedMu.Unlock()
 }
 
 func (m *Manager) poke() {

@@ -27,6 +27,7 @@ func (m *Manager) follow(ctx context.Context, prefix string, reset func([]store.
 		backoff = time.Second
 		reset(kvs)
 		m.poke()
+		m.notify()
 		wctx, cancel := context.WithCancel(ctx)
 		for resp := range m.st.Watch(wctx, prefix, rev+1) {
 			if resp.Err != nil {
@@ -38,6 +39,7 @@ func (m *Manager) follow(ctx context.Context, prefix string, reset func([]store.
 			for _, ev := range resp.Events {
 				apply(ev)
 			}
+			m.notify()
 		}
 		cancel()
 		if !sleep(ctx, 100*time.Millisecond) { // do not spin on a store that keeps failing

@@ -38,10 +38,14 @@ func TestFilesFromRecord(t *testing.T) {
 			t.Fatal("served another certificate than the user's")
 		}
 
-		// Replaced by the user: the new one is served.
+		// Replaced by the user: the new one is served, and Changed says so.
+		changed := m.Changed()
 		cert2, key2 := selfSigned(t, "shop.example.org")
 		putFiles(t, st, box, "shop.example.org", "p", cert2, key2)
 		synctest.Wait()
+		if !isClosed(changed) {
+			t.Error("Changed did not fire for a replaced certificate")
+		}
 		c, _ = m.GetCertificate(hello("shop.example.org"))
 		if got := pemOf(leafOf(t, c)); string(got) != string(cert2) {
 			t.Fatal("the replaced certificate is still served")
