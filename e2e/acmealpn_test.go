@@ -12,15 +12,17 @@ import (
 )
 
 // TestACMETLSALPNOnAgent: ACME validations reach an agent-only node
-// (`ruche agent`), and only over TLS-ALPN-01 (pebble's HTTP-01 port has
-// nothing listening): the agent's ingress answers the acme-tls/1
-// handshake with the challenge certificate a manager builds from the
-// pending challenge, the certificate is issued, and the agent serves it.
+// (`ruche agent`), and only over TLS-ALPN-01 (the manager runs with
+// --acme-challenges tls-alpn-01, as behind a router that keeps port 80
+// closed; pebble's HTTP-01 port has nothing listening anyway): the
+// agent's ingress answers the acme-tls/1 handshake with the challenge
+// certificate a manager builds from the pending challenge, the
+// certificate is issued, and the agent serves it.
 func TestACMETLSALPNOnAgent(t *testing.T) {
 	needDocker(t)
 	agentHTTP, agentHTTPS := freePort(t), freePort(t)
-	pb, root := startPebble(t, freePort(t), agentHTTPS) // HTTP-01 validations fail: nothing listens there
-	p := startPlatform(t, append([]string{"--advertise-addr", "127.0.0.1"}, acmeFlags(pb)...)...)
+	pb, root := startPebble(t, freePort(t), agentHTTPS)
+	p := startPlatform(t, append([]string{"--advertise-addr", "127.0.0.1", "--acme-challenges", "tls-alpn-01"}, acmeFlags(pb)...)...)
 
 	joinAgent(t, p, "e2e-alpn-", agentHTTP, agentHTTPS)
 
@@ -64,7 +66,7 @@ func joinAgent(t *testing.T, p *platform, prefix, httpAddr, httpsAddr string) (*
 		a.stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(a.logPath)
-			t.Logf("ruche agent log:\n%s", tail(string(b), 60))
+			t.Logf("ruche agent log:\n%s", failedLog(string(b), 60))
 		}
 	})
 	eventually(t, "two nodes ready", 60*time.Second, func() bool {

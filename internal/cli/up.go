@@ -59,6 +59,9 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 			if cfg.Join != "" && cfg.Token == "" {
 				return fmt.Errorf("--join needs --token (made with `ruche token create --role manager` on a manager)")
 			}
+			if _, _, err := cfg.Ingress.ACMEChallengesOff(); err != nil {
+				return err
+			}
 			if err := storeFlags(); err != nil {
 				return err
 			}
@@ -74,6 +77,8 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 	f.StringVar(&in.ACMEEmail, "acme-email", "", "contact e-mail for ACME; routes then get ACME certificates by default")
 	f.StringVar(&in.ACMEDirectory, "acme-ca", "", "ACME directory URL (default with --acme-email: Let's Encrypt)")
 	f.StringVar(&in.ACMERootFile, "acme-ca-root", "", "PEM file of a root to trust for the ACME server (private CA, tests)")
+	f.StringSliceVar(&in.ACMEChallenges, "acme-challenges", []string{daemon.ACMEHTTP01, daemon.ACMETLSALPN01},
+		"ACME challenge types to use: http-01 (port 80 reachable from the internet), tls-alpn-01 (port 443)")
 	f.StringArrayVar(&in.TrustedProxies, "trusted-proxy", nil, "address or CIDR of a proxy in front whose X-Forwarded-For is believed (repeatable)")
 	f.Float64Var(&in.RateLimit, "rate-limit", 0, "requests per second per client IP at the ingress (0: off)")
 	f.IntVar(&in.RateBurst, "rate-burst", 0, "burst for --rate-limit (default: the rate)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +25,8 @@ type IngressConfig struct {
 	HTTPAddr, HTTPSAddr string // "" turns that listener off
 	ACMEDirectory       string // "" with ACMEEmail set means Let's Encrypt
 	ACMEEmail           string
-	ACMERootFile        string // PEM of extra roots to trust the ACME server (a private or test CA)
+	ACMERootFile        string   // PEM of extra roots to trust the ACME server (a private or test CA)
+	ACMEChallenges      []string // challenge types to use: ACMEHTTP01, ACMETLSALPN01; empty means both
 	TrustedProxies      []string
 	RateLimit           float64
 	RateBurst           int
@@ -36,6 +38,32 @@ type IngressConfig struct {
 
 // LetsEncrypt is the ACME directory used when only an e-mail is given.
 const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+
+// The ACME challenge types --acme-challenges takes.
+const (
+	ACMEHTTP01    = "http-01"
+	ACMETLSALPN01 = "tls-alpn-01"
+)
+
+// ACMEChallengesOff tells which challenge types ACMEChallenges leaves out;
+// an unknown type, or none left, is an error.
+func (c IngressConfig) ACMEChallengesOff() (noHTTP01, noTLSALPN01 bool, err error) {
+	if len(c.ACMEChallenges) == 0 {
+		return false, false, nil
+	}
+	noHTTP01, noTLSALPN01 = true, true
+	for _, ch := range c.ACMEChallenges {
+		switch strings.ToLower(strings.TrimSpace(ch)) {
+		case ACMEHTTP01:
+			noHTTP01 = false
+		case ACMETLSALPN01:
+			noTLSALPN01 = false
+		default:
+			return false, false, fmt.Errorf("--acme-challenges: unknown challenge type %q (known: %s, %s)", ch, ACMEHTTP01, ACMETLSALPN01)
+		}
+	}
+	return noHTTP01, noTLSALPN01, nil
+}
 
 // acmeOn reports whether routes get ACME certificates by default.
 func (c IngressConfig) acmeOn() bool { return c.ACMEDirectory != "" || c.ACMEEmail != "" }
@@ -55,6 +83,9 @@ func newIngress(cfg IngressConfig, nodeID string, st store.Store, ca *pki.CA, bo
 		return nil, err
 	}
 	ccfg := certs.Config{ACMEDirectory: cfg.ACMEDirectory, ACMEEmail: cfg.ACMEEmail, HTTPAddr: cfg.HTTPAddr, HTTPSAddr: cfg.HTTPSAddr}
+	if ccfg.DisableHTTP01, ccfg.DisableTLSALPN01, err = cfg.ACMEChallengesOff(); err != nil {
+		return nil, err
+	}
 	if ccfg.ACMEDirectory == "" && cfg.ACMEEmail != "" {
 		ccfg.ACMEDirectory = LetsEncrypt
 	}
