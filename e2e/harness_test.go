@@ -132,7 +132,7 @@ func startPlatform(t *testing.T, extra ...string) *platform {
 		p.stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(p.logPath)
-			t.Logf("ruche up log:\n%s", tail(string(b), 60))
+			t.Logf("ruche up log:\n%s", failedLog(string(b), 60))
 		}
 	})
 	return p
@@ -279,6 +279,22 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// failedLog is what a failed test shows of a ruche log: its last 30
+// warnings and errors (the cause is often well before the end), then its
+// last n lines.
+func failedLog(s string, n int) string {
+	var bad []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			bad = append(bad, l)
+		}
+	}
+	if len(bad) > 30 {
+		bad = bad[len(bad)-30:]
+	}
+	return fmt.Sprintf("-- last %d warnings and errors --\n%s\n-- last %d lines --\n%s", len(bad), strings.Join(bad, "\n"), n, tail(s, n))
 }
 
 func tail(s string, n int) string {

@@ -92,7 +92,7 @@ func TestAgentJoins(t *testing.T) {
 		a.stop()
 		b, _ := os.ReadFile(a.logPath)
 		if t.Failed() {
-			t.Logf("ruche agent log:\n%s", tail(string(b), 60))
+			t.Logf("ruche agent log:\n%s", failedLog(string(b), 60))
 		}
 		if strings.Contains(string(b), jt.Token) {
 			t.Errorf("the join token is in the agent's log")
@@ -233,7 +233,7 @@ func startJoinedAgent(t *testing.T, p *platform, node, dataDir string) *joinedAg
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(a.logPath)
-			t.Logf("ruche agent log (%s):\n%s", dataDir, tail(string(b), 40))
+			t.Logf("ruche agent log (%s):\n%s", dataDir, failedLog(string(b), 40))
 		}
 	})
 	waitNodeStatus(t, p, node, "ready")

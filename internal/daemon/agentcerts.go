@@ -102,7 +102,9 @@ func (c *agentCerts) alpnChallengeCert(hello *tls.ClientHelloInfo, name string) 
 	defer cancel()
 	b, err := c.src.ACMEALPNCert(ctx, c.node, name)
 	if err != nil {
-		c.log.Debug("acme tls-alpn-01 challenge not answered", "host", name, "err", err)
+		// Only ACME validations offer acme-tls/1 alone: a failure here is
+		// why a certificate is not issued, worth a warning.
+		c.log.Warn("acme tls-alpn-01 challenge not answered", "host", name, "err", err)
 		return nil, fmt.Errorf("daemon: tls-alpn-01 challenge for %s: %w", name, err)
 	}
 	cert, err := bundleCert(b)
