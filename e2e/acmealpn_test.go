@@ -78,5 +78,12 @@ func joinAgent(t *testing.T, p *platform, prefix, httpAddr, httpsAddr string) (*
 		}
 		return ready == 2
 	})
+	// A node is ready from its first heartbeat; its ingress must have
+	// bound its own ports too (not found them taken).
+	eventually(t, "the agent's ingress to listen on "+httpAddr+" and "+httpsAddr, 30*time.Second, func() bool {
+		b, _ := os.ReadFile(a.logPath)
+		return strings.Contains(string(b), `msg="serving HTTP" component=agent-ingress component=proxy addr=`+httpAddr) &&
+			strings.Contains(string(b), `msg="serving HTTPS" component=agent-ingress component=proxy addr=`+httpsAddr)
+	})
 	return a, node
 }

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/testimage"
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 const image = "ruche-e2e-hello:latest"
@@ -99,15 +99,9 @@ type platform struct {
 	logPath             string
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freePort is a loopback address to listen on, never one handed out
+// before in this test run.
+func freePort(t *testing.T) string { return testports.Free(t) }
 
 // startPlatform runs `ruche up` (with extra flags, if any) and waits
 // until its API answers. The ingress listens on loopback ports, in

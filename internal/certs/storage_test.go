@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"net"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 func testBox(t *testing.T) *secret.Box {
@@ -194,7 +194,7 @@ func TestStorageMemory(t *testing.T) {
 }
 
 func TestStorageEtcd(t *testing.T) {
-	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir(), ClientAddr: freeAddr(t), PeerAddr: freeAddr(t)})
+	e, err := store.StartEmbedded(store.EmbeddedConfig{Dir: t.TempDir(), ClientAddr: testports.Free(t), PeerAddr: testports.Free(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,14 +232,4 @@ func TestStorageLockOfDeadNodeExpires(t *testing.T) {
 		}
 		b.Close(ctx)
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 // Server is a running pebble.
@@ -62,7 +64,7 @@ func Start(t testing.TB, httpPort, tlsPort int) *Server {
 	Need(t)
 	dir := t.TempDir()
 	serverRoots, caFile, certFile, keyFile := apiTLS(t, dir)
-	listen, mgmt, dns, chall := freeTCP(t), freeTCP(t), freeUDPAndTCP(t), freeTCP(t)
+	listen, mgmt, dns, chall := testports.Free(t), testports.Free(t), testports.FreeUDPAndTCP(t), testports.Free(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  listen,
 		"managementListenAddress":        mgmt,
@@ -158,36 +160,6 @@ func apiTLS(t testing.TB, dir string) (pool *x509.CertPool, caFile, certFile, ke
 	pool = x509.NewCertPool()
 	pool.AddCert(ca)
 	return pool, caFile, certFile, keyFile
-}
-
-func freeTCP(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// freeUDPAndTCP finds a loopback port free for both UDP and TCP (a DNS server).
-func freeUDPAndTCP(t testing.TB) string {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := pc.LocalAddr().String()
-		l, err := net.Listen("tcp", addr)
-		pc.Close()
-		if err == nil {
-			l.Close()
-			return addr
-		}
-	}
-	t.Fatal("no loopback port free for both UDP and TCP")
-	return ""
 }
 
 func waitDialable(t testing.TB, what, addr string) {

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 // conformance runs the contract of Store against an implementation.
@@ -150,20 +151,10 @@ func TestMemoryConformance(t *testing.T) {
 }
 
 func TestEtcdConformance(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: freeAddr(t), PeerAddr: freeAddr(t)})
+	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: testports.Free(t), PeerAddr: testports.Free(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
 	conformance(t, e)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 // TestRunElectedFence: a leader whose election key went (as when its
 // session is lost, or revoked by a new etcd leader) has its next write
 // refused with ErrNotLeader, its context ends, and it campaigns again.
 func TestRunElectedFence(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: freeAddr(t), PeerAddr: freeAddr(t)})
+	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: testports.Free(t), PeerAddr: testports.Free(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 func TestStaleSessions(t *testing.T) {
@@ -53,7 +55,7 @@ func TestLeaderWatchRevokes(t *testing.T) {
 	names := []string{"a", "b", "c"}
 	ms := map[string]*Embedded{}
 	for i, name := range names {
-		cfg := EmbeddedConfig{Dir: t.TempDir(), Name: name, ClientAddr: freeAddr(t), PeerAddr: freeAddr(t), ElectionMs: 500, HeartbeatMs: 50}
+		cfg := EmbeddedConfig{Dir: t.TempDir(), Name: name, ClientAddr: testports.Free(t), PeerAddr: testports.Free(t), ElectionMs: 500, HeartbeatMs: 50}
 		if i > 0 {
 			// A member joins a cluster whose version is decided (etcd
 			// refuses it as "incompatible" before).

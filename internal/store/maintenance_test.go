@@ -18,11 +18,12 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 func startEmbedded(t *testing.T, quota int64) *Embedded {
 	t.Helper()
-	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: freeAddr(t), PeerAddr: freeAddr(t), QuotaBytes: quota})
+	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: testports.Free(t), PeerAddr: testports.Free(t), QuotaBytes: quota})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +34,8 @@ func startEmbedded(t *testing.T, quota int64) *Embedded {
 // TestExternalConformance runs the Store contract over a network client to
 // a second etcd started here: "the external cluster".
 func TestExternalConformance(t *testing.T) {
-	addr := freeAddr(t)
-	ext, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: addr, PeerAddr: freeAddr(t)})
+	addr := testports.Free(t)
+	ext, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: addr, PeerAddr: testports.Free(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +79,11 @@ func TestExternalTLS(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "client.crt"), cert)
 	writeFile(t, filepath.Join(dir, "client.key"), key)
 
-	addr := freeAddr(t)
+	addr := testports.Free(t)
 	ec := embed.NewConfig()
 	ec.Dir = filepath.Join(dir, "etcd")
 	cu := url.URL{Scheme: "https", Host: addr}
-	pu := url.URL{Scheme: "http", Host: freeAddr(t)}
+	pu := url.URL{Scheme: "http", Host: testports.Free(t)}
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
@@ -128,7 +129,7 @@ func TestExternalTLS(t *testing.T) {
 		{"tls files on http", ExternalConfig{Endpoints: []string{"http://" + addr}, CAFile: good.CAFile}, "not https"},
 		{"cert without key", ExternalConfig{Endpoints: ep, CertFile: good.CertFile}, "go together"},
 		{"bad url", ExternalConfig{Endpoints: []string{"127.0.0.1:2379"}}, "want http://host:port"},
-		{"nothing listening", ExternalConfig{Endpoints: []string{"http://" + freeAddr(t)}, DialTimeout: time.Second}, "cannot reach the external etcd"},
+		{"nothing listening", ExternalConfig{Endpoints: []string{"http://" + testports.Free(t)}, DialTimeout: time.Second}, "cannot reach the external etcd"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -25,6 +24,7 @@ import (
 	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
 	"github.com/ruche-platform/ruche/internal/store/backup"
+	"github.com/ruche-platform/ruche/internal/testports"
 )
 
 const clusterID = "c0ffee0123456789"
@@ -44,7 +44,7 @@ type manager struct {
 func startManager(t *testing.T, dir, token string) *manager {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.StartEmbedded(store.EmbeddedConfig{Dir: filepath.Join(dir, "store"), ClientAddr: freeAddr(t), PeerAddr: freeAddr(t)})
+	st, err := store.StartEmbedded(store.EmbeddedConfig{Dir: filepath.Join(dir, "store"), ClientAddr: testports.Free(t), PeerAddr: testports.Free(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestBackupRestore(t *testing.T) {
 
 	newDir := filepath.Join(root, "new")
 	in, _ := os.Open(file)
-	res, err := backup.Restore(ctx, in, backup.RestoreConfig{DataDir: newDir, PeerAddr: freeAddr(t)})
+	res, err := backup.Restore(ctx, in, backup.RestoreConfig{DataDir: newDir, PeerAddr: testports.Free(t)})
 	in.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +204,7 @@ func TestBackupRestore(t *testing.T) {
 	t.Run("refuses a data dir with a store", func(t *testing.T) {
 		in, _ := os.Open(file)
 		defer in.Close()
-		_, err := backup.Restore(ctx, in, backup.RestoreConfig{DataDir: newDir, PeerAddr: freeAddr(t)})
+		_, err := backup.Restore(ctx, in, backup.RestoreConfig{DataDir: newDir, PeerAddr: testports.Free(t)})
 		if !errors.Is(err, backup.ErrDataDirInUse) {
 			t.Fatalf("got %v, want ErrDataDirInUse", err)
 		}
@@ -245,7 +245,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := t.TempDir()
 			dir := filepath.Join(parent, "data")
-			_, err := backup.Restore(ctx, bytes.NewReader(tc.data), backup.RestoreConfig{DataDir: dir, PeerAddr: freeAddr(t)})
+			_, err := backup.Restore(ctx, bytes.NewReader(tc.data), backup.RestoreConfig{DataDir: dir, PeerAddr: testports.Free(t)})
 			if !errors.Is(err, backup.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want ErrInvalid mentioning %q", err, tc.want)
 			}
@@ -306,14 +306,4 @@ func repack(t *testing.T, archive []byte, fn func(name string, b []byte) []byte)
 	tw.Close()
 	gw.Close()
 	return out.Bytes()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
