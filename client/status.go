@@ -170,6 +170,19 @@ type Node struct {
 	// TLS, managers only), as the agent registers it; empty means
 	// <Addr>:7444.
 	NodeAPIAddr string `json:"node_api_addr,omitempty"`
+	// MetricsAddr is where the node's agent serves Prometheus metrics over
+	// plain HTTP (`ruche agent --metrics-addr`); empty: not served there.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
+}
+
+// MetricsTargets are the scrape targets of a cluster in the format of
+// Prometheus's http_sd_config (GET /v1/metrics/targets).
+type MetricsTargets []MetricsTargetGroup
+
+// MetricsTargetGroup is one group of targets with their labels.
+type MetricsTargetGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
 }
 
 // NodeLoad is a node's live load, reported with its heartbeats.

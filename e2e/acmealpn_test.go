@@ -47,9 +47,10 @@ services:
 }
 
 // joinAgent joins an agent-only node (`ruche agent`, name prefix, its
-// ingress on httpAddr and httpsAddr, advertised on 127.0.0.1) to p and
-// waits until both nodes are ready. It returns the agent and its node name.
-func joinAgent(t *testing.T, p *platform, prefix, httpAddr, httpsAddr string) (*agentProc, string) {
+// ingress on httpAddr and httpsAddr, advertised on 127.0.0.1, extra
+// flags) to p and waits until both nodes are ready. It returns the agent
+// and its node name.
+func joinAgent(t *testing.T, p *platform, prefix, httpAddr, httpsAddr string, extra ...string) (*agentProc, string) {
 	t.Helper()
 	var jt client.JoinToken
 	if err := json.Unmarshal([]byte(p.must("token", "create", "--ttl", "10m", "-o", "json")), &jt); err != nil {
@@ -61,6 +62,7 @@ func joinAgent(t *testing.T, p *platform, prefix, httpAddr, httpsAddr string) (*
 		"--join", jt.Managers[0], "--token", jt.Token, "--ca-hash", jt.CAHash, "--data-dir", dataDir, "--node-name", node,
 		"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--http-addr", httpAddr, "--https-addr", httpsAddr,
 		"--log-level", "debug"}}
+	a.args = append(a.args, extra...)
 	a.start()
 	t.Cleanup(func() {
 		a.stop()

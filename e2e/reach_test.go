@@ -26,12 +26,13 @@ type reachEnv struct {
 	a                     *agentProc
 	node, proj, host      string
 	agentHTTP, agentHTTPS string
+	agentMetrics          string // the agent's --metrics-addr
 }
 
 func startReach(t *testing.T) *reachEnv {
 	p := startPlatform(t, "--advertise-addr", "127.0.0.1")
-	agentHTTP, agentHTTPS := freePort(t), freePort(t)
-	a, node := joinAgent(t, p, "e2e-reach-", agentHTTP, agentHTTPS)
+	agentHTTP, agentHTTPS, agentMetrics := freePort(t), freePort(t), freePort(t)
+	a, node := joinAgent(t, p, "e2e-reach-", agentHTTP, agentHTTPS, "--metrics-addr", agentMetrics)
 
 	proj := uniq("e2e-reach-")
 	cleanupProject(t, p, proj)
@@ -71,7 +72,7 @@ services:
 		}
 		return web.Ready == 2 && len(nodes) == 2
 	})
-	return &reachEnv{p: p, a: a, node: node, proj: proj, host: host, agentHTTP: agentHTTP, agentHTTPS: agentHTTPS}
+	return &reachEnv{p: p, a: a, node: node, proj: proj, host: host, agentHTTP: agentHTTP, agentHTTPS: agentHTTPS, agentMetrics: agentMetrics}
 }
 
 func TestReachAcrossNodes(t *testing.T) {
@@ -118,6 +119,30 @@ func TestReachAcrossNodes(t *testing.T) {
 	code, err := curl(t, "-o", "/dev/null", "-w", "%{http_code}", "--resolve", tlsHost+":"+hport+":127.0.0.1", "http://"+tlsHost+":"+hport+"/")
 	if err != nil || code != "308" {
 		t.Errorf("plain HTTP to the TLS route on the agent: %q %v, want 308", code, err)
+	}
+
+	// The agent's own metrics: its ingress counted the requests above per
+	// route; the managers list it as a scrape target.
+	metrics, err := curl(t, "http://"+e.agentMetrics+"/metrics")
+	if want := `ruche_proxy_requests_total{code_class="2xx",route="` + proj + `/web"}`; err != nil || !strings.Contains(metrics, want) {
+		t.Errorf("the agent's /metrics (%v) lacks %s", err, want)
+	}
+	cfg, err := client.LoadConfig(filepath.Join(p.dataDir, "admin.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, err := c.MetricsTargets(context.Background())
+	var agentListed, managerListed bool
+	for _, g := range targets {
+		agentListed = agentListed || (g.Labels["ruche_node"] == e.node && len(g.Targets) == 1 && g.Targets[0] == e.agentMetrics)
+		managerListed = managerListed || (g.Labels["ruche_manager"] != "" && g.Labels["__scheme__"] == "https")
+	}
+	if err != nil || !agentListed || !managerListed {
+		t.Errorf("metrics targets %+v (%v): want the agent's %s and the manager's API", targets, err, e.agentMetrics)
 	}
 
 	eventually(t, "logs of both replicas", 30*time.Second, func() bool {

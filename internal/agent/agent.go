@@ -44,6 +44,9 @@ type Config struct {
 	// NodeAPIAddr is where the node API listens (registered in the node
 	// record for the managers); empty: not served, or <AdvertiseAddr>:7444.
 	NodeAPIAddr string
+	// MetricsAddr is where the node serves Prometheus metrics (registered
+	// in the node record, for the managers' list of scrape targets).
+	MetricsAddr string
 	// Resync is the period of the full resync that backs up the engine's
 	// event stream. Default 30s.
 	Resync time.Duration
@@ -216,7 +219,7 @@ func (a *Agent) register(ctx context.Context) error {
 		n := client.Node{
 			ID: a.cfg.NodeID, Hostname: a.cfg.Hostname, Labels: a.cfg.Labels,
 			Role: "agent", Status: "ready", Availability: "active", UpdatedAt: time.Now(),
-			Addr: a.cfg.AdvertiseAddr, NodeAPIAddr: a.cfg.NodeAPIAddr,
+			Addr: a.cfg.AdvertiseAddr, NodeAPIAddr: a.cfg.NodeAPIAddr, MetricsAddr: a.cfg.MetricsAddr,
 		}
 		info, err := a.rt.Info(ctx)
 		if err == nil {

@@ -59,6 +59,7 @@ for its agent (and another --node-name).`,
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "IP address the managers and other nodes reach this node at (default: the address it reaches the manager from)")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name (default: the host name)")
 	f.StringVar(&cfg.NodeAPIAddr, "node-api-addr", "", "node API listen address (default <advertise-addr>:7444)")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics over plain HTTP here, e.g. 10.0.0.2:9464 (default: off)")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	agentIngressFlags(cmd, &cfg.Ingress)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -48,6 +48,9 @@ type AgentConfig struct {
 	// NodeAPIAddr is where the node API listens (default
 	// <AdvertiseAddr>:7444).
 	NodeAPIAddr string
+	// MetricsAddr is where /metrics is served over plain HTTP, for a
+	// Prometheus server; empty: not served.
+	MetricsAddr string
 	DockerHost  string // default: DOCKER_HOST, else the default socket
 	// Ingress is the node's proxy (HTTP only on agent nodes for now; see
 	// agentreach.go); both addresses empty turn it off.
@@ -149,7 +152,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	}
 	ag := agent.New(agent.Config{
 		NodeID: id.NodeID, ClusterID: id.ClusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
-		AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr,
+		AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr, MetricsAddr: cfg.MetricsAddr,
 	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Drainer: crossNodeDrainer(drainer, true), Events: conn})
 
 	ctx, stop := context.WithCancel(ctx)
@@ -180,6 +183,9 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	}
 	if ing != nil {
 		ing.run(ctx, run)
+	}
+	if cfg.MetricsAddr != "" {
+		run("metrics", func() error { return serveMetrics(ctx, cfg.MetricsAddr, reg, log) }) // metrics.go
 	}
 	log.Info("ruche agent is up", "node", id.NodeID, "cluster", id.ClusterID, "managers", id.Managers,
 		"advertise_addr", cfg.AdvertiseAddr, "data_dir", cfg.DataDir)
