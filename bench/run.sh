@@ -13,13 +13,14 @@
 # $BENCH_OUT/report.md with the logs.
 #
 # Everything it creates is named bench-*: containers bench-run-* and
-# bench-runnet-*, the network bench-runnet, the ruche projects bench-ruche
+# bench-runnet-*, bench-runnone-*, the network bench-runnet, the ruche projects bench-ruche
 # and bench-idle, the Swarm service bench-swarm. It
 # refuses to run when Swarm is already active (someone else's swarm), and
 # always leaves the swarm it created, also on failure or Ctrl-C.
 #
 # Knobs: BENCH_TRIALS (5), BENCH_IDLE_WAIT seconds (60),
-# BENCH_SCENARIOS ("docker-run docker-run-net ruche swarm rss"), BENCH_OUT
+# BENCH_SCENARIOS ("docker-run docker-run-net docker-run-none ruche swarm
+# rss"), BENCH_OUT
 # (a new /tmp dir), BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image,
 # BENCH_RUCHE_BIN=path to measure another ruche binary than bin/ruche (an
 # A/B of two builds: alternate runs, one per binary).
@@ -32,7 +33,7 @@ TRIALS=${BENCH_TRIALS:-5}
 REPLICAS=20
 IDLE_REPLICAS=50
 IDLE_WAIT=${BENCH_IDLE_WAIT:-60}
-SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net ruche swarm rss"}
+SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none ruche swarm rss"}
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -105,6 +106,7 @@ cleanup() {
 	stop_ruche
 	remove_containers bench-run-
 	remove_containers bench-runnet-
+	remove_containers bench-runnone-
 	remove_containers bench-ruche-
 	remove_containers bench-idle-
 	if docker network inspect "$RUNNET" >/dev/null 2>&1; then
@@ -136,7 +138,7 @@ if want swarm && [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != inac
 	echo "it is not this benchmark's to change. Leave it first, or run with BENCH_SCENARIOS=\"docker-run ruche rss\"." >&2
 	exit 1
 fi
-remove_leftovers bench-run- bench-runnet- bench-ruche- bench-idle- bench-swarm.
+remove_leftovers bench-run- bench-runnet- bench-runnone- bench-ruche- bench-idle- bench-swarm.
 DOCKERD_PID=$(dockerd_pid)
 
 # --- build -----------------------------------------------------------------
@@ -187,6 +189,7 @@ run_script "$WORK/docker-run.sh" bench-run
 # user-defined network (its embedded DNS) than on the default bridge. The
 # network exists before the trials (ruche creates its own in its time).
 run_script "$WORK/docker-run-net.sh" bench-runnet --network "$RUNNET" --network-alias web --network-alias '$n.web'
+run_script "$WORK/docker-run-none.sh" bench-runnone --network none
 
 compose_file() { # project replicas
 	cat <<EOF
@@ -287,6 +290,13 @@ trial_docker_run_net() {
 	echo "--- trial $1" >>"$OUT/docker-run-net.log"
 	measure docker-run-net "$1" bench-runnet- -- "$WORK/docker-run-net.sh" || true
 	remove_containers bench-runnet-
+	remove_containers bench-runnone-
+}
+
+trial_docker_run_none() {
+	echo "--- trial $1" >>"$OUT/docker-run-none.log"
+	measure docker-run-none "$1" bench-runnone- -- "$WORK/docker-run-none.sh" || true
+	remove_containers bench-runnone-
 }
 
 trial_ruche() {
@@ -315,7 +325,7 @@ trial_swarm() {
 	fi
 }
 
-ALL=(docker-run docker-run-net ruche swarm)
+ALL=(docker-run docker-run-net docker-run-none ruche swarm)
 ACTIVE=()
 for sc in "${ALL[@]}"; do want "$sc" && ACTIVE+=("$sc"); done
 
@@ -335,6 +345,7 @@ for i in $(seq 1 "$TRIALS"); do
 		case $sc in
 		docker-run) trial_docker_run "$i" ;;
 		docker-run-net) trial_docker_run_net "$i" ;;
+		docker-run-none) trial_docker_run_none "$i" ;;
 		ruche) trial_ruche "$i" ;;
 		swarm) trial_swarm "$i" ;;
 		esac

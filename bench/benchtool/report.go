@@ -17,10 +17,14 @@ const (
 	// scenarioDockerRunNet is context, not a goal: docker run on a
 	// user-defined network, as ruche's replicas are on their project's.
 	scenarioDockerRunNet = "docker-run-net"
-	scenarioRuche        = "ruche"
-	scenarioSwarm        = "swarm"
-	processRuche         = "ruche-up"
-	processDockerd       = "dockerd"
+	// scenarioDockerRunNone is context too: docker run without any Docker
+	// network (--network none), the start cost left when the platform
+	// wires containers itself (DESIGN.md, private networks).
+	scenarioDockerRunNone = "docker-run-none"
+	scenarioRuche         = "ruche"
+	scenarioSwarm         = "swarm"
+	processRuche          = "ruche-up"
+	processDockerd        = "dockerd"
 )
 
 // Goals of issue 2.
@@ -30,10 +34,11 @@ const (
 )
 
 var scenarioLabels = map[string]string{
-	scenarioDockerRun:    "20 × `docker run -d` in parallel (baseline)",
-	scenarioDockerRunNet: "20 × `docker run -d` in parallel on a network of their own (context)",
-	scenarioRuche:        "`ruche deploy` (ruche up)",
-	scenarioSwarm:        "`docker service create --detach=false` (Swarm)",
+	scenarioDockerRun:     "20 × `docker run -d` in parallel (baseline)",
+	scenarioDockerRunNet:  "20 × `docker run -d` in parallel on a network of their own (context)",
+	scenarioDockerRunNone: "20 × `docker run -d --network none` in parallel (context)",
+	scenarioRuche:         "`ruche deploy` (ruche up)",
+	scenarioSwarm:         "`docker service create --detach=false` (Swarm)",
 }
 
 // trial is one converge measurement, in seconds.
@@ -233,6 +238,10 @@ func writeNetworkContext(w io.Writer, r *results) {
 		fmt.Fprintf(w, "; ruche, whose replicas join their project's network, took %.2f× that", rRun.median/netRun.median)
 	}
 	fmt.Fprintln(w, ".")
+	if none := r.series(scenarioDockerRunNone, running); none.n > 0 {
+		fmt.Fprintf(w, "Without any Docker network (`--network none`, what is left to dockerd when the platform wires containers itself) they converged in %s, %.2f× their time on the default bridge.\n",
+			secs(none.median), none.median/base.median)
+	}
 }
 
 func memory(kib int64) string {
