@@ -386,7 +386,7 @@ if want swarm; then
 	fi
 fi
 {
-	echo "### Run of $STARTED (\`make bench\`, $((SECONDS / 60)) min $((SECONDS % 60)) s)"
+	echo "### Run of $STARTED (\`bench/run.sh\`, $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 	echo
 	cat "$OUT/machine.md"
 	echo
