@@ -124,8 +124,11 @@ func TestReachAcrossNodes(t *testing.T) {
 	// The agent's own metrics: its ingress counted the requests above per
 	// route; the managers list it as a scrape target.
 	metrics, err := curl(t, "http://"+e.agentMetrics+"/metrics")
-	if want := `ruche_proxy_requests_total{code_class="2xx",route="` + proj + `/web"}`; err != nil || !strings.Contains(metrics, want) {
-		t.Errorf("the agent's /metrics (%v) lacks %s", err, want)
+	for _, want := range []string{`ruche_proxy_requests_total{code_class="2xx",route="` + proj + `/web"}`,
+		"ruche_node_cert_expiry_seconds ", "ruche_agent_container_starts_total "} {
+		if err != nil || !strings.Contains(metrics, want) {
+			t.Errorf("the agent's /metrics (%v) lacks %s", err, want)
+		}
 	}
 	cfg, err := client.LoadConfig(filepath.Join(p.dataDir, "admin.conf"))
 	if err != nil {
