@@ -13,14 +13,15 @@
 # $BENCH_OUT/report.md with the logs.
 #
 # Everything it creates is named bench-*: containers bench-run-* and
-# bench-runnet-*, bench-runnone-*, the network bench-runnet, the ruche projects bench-ruche
+# bench-runnet-*, bench-runnone-*, the network bench-runnet, the Swarm
+# service bench-swarmn and its overlay network bench-swarmnet, the ruche projects bench-ruche
 # and bench-idle, the Swarm service bench-swarm. It
 # refuses to run when Swarm is already active (someone else's swarm), and
 # always leaves the swarm it created, also on failure or Ctrl-C.
 #
 # Knobs: BENCH_TRIALS (5), BENCH_IDLE_WAIT seconds (60),
 # BENCH_SCENARIOS ("docker-run docker-run-net docker-run-none ruche swarm
-# rss"), BENCH_OUT
+# swarm-net rss"), BENCH_OUT
 # (a new /tmp dir), BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image,
 # BENCH_RUCHE_BIN=path to measure another ruche binary than bin/ruche (an
 # A/B of two builds: alternate runs, one per binary).
@@ -33,7 +34,11 @@ TRIALS=${BENCH_TRIALS:-5}
 REPLICAS=20
 IDLE_REPLICAS=50
 IDLE_WAIT=${BENCH_IDLE_WAIT:-60}
-SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none ruche swarm rss"}
+SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none ruche swarm swarm-net rss"}
+# The overlay network of swarm-net, a range no host route reaches or lies
+# in (checked before use): containers get addresses from it, in their own
+# namespaces only.
+SWARMNET_SUBNET=10.213.77.0/24
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -67,10 +72,11 @@ wait_gone() {
 leave_swarm() {
 	[ "$SWARM_OURS" = 1 ] || return 0
 	log "leaving the swarm"
-	docker service rm bench-swarm >/dev/null 2>&1 || true
+	docker service rm bench-swarm bench-swarmn >/dev/null 2>&1 || true
 	docker swarm leave --force >/dev/null || log "docker swarm leave failed: check \`docker info\`"
 	SWARM_OURS=0
 	remove_containers bench-swarm. || true
+	remove_containers bench-swarmn. || true
 	if [ "$GWBRIDGE_EXISTED" = 0 ]; then
 		# Swarm created it for this run; it stays after leaving.
 		docker network rm docker_gwbridge >/dev/null 2>&1 || log "could not remove docker_gwbridge (in use?)"
@@ -132,13 +138,13 @@ trap 'exit 143' TERM
 # --- preflight -------------------------------------------------------------
 
 need_docker
-if want swarm && [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != inactive ]; then
+if { want swarm || want swarm-net; } && [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != inactive ]; then
 	SWARM_PREEXISTING=1
 	echo "Swarm is already active on this daemon (state $(docker info --format '{{.Swarm.LocalNodeState}}')):" >&2
 	echo "it is not this benchmark's to change. Leave it first, or run with BENCH_SCENARIOS=\"docker-run ruche rss\"." >&2
 	exit 1
 fi
-remove_leftovers bench-run- bench-runnet- bench-runnone- bench-ruche- bench-idle- bench-swarm.
+remove_leftovers bench-run- bench-runnet- bench-runnone- bench-ruche- bench-idle- bench-swarm. bench-swarmn.
 DOCKERD_PID=$(dockerd_pid)
 
 # --- build -----------------------------------------------------------------
@@ -220,7 +226,15 @@ if want ruche || want rss; then
 	wait_ruche_up
 fi
 
-if want swarm; then
+if want swarm-net; then
+	if [ -n "$(ip -4 route show to match "${SWARMNET_SUBNET%/*}" | grep -v '^default')" ] ||
+		[ -n "$(ip -4 route show root "$SWARMNET_SUBNET")" ]; then
+		echo "$SWARMNET_SUBNET overlaps a route of this host: not using it for swarm-net" >&2
+		ip -4 route show >&2
+		exit 1
+	fi
+fi
+if want swarm || want swarm-net; then
 	docker network inspect docker_gwbridge >/dev/null 2>&1 || GWBRIDGE_EXISTED=0
 	log "docker swarm init on loopback (advertise and listen 127.0.0.1)"
 	SWARM_OURS=1
@@ -325,12 +339,28 @@ trial_swarm() {
 	fi
 }
 
-ALL=(docker-run docker-run-net docker-run-none ruche swarm)
+trial_swarm_net() {
+	if [ -n "${BROKEN[swarm-net]:-}" ]; then skip swarm-net "$1"; return; fi
+	echo "--- trial $1" >>"$OUT/swarm-net.log"
+	measure swarm-net "$1" bench-swarmn. -- docker service create --name bench-swarmn --replicas "$REPLICAS" \
+		--network bench-swarmnet --endpoint-mode dnsrr \
+		--detach=false --no-resolve-image -e HELLO_VERSION=bench "$IMAGE_ID" || BROKEN[swarm-net]=1
+	docker service rm bench-swarmn >>"$OUT/swarm-net.log" 2>&1 || true
+	if ! wait_gone bench-swarmn. 120; then
+		log "Swarm did not remove bench-swarmn's containers in 120 s; no more swarm-net trials"
+		BROKEN[swarm-net]=1
+	fi
+}
+
+ALL=(docker-run docker-run-net docker-run-none ruche swarm swarm-net)
 ACTIVE=()
 for sc in "${ALL[@]}"; do want "$sc" && ACTIVE+=("$sc"); done
 
 if want docker-run-net; then
 	docker network create --label ruche.bench=1 "$RUNNET" >/dev/null
+fi
+if want swarm-net; then
+	docker network create -d overlay --subnet "$SWARMNET_SUBNET" --label ruche.bench=1 bench-swarmnet >/dev/null
 fi
 if [ ${#ACTIVE[@]} -gt 0 ]; then
 	log "warm-up: one container of $IMAGE"
@@ -348,6 +378,7 @@ for i in $(seq 1 "$TRIALS"); do
 		docker-run-none) trial_docker_run_none "$i" ;;
 		ruche) trial_ruche "$i" ;;
 		swarm) trial_swarm "$i" ;;
+		swarm-net) trial_swarm_net "$i" ;;
 		esac
 	done
 done

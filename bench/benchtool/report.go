@@ -23,8 +23,11 @@ const (
 	scenarioDockerRunNone = "docker-run-none"
 	scenarioRuche         = "ruche"
 	scenarioSwarm         = "swarm"
-	processRuche          = "ruche-up"
-	processDockerd        = "dockerd"
+	// scenarioSwarmNet is context: Swarm's service on an overlay network
+	// of its own, as `docker stack deploy` gives each stack.
+	scenarioSwarmNet = "swarm-net"
+	processRuche     = "ruche-up"
+	processDockerd   = "dockerd"
 )
 
 // Goals of issue 2.
@@ -39,6 +42,7 @@ var scenarioLabels = map[string]string{
 	scenarioDockerRunNone: "20 × `docker run -d --network none` in parallel (context)",
 	scenarioRuche:         "`ruche deploy` (ruche up)",
 	scenarioSwarm:         "`docker service create --detach=false` (Swarm)",
+	scenarioSwarmNet:      "the same on an overlay network of its own, endpoint mode dnsrr (Swarm, context)",
 }
 
 // trial is one converge measurement, in seconds.
@@ -238,6 +242,13 @@ func writeNetworkContext(w io.Writer, r *results) {
 		fmt.Fprintf(w, "; ruche, whose replicas join their project's network, took %.2f× that", rRun.median/netRun.median)
 	}
 	fmt.Fprintln(w, ".")
+	if sn := r.series(scenarioSwarmNet, running); sn.n > 0 {
+		fmt.Fprintf(w, "Swarm on a network of its own (as `docker stack deploy` gives each stack) converged in %s", secs(sn.median))
+		if rRun.n > 0 {
+			fmt.Fprintf(w, "; ruche, on its project's network, took %.2f× that", rRun.median/sn.median)
+		}
+		fmt.Fprintln(w, ".")
+	}
 	if none := r.series(scenarioDockerRunNone, running); none.n > 0 {
 		fmt.Fprintf(w, "Without any Docker network (`--network none`, what is left to dockerd when the platform wires containers itself) they converged in %s, %.2f× their time on the default bridge.\n",
 			secs(none.median), none.median/base.median)
