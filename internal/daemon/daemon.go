@@ -253,7 +253,16 @@ func Up(ctx context.Context, cfg Config) error {
 		})
 	})
 	run("store-housekeeping", func() error {
-		return st.RunElected(ctx, "store-housekeeping", cfg.NodeID, func(ctx context.Context) { housekeeper.Run(ctx) })
+		return st.RunElected(ctx, "store-housekeeping", cfg.NodeID, func(ctx context.Context) {
+			if em, ok := st.(*store.Embedded); ok {
+				go em.ReapUnstartedLearners(ctx, store.UnstartedLearnerTimeout, func(peerURL string) {
+					log.Warn("store member removed: added for a joining manager that never started it", "peer_url", peerURL,
+						"after", store.UnstartedLearnerTimeout)
+					rec.Record(ctx, client.Event{Type: "manager", Action: "removed", Message: "store member at " + peerURL + " never started"})
+				})
+			}
+			housekeeper.Run(ctx)
+		})
 	})
 	run("api", func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {

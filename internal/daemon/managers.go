@@ -233,7 +233,11 @@ func joinCheck(ms []store.Member, name, peerURL string) (stale string, err error
 		case own || mem.Name == name:
 			return "", apiserver.Conflict(fmt.Sprintf("a store member named %q or at %s exists: remove it first with `ruche manager rm`", mem.Name, peerURL))
 		case mem.Name == "" || mem.Learner:
-			return "", apiserver.Unavailable(fmt.Sprintf("another manager is joining (store member %s has not started or caught up yet); retry when it has, or remove it with `ruche manager rm %s`", ref, ref))
+			msg := fmt.Sprintf("another manager is joining (store member %s has not started or caught up yet); retry when it has, or remove it with `ruche manager rm %s`", ref, ref)
+			if mem.Name == "" && mem.Learner {
+				msg += fmt.Sprintf(" (the leading manager removes it by itself if it has not started after %v)", store.UnstartedLearnerTimeout)
+			}
+			return "", apiserver.Unavailable(msg)
 		}
 	}
 	return stale, nil

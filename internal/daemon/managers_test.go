@@ -82,7 +82,7 @@ func TestJoinCheck(t *testing.T) {
 		{"its own member, not started", []store.Member{{PeerURLs: []string{peer}, Learner: true}, a}, peer, ""},
 		{"its own learner, started", []store.Member{a, {Name: "d", PeerURLs: []string{peer}, Learner: true}}, "d", ""},
 		{"another manager's member, not started", []store.Member{{PeerURLs: []string{"https://10.0.0.3:7480"}, Learner: true}, a, b}, "",
-			"another manager is joining (store member https://10.0.0.3:7480 has not started or caught up yet); retry when it has, or remove it with `ruche manager rm https://10.0.0.3:7480"},
+			"another manager is joining (store member https://10.0.0.3:7480 has not started or caught up yet); retry when it has, or remove it with `ruche manager rm https://10.0.0.3:7480` (the leading manager removes it by itself if it has not started after 10m0s)"},
 		{"another manager's learner", []store.Member{a, b, {Name: "c", PeerURLs: []string{"https://10.0.0.3:7480"}, Learner: true}}, "",
 			"another manager is joining (store member c has not started or caught up yet); retry when it has, or remove it with `ruche manager rm c`"},
 	} {

@@ -152,3 +152,57 @@ func (m *Embedded) Promote(ctx context.Context) error {
 	}
 	return nil
 }
+
+// UnstartedLearnerTimeout is how long a learner may stay without a name
+// (its member never started) before ReapUnstartedLearners removes it. A
+// member that starts publishes its name within seconds, before catching
+// up; ten minutes without one means the joining manager died.
+const UnstartedLearnerTimeout = 10 * time.Minute
+
+// ReapUnstartedLearners removes, until ctx ends, every learner whose
+// member has had no name (never started) for longer than after, checking
+// every after/10: a manager that died while joining would otherwise block
+// every later join. Voting members and started learners are never
+// touched. removed, if not nil, is called with the peer URL of each
+// member removed. Run it on one manager at a time (the elected one).
+func (e *Etcd) ReapUnstartedLearners(ctx context.Context, after time.Duration, removed func(peerURL string)) {
+	seen := map[uint64]time.Time{} // unstarted learners, when first seen
+	t := time.NewTicker(max(after/10, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ms, err := e.Members(ctx)
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		still := map[uint64]time.Time{}
+		for _, m := range ms {
+			if !m.Learner || m.Name != "" || len(m.PeerURLs) == 0 {
+				continue
+			}
+			first, ok := seen[m.ID]
+			if !ok {
+				first = now
+			}
+			if now.Sub(first) < after {
+				still[m.ID] = first
+				continue
+			}
+			// RemoveMember looks again: a member that started meanwhile
+			// has a name and is left alone.
+			if err := e.RemoveMember(ctx, m.PeerURLs[0]); err != nil {
+				still[m.ID] = first
+				continue
+			}
+			if removed != nil {
+				removed(m.PeerURLs[0])
+			}
+		}
+		seen = still
+	}
+}
