@@ -20,9 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	dockerclient "github.com/docker/docker/client"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/runtime"
 	"github.com/ruche-platform/ruche/internal/testimage"
 	"github.com/ruche-platform/ruche/internal/testports"
 )
@@ -74,7 +77,40 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	sweepNetworks(cli)
+	return code
+}
+
+// sweepNetworks removes the project networks of the tests' projects
+// (e2e-*) that are left with no container, and says which: a test that
+// leaves one (a project deployed after a backup is unknown to the
+// restored store, so nothing removes its network) would otherwise, run
+// after run, use up Docker's address pools on a long-lived machine.
+func sweepNetworks(cli *dockerclient.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	list, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", runtime.LabelManaged+"=true"))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: list networks:", err)
+		return
+	}
+	var removed []string
+	for _, n := range list {
+		if !strings.HasPrefix(n.Labels[runtime.LabelProject], "e2e-") {
+			continue
+		}
+		in, err := cli.NetworkInspect(ctx, n.ID, network.InspectOptions{})
+		if err != nil || len(in.Containers) > 0 {
+			continue
+		}
+		if cli.NetworkRemove(ctx, n.ID) == nil {
+			removed = append(removed, n.Name)
+		}
+	}
+	if len(removed) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: removed %d networks the tests left without containers: %s\n", len(removed), strings.Join(removed, ", "))
+	}
 }
 
 var dockerOK bool
