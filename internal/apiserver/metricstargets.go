@@ -1,11 +1,9 @@
 package apiserver
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/store"
@@ -39,15 +37,11 @@ func (s *Server) metricsTargets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var nodes []client.Node
-	for _, kv := range kvs {
+	for _, kv := range kvs { // sorted by key, so by node ID
 		var n client.Node
-		if json.Unmarshal(kv.Value, &n) == nil && n.MetricsAddr != "" {
-			nodes = append(nodes, n)
+		if store.Decode(kv, &n) != nil || n.MetricsAddr == "" {
+			continue
 		}
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
-	for _, n := range nodes {
 		target := n.MetricsAddr
 		if h, p, err := net.SplitHostPort(target); err == nil && n.Addr != "" {
 			if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
