@@ -55,6 +55,11 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ProcDir is where the node's load is read (heartbeat.go). Default /proc.
 	ProcDir string
+	// NetworkIdle is how long a project network of this cluster must have
+	// existed, with no container of its project on the engine and nothing
+	// of its project assigned here, before the agent removes it (sweep.go).
+	// Default 10 minutes; negative: never.
+	NetworkIdle time.Duration
 }
 
 // Deps are the agent's collaborators.
@@ -102,7 +107,7 @@ type Agent struct {
 
 	wg      sync.WaitGroup
 	supDone chan string
-	cleanCh chan []store.CleanupRecord // candidates for the cleaner, latest only
+	cleanCh chan cleanWork // for the cleaner, latest only
 }
 
 // New returns an agent. It does no I/O and starts nothing.
@@ -112,6 +117,9 @@ func New(cfg Config, deps Deps) *Agent {
 	}
 	if cfg.Resync <= 0 {
 		cfg.Resync = 30 * time.Second
+	}
+	if cfg.NetworkIdle == 0 {
+		cfg.NetworkIdle = 10 * time.Minute
 	}
 	log := deps.Log
 	if log == nil {
@@ -129,7 +137,7 @@ func New(cfg Config, deps Deps) *Agent {
 		tasks:   map[string]store.TaskRecord{},
 		sups:    map[string]*supervisor{},
 		supDone: make(chan string),
-		cleanCh: make(chan []store.CleanupRecord, 1),
+		cleanCh: make(chan cleanWork, 1),
 	}
 }
 
@@ -194,6 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.resync(ctx)
 		case <-tick.C:
 			a.resync(ctx)
+			a.checkCleanups() // and the sweep of unused networks
 		case id := <-a.supDone:
 			a.finished(ctx, id)
 		case <-ctx.Done():

@@ -8,9 +8,19 @@ import (
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
-// checkCleanups hands the cleaner the cleanup records whose project has no
-// task assigned here and no supervisor still tearing one down. Run's loop
-// calls it; the cleaner does the engine work.
+// cleanWork is what Run's loop hands the cleaner.
+type cleanWork struct {
+	// ready are the cleanup records whose project has no task assigned
+	// here and no supervisor still tearing one down.
+	ready []store.CleanupRecord
+	// busy are the projects with a task or a supervisor here, or a
+	// cleanup record: the sweep leaves their networks alone. nil until
+	// the first task set arrived (nothing can be told unused before).
+	busy map[string]bool
+}
+
+// checkCleanups hands the cleaner its work. Run's loop calls it; the
+// cleaner does the engine work.
 func (a *Agent) checkCleanups() {
 	busy := map[string]bool{}
 	for _, t := range a.tasks {
@@ -19,17 +29,23 @@ func (a *Agent) checkCleanups() {
 	for _, s := range a.sups {
 		busy[s.project()] = true
 	}
-	var ready []store.CleanupRecord
+	var w cleanWork
 	for _, r := range a.cleanups {
 		if !busy[r.Project] {
-			ready = append(ready, r)
+			w.ready = append(w.ready, r)
 		}
+	}
+	if a.synced {
+		for _, r := range a.cleanups {
+			busy[r.Project] = true
+		}
+		w.busy = busy
 	}
 	select { // replace what the cleaner has not taken yet
 	case <-a.cleanCh:
 	default:
 	}
-	a.cleanCh <- ready
+	a.cleanCh <- w
 }
 
 // cleaner removes what removed projects left on the node: networks always,
@@ -40,9 +56,15 @@ func (a *Agent) cleaner(ctx context.Context) {
 	var pending []store.CleanupRecord
 	bo := backoff{min: time.Second, max: 30 * time.Second}
 	var retry <-chan time.Time
+	var swept time.Time
 	for {
 		select {
-		case pending = <-a.cleanCh:
+		case w := <-a.cleanCh:
+			pending = w.ready
+			if w.busy != nil && time.Since(swept) >= a.sweepEvery() {
+				swept = time.Now()
+				a.sweepNetworks(ctx, w.busy)
+			}
 		case <-retry:
 		case <-ctx.Done():
 			return
@@ -91,7 +113,7 @@ func (a *Agent) cleanProject(ctx context.Context, r store.CleanupRecord) (bool, 
 		return false, err
 	}
 	for _, n := range nets {
-		if err := a.rt.RemoveNetwork(ctx, n); err != nil {
+		if err := a.rt.RemoveNetwork(ctx, n.Name); err != nil {
 			return false, err
 		}
 	}

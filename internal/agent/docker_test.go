@@ -147,7 +147,7 @@ func (e *env) cleanup() {
 	pl := map[string]string{runtime.LabelProject: e.project}
 	nets, _ := e.rt.Networks(ctx, pl)
 	for _, n := range nets {
-		_ = e.rt.RemoveNetwork(ctx, n)
+		_ = e.rt.RemoveNetwork(ctx, n.Name)
 	}
 	vols, _ := e.rt.Volumes(ctx, pl)
 	for _, v := range vols {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ type fakeRuntime struct {
 	images     map[string]bool // present
 	pullable   map[string]bool
 	networks   map[string]runtime.Network
+	netCreated map[string]time.Time
 	volumes    map[string]runtime.Volume
 	subs       map[*fakeSub]bool
 	stops      []fakeStop
@@ -110,6 +112,7 @@ func newFakeRuntime(images ...string) *fakeRuntime {
 		images:     map[string]bool{},
 		pullable:   map[string]bool{},
 		networks:   map[string]runtime.Network{},
+		netCreated: map[string]time.Time{},
 		volumes:    map[string]runtime.Volume{},
 		subs:       map[*fakeSub]bool{},
 	}
@@ -194,6 +197,7 @@ func (f *fakeRuntime) EnsureNetwork(ctx context.Context, n runtime.Network) erro
 	}
 	if _, ok := f.networks[n.Name]; !ok {
 		f.networks[n.Name] = n
+		f.netCreated[n.Name] = time.Now()
 	}
 	return nil
 }
@@ -205,15 +209,16 @@ func (f *fakeRuntime) RemoveNetwork(ctx context.Context, name string) error {
 	return nil
 }
 
-func (f *fakeRuntime) Networks(ctx context.Context, labels map[string]string) ([]string, error) {
+func (f *fakeRuntime) Networks(ctx context.Context, labels map[string]string) ([]runtime.NetworkInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
+	var out []runtime.NetworkInfo
 	for name, n := range f.networks {
 		if matches(n.Labels, labels) {
-			out = append(out, name)
+			out = append(out, runtime.NetworkInfo{Name: name, Labels: n.Labels, Created: f.netCreated[name]})
 		}
 	}
+	slices.SortFunc(out, func(a, b runtime.NetworkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 

@@ -405,6 +405,9 @@ func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 
 func (s *supervisor) ensureNetworks(ctx context.Context, rec store.TaskRecord) error {
 	for _, n := range engineNetworks(rec) {
+		if s.a.cfg.ClusterID != "" {
+			n.Labels[runtime.LabelCluster] = s.a.cfg.ClusterID // what the sweep goes by
+		}
 		if err := s.a.rt.EnsureNetwork(ctx, n); err != nil {
 			return err
 		}

@@ -58,9 +58,9 @@ type Runtime interface {
 	EnsureNetwork(ctx context.Context, n Network) error
 	// RemoveNetwork removes a network; an absent network is not an error.
 	RemoveNetwork(ctx context.Context, name string) error
-	// Networks lists the names of the networks carrying every label of
-	// labels.
-	Networks(ctx context.Context, labels map[string]string) ([]string, error)
+	// Networks lists the networks carrying every label of labels, sorted
+	// by name.
+	Networks(ctx context.Context, labels map[string]string) ([]NetworkInfo, error)
 	// EnsureVolume creates the volume if absent. It is idempotent.
 	EnsureVolume(ctx context.Context, v Volume) error
 	// RemoveVolume removes a volume; an absent volume is not an error.
@@ -111,6 +111,22 @@ type Network struct {
 	Name     string
 	Internal bool
 	Labels   map[string]string
+}
+
+// NetworkInfo is a network as the engine reports it.
+type NetworkInfo struct {
+	Name    string
+	Labels  map[string]string
+	Created time.Time
+}
+
+// NetworkNames returns the names of nets, in their order.
+func NetworkNames(nets []NetworkInfo) []string {
+	names := make([]string, len(nets))
+	for i, n := range nets {
+		names[i] = n.Name
+	}
+	return names
 }
 
 // Volume is a named volume to create.

@@ -100,17 +100,17 @@ func (r *Runtime) networkIDs(ctx context.Context, name string) ([]string, error)
 }
 
 // Networks lists networks by labels.
-func (r *Runtime) Networks(ctx context.Context, labels map[string]string) ([]string, error) {
+func (r *Runtime) Networks(ctx context.Context, labels map[string]string) ([]runtime.NetworkInfo, error) {
 	list, err := r.cli.NetworkList(ctx, network.ListOptions{Filters: labelFilters(labels)})
 	if err != nil {
 		return nil, fmt.Errorf("list networks: %w", err)
 	}
-	names := make([]string, 0, len(list))
+	out := make([]runtime.NetworkInfo, 0, len(list))
 	for _, n := range list {
-		names = append(names, n.Name)
+		out = append(out, runtime.NetworkInfo{Name: n.Name, Labels: n.Labels, Created: n.Created})
 	}
-	sort.Strings(names)
-	return names, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // EnsureVolume creates a volume unless it exists (creating an existing

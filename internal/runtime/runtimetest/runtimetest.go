@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -82,11 +83,9 @@ func (s *suite) cleanup(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
-	for _, list := range []func(context.Context, map[string]string) ([]string, error){s.rt.Networks} {
-		names, _ := list(ctx, s.labels())
-		for _, n := range names {
-			_ = s.rt.RemoveNetwork(ctx, n)
-		}
+	nets, _ := s.rt.Networks(ctx, s.labels())
+	for _, n := range nets {
+		_ = s.rt.RemoveNetwork(ctx, n.Name)
 	}
 	vols, _ := s.rt.Volumes(ctx, s.labels())
 	for _, v := range vols {
@@ -179,8 +178,15 @@ func (s *suite) testNetworksAndVolumes(t *testing.T) {
 		}
 	}
 	nets, err := s.rt.Networks(ctx, s.labels())
-	if err != nil || !contains(nets, n.Name) {
+	if err != nil || !contains(runtime.NetworkNames(nets), n.Name) {
 		t.Errorf("Networks: got %v, %v; want %s listed", nets, err, n.Name)
+	}
+	for _, got := range nets {
+		// What a sweep of unused networks goes by: the labels it was
+		// made with and when.
+		if got.Name == n.Name && (!maps.Equal(got.Labels, n.Labels) || time.Since(got.Created) > time.Hour || time.Until(got.Created) > time.Minute) {
+			t.Errorf("Networks: %s has labels %v and was created %v; want %v, just now", n.Name, got.Labels, got.Created, n.Labels)
+		}
 	}
 	vols, err := s.rt.Volumes(ctx, s.labels())
 	if err != nil || !contains(vols, v.Name) {
@@ -196,7 +202,7 @@ func (s *suite) testNetworksAndVolumes(t *testing.T) {
 	}
 	nets, _ = s.rt.Networks(ctx, s.labels())
 	vols, _ = s.rt.Volumes(ctx, s.labels())
-	if contains(nets, n.Name) || contains(vols, v.Name) {
+	if contains(runtime.NetworkNames(nets), n.Name) || contains(vols, v.Name) {
 		t.Errorf("after removal: networks %v, volumes %v", nets, vols)
 	}
 
@@ -221,8 +227,8 @@ func (s *suite) testNetworksAndVolumes(t *testing.T) {
 	}
 	nets, _ = s.rt.Networks(ctx, s.labels())
 	count := 0
-	for _, name := range nets {
-		if name == n.Name {
+	for _, got := range nets {
+		if got.Name == n.Name {
 			count++
 		}
 	}
