@@ -29,7 +29,8 @@ type reachEnv struct {
 	agentMetrics          string // the agent's --metrics-addr
 }
 
-func startReach(t *testing.T) *reachEnv {
+// extra is more of the service's keys, as YAML lines indented by four.
+func startReach(t *testing.T, extra string) *reachEnv {
 	p := startPlatform(t, "--advertise-addr", "127.0.0.1")
 	agentHTTP, agentHTTPS, agentMetrics := freePort(t), freePort(t), freePort(t)
 	a, node := joinAgent(t, p, "e2e-reach-", agentHTTP, agentHTTPS, "--metrics-addr", agentMetrics)
@@ -37,10 +38,11 @@ func startReach(t *testing.T) *reachEnv {
 	proj := uniq("e2e-reach-")
 	cleanupProject(t, p, proj)
 	host := proj + ".ruche.test"
-	file := writeCompose(t, strings.NewReplacer("@IMAGE@", image, "@HOST@", host).Replace(`
+	file := writeCompose(t, strings.NewReplacer("@IMAGE@", image, "@HOST@", host, "@EXTRA@", extra).Replace(`
 services:
   web:
     image: @IMAGE@
+@EXTRA@
     healthcheck:
       test: ["CMD", "/hello", "health"]
       interval: 1s
@@ -76,7 +78,7 @@ services:
 }
 
 func TestReachAcrossNodes(t *testing.T) {
-	e := startReach(t)
+	e := startReach(t, "")
 	p, proj, host, agentHTTP, agentHTTPS := e.p, e.proj, e.host, e.agentHTTP, e.agentHTTPS
 	for _, r := range running(service(t, p.project(proj), "web")) {
 		var route []client.PortBinding
@@ -158,7 +160,7 @@ func TestReachAcrossNodes(t *testing.T) {
 // new ones included; when the agent goes away, its node is reported as one
 // line and the stream goes on.
 func TestReachLogsFollow(t *testing.T) {
-	e := startReach(t)
+	e := startReach(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, rucheBin, "logs", "-f", e.proj+"/web")

@@ -125,6 +125,24 @@ func newHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, io.LimitReader(r.Body, 1<<20))
 	})
+	// GET /slow/{ms}: a long answer (tests of draining). Its first line
+	// goes out at once, its last one, naming the replica, after ms
+	// milliseconds: an answer cut in between is incomplete.
+	mux.HandleFunc("GET /slow/{ms}", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.PathValue("ms"))
+		if err != nil || ms < 0 || ms > 600_000 {
+			http.Error(w, "ms must be 0 to 600000", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, "started")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprintf(w, "done by %s.%s\n", os.Getenv("RUCHE_SERVICE"), os.Getenv("RUCHE_REPLICA"))
+	})
 	mux.Handle("GET /ws", ws)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if os.Getenv("HELLO_UNHEALTHY") == "1" {

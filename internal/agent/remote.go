@@ -341,6 +341,21 @@ func (c *RemoteConn) CleanupDone(ctx context.Context, project, node string) erro
 	return nil
 }
 
+// DrainElsewhere asks the managers to drain task from every other node's
+// proxy, and waits for the outcome (agent.WriteDrainAnswer). ctx bounds
+// it; the proxies' own drain timeouts bound it on their side.
+func (c *RemoteConn) DrainElsewhere(ctx context.Context, node, task string) error {
+	resp, err := c.send(ctx, http.MethodPost, nodePath(node, "drain", task), nil)
+	if err != nil {
+		return fmt.Errorf("cross-node drain: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := ReadDrainAnswer(resp.Body); err != nil {
+		return fmt.Errorf("cross-node drain: %w", err)
+	}
+	return nil
+}
+
 // Managers are the managers' URLs the connection knows: those it was
 // given and those heartbeat answers named since.
 func (c *RemoteConn) Managers() []string {

@@ -33,11 +33,28 @@ func (s *Server) agentRoutes() {
 	s.handleAuth("POST "+p+"/heartbeat", s.agentAuth, s.agentHeartbeat)
 	s.handleAuth("POST "+p+"/events", s.agentAuth, s.agentEvent)
 	s.handleAuth("POST "+p+"/cert", s.agentAuth, s.renewNodeCert) // nodecert.go
+	s.handleAuth("POST "+p+"/drain/{task}", s.agentAuth, s.agentDrain)
 	// Anything else under /v1/agent/ still needs a node certificate before
 	// it learns that the endpoint does not exist.
 	s.handleAuth("/v1/agent/", s.agentAuth, func(w http.ResponseWriter, r *http.Request) error {
 		return notFound(fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
+}
+
+// agentDrain is POST /v1/agent/nodes/{node}/drain/{task}: the node's own
+// proxy drained the replica; the other nodes' proxies drain it now
+// (nodeapi.ClusterDrain). The status goes out at once, the outcome as the
+// answer's last line (agent.WriteDrainAnswer), so a drain as long as the
+// proxies' drain timeout is not cut by the agent's header timeout.
+func (s *Server) agentDrain(w http.ResponseWriter, r *http.Request) error {
+	task, node := r.PathValue("task"), r.PathValue("node")
+	agent.WriteDrainAnswer(w, func() error {
+		if s.d.Drain == nil {
+			return nil
+		}
+		return s.d.Drain.Drain(r.Context(), task, node)
+	})
+	return nil
 }
 
 func forbidden(msg string) error {

@@ -103,6 +103,15 @@ type Deps struct {
 	// Managers adds joining managers (managers.go); nil: manager tokens
 	// are refused.
 	Managers Managers
+	// Drain drains a stopping replica from the proxies of every node but
+	// the asking one (nodeapi.ClusterDrain); nil: an agent's drain request
+	// answers at once.
+	Drain ClusterDrainer
+}
+
+// ClusterDrainer drains a replica from every node's proxy but from's.
+type ClusterDrainer interface {
+	Drain(ctx context.Context, task, from string) error
 }
 
 // Server is the API.

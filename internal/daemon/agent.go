@@ -153,7 +153,9 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	ag := agent.New(agent.Config{
 		NodeID: id.NodeID, ClusterID: id.ClusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 		AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr, MetricsAddr: cfg.MetricsAddr,
-	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Drainer: crossNodeDrainer(drainer, true), Events: conn})
+	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Events: conn,
+		Drainer: crossNodeDrainer(drainer, func(ctx context.Context, task string) error { return conn.DrainElsewhere(ctx, id.NodeID, task) },
+			drainTimeout(cfg.Ingress), log)})
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -175,7 +177,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	run("membership", func() error { return stopWhenRemoved(ctx, conn, log) }) // nodecert.go
 	if cfg.NodeAPIAddr != "" {
 		run("node api", func() error {
-			runNodeAPI(ctx, cfg.NodeAPIAddr, pair, pool, ag, renewed, log)
+			runNodeAPI(ctx, cfg.NodeAPIAddr, pair, pool, ag, drainer, renewed, log)
 			return nil
 		})
 	} else {

@@ -99,8 +99,9 @@ func proxyConfig(cfg IngressConfig) (proxy.Config, error) {
 	return pcfg, nil
 }
 
-// newNodeAPI is the node API of an agent node: logs of its replicas for
-// the managers, on addr, with the node certificate.
-func newNodeAPI(addr string, cert tls.Certificate, ca *x509.CertPool, ag *agent.Agent, log *slog.Logger) *nodeapi.Server {
-	return nodeapi.New(nodeapi.Config{Addr: addr, Cert: cert, CA: ca}, nodeapi.Deps{Logs: ag, Log: log})
+// newNodeAPI is the node API of an agent node, on addr, with the node
+// certificate: logs of its replicas for the managers, and the drain of a
+// replica from its proxy (drainer; nil without an ingress).
+func newNodeAPI(addr string, cert tls.Certificate, ca *x509.CertPool, ag *agent.Agent, drainer agent.Drainer, log *slog.Logger) *nodeapi.Server {
+	return nodeapi.New(nodeapi.Config{Addr: addr, Cert: cert, CA: ca}, nodeapi.Deps{Logs: ag, Drainer: drainer, Log: log})
 }

@@ -177,11 +177,19 @@ func Up(ctx context.Context, cfg Config) error {
 	localConn := agent.NewLocalConn(st, box)
 	localConn.Beats = tracker
 	localConn.Beats = newBeatRelay(tracker, st, managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0], ca, nodePair, log) // beats.go
+	// A stopping replica is drained from every node's proxy: the other
+	// nodes' through their node API (drain.go).
+	clusterDrain := nodeapi.NewClusterDrain(nodeapi.ClusterDrainConfig{LocalNode: cfg.NodeID},
+		nodeapi.ClusterDrainDeps{Store: st, Local: drainer, Remote: nodeapi.NewKeypairClient(nodePair, ca.Pool()), Log: log})
 	var ag *agent.Agent
 	if !cfg.NoAgent {
+		var others drainOthers
+		if cfg.AdvertiseAddr != "" { // other nodes may join
+			others = func(ctx context.Context, task string) error { return clusterDrain.Drain(ctx, task, cfg.NodeID) }
+		}
 		ag = agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 			AdvertiseAddr: cfg.AdvertiseAddr},
-			agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, cfg.AdvertiseAddr != "")})
+			agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, others, drainTimeout(cfg.Ingress), log)})
 	}
 	logs := newClusterLogs(ca, nodePair, cfg.NodeID, st, ag, log)
 	ctlCfg := controller.Config{}
@@ -208,6 +216,7 @@ func Up(ctx context.Context, cfg Config) error {
 			Store:      st, Secrets: box, CA: ca, Opener: box, Checker: localChecker{rt}, Logs: logs, Events: rec, Log: log, Registry: reg,
 			StoreStatus: st.StoreStatus, Backup: backupSource(st, cfg.DataDir, clusterID, cfg.Version),
 			AgentCerts: agentCerts,
+			Drain:      clusterDrain,
 			Managers:   &managers{st: st, dataDir: cfg.DataDir, self: cfg.NodeID, log: log},
 		})
 

@@ -213,13 +213,14 @@ func stopWhenRemoved(ctx context.Context, src removedSource, log *slog.Logger) e
 
 // runNodeAPI serves the node API with the current node certificate,
 // starting it again with the new one after each renewal (renewed), until
-// ctx ends. Without it only `ruche logs` of this node is lost: the
+// ctx ends. Without it `ruche logs` of this node is lost, and other nodes'
+// drains wait a fixed time for its proxy instead of asking it: the
 // replicas keep running, so a failure is logged, not returned.
-func runNodeAPI(ctx context.Context, addr string, pair *pki.Keypair, pool *x509.CertPool, ag *agent.Agent, renewed <-chan struct{}, log *slog.Logger) {
+func runNodeAPI(ctx context.Context, addr string, pair *pki.Keypair, pool *x509.CertPool, ag *agent.Agent, drainer agent.Drainer, renewed <-chan struct{}, log *slog.Logger) {
 	for {
 		nctx, cancel := context.WithCancel(ctx)
 		errc := make(chan error, 1)
-		napi := newNodeAPI(addr, *pair.Current(), pool, ag, log)
+		napi := newNodeAPI(addr, *pair.Current(), pool, ag, drainer, log)
 		go func() { errc <- napi.Run(nctx) }()
 		select {
 		case err := <-errc:

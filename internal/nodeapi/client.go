@@ -82,20 +82,11 @@ func (c *Client) Logs(ctx context.Context, node, addr, project, service string, 
 	if opts.Tail != 0 {
 		q.Set("tail", strconv.Itoa(opts.Tail))
 	}
-	u := url.URL{Scheme: "https", Host: addr, Path: "/v1/logs", RawQuery: q.Encode()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	resp, err := c.open(ctx, node, addr, http.MethodGet, "/v1/logs", q)
 	if err != nil {
-		return fmt.Errorf("node %s: %w", node, err)
-	}
-	resp, err := c.http(node).Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: node %s at %s: %w", ErrUnreachable, node, addr, err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("node %s: %s: %s", node, resp.Status, strings.TrimSpace(string(b)))
-	}
 	lw := &lineWriter{w: w}
 	_, err = io.Copy(lw, resp.Body)
 	lw.flush()
@@ -106,6 +97,26 @@ func (c *Client) Logs(ctx context.Context, node, addr, project, service string, 
 		return fmt.Errorf("%w: node %s: stream cut: %w", ErrUnreachable, node, err)
 	}
 	return nil
+}
+
+// open sends a request to node's API at addr and returns the answer if
+// its status is 200, else an error with the node's message.
+func (c *Client) open(ctx context.Context, node, addr, method, path string, q url.Values) (*http.Response, error) {
+	u := url.URL{Scheme: "https", Host: addr, Path: path, RawQuery: q.Encode()}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", node, err)
+	}
+	resp, err := c.http(node).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: node %s at %s: %w", ErrUnreachable, node, addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return nil, fmt.Errorf("node %s: %s: %s", node, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
 }
 
 // ManagerCert issues this manager its own node certificate (RoleManager),

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -226,15 +225,5 @@ func (f *fanout) addr(node string) (string, error) {
 		}
 		return "", err
 	}
-	if n.NodeAPIAddr != "" {
-		host, port, err := net.SplitHostPort(n.NodeAPIAddr)
-		if err == nil && (host == "" || host == "0.0.0.0" || host == "::") && n.Addr != "" {
-			return net.JoinHostPort(n.Addr, port), nil // listening on every address
-		}
-		return n.NodeAPIAddr, nil
-	}
-	if n.Addr == "" {
-		return "", ErrNoAddress
-	}
-	return net.JoinHostPort(n.Addr, f.l.cfg.Port), nil
+	return nodeAPIAddr(n, f.l.cfg.Port)
 }

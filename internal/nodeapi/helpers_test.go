@@ -97,7 +97,13 @@ func (f *fakeLogs) opts() []agent.LogOptions {
 // certificate, answering from logs.
 func startNode(t *testing.T, ca *pki.CA, id string, logs LogSource) *httptest.Server {
 	t.Helper()
-	s := New(Config{Cert: nodeCert(t, ca, id, pki.RoleAgent), CA: ca.Pool()}, Deps{Logs: logs})
+	return startNodeDeps(t, ca, id, Deps{Logs: logs})
+}
+
+// startNodeDeps is startNode with the server's collaborators.
+func startNodeDeps(t *testing.T, ca *pki.CA, id string, d Deps) *httptest.Server {
+	t.Helper()
+	s := New(Config{Cert: nodeCert(t, ca, id, pki.RoleAgent), CA: ca.Pool()}, d)
 	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.TLS = s.TLSConfig()
 	srv.StartTLS()

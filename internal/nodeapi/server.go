@@ -51,7 +51,10 @@ type Config struct {
 // Deps are the server's collaborators.
 type Deps struct {
 	Logs LogSource
-	Log  *slog.Logger
+	// Drainer is the node's proxy (drain.go); nil: the node runs no
+	// ingress, and a drain asks nothing of it.
+	Drainer agent.Drainer
+	Log     *slog.Logger
 }
 
 // Server is the node API server.
@@ -70,6 +73,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{cfg: cfg, d: d, log: log.With("component", "nodeapi"), mux: http.NewServeMux()}
 	s.mux.Handle("GET /v1/logs", managersOnly(http.HandlerFunc(s.logs)))
+	s.mux.Handle("POST /v1/drain", managersOnly(http.HandlerFunc(s.drain)))
 	s.mux.Handle("/", managersOnly(http.NotFoundHandler()))
 	return s
 }
