@@ -55,6 +55,39 @@ func TestManagers(t *testing.T) {
 	m.deploy(t, m.all(), "base", 3)
 	base := m.waitRunning(t, "base", 3)
 
+	t.Run("logs of another manager's replica", func(t *testing.T) {
+		// A replica on node3 (`ruche up --join`); the CLI asks the first
+		// manager of admin.conf, node1, which reads node3's replica
+		// through node3's node API (<advertise-addr>:7444).
+		p := tinyProject("logsm")
+		svc := p.Services["web"]
+		svc.Replicas = 1
+		svc.Placement.Constraints = []string{"node.id == node3"}
+		p.Services["web"] = svc
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := m.client(t, m.all()).Deploy(ctx, p, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.waitRunning(t, "logsm", 1); got[0].Node != "node3" {
+			t.Fatalf("replica on %s, want node3", got[0].Node)
+		}
+		conf, err := client.LoadConfig(m.conf)
+		if err != nil || len(conf.Servers) == 0 || !strings.Contains(conf.Servers[0], m.tb.Node("node1").Addr().String()) {
+			t.Fatalf("admin.conf servers %v (%v): want node1 first", conf.Servers, err)
+		}
+		var out []byte
+		m.eventually(t, 30*time.Second, "logs of logsm's web.1 through node1", func() bool {
+			cmd := exec.Command(rucheBin, "logs", "logsm/web")
+			cmd.Env = append(os.Environ(), "RUCHE_CONFIG="+m.conf)
+			out, _ = cmd.CombinedOutput()
+			return strings.Contains(string(out), "web.1 | ") && !strings.Contains(string(out), "error:")
+		})
+		if t.Failed() {
+			t.Logf("last output: %s", out)
+		}
+	})
+
 	t.Run("kill the leader during deploys", func(t *testing.T) {
 		leader := m.leader(t, m.all())
 		t.Logf("leader: %s", leader)

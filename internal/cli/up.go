@@ -91,6 +91,7 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 	storeFlags = addStoreFlags(f, &cfg.Store)
 	f.StringVar(&cfg.NodeID, "node-name", "", "this node's name (default: the host name)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "IP address other machines reach this manager and node at (default: none, a single node)")
+	f.StringVar(&cfg.NodeAPIAddr, "node-api-addr", "", "node API listen address, for the other managers (default <advertise-addr>:7444; none without --advertise-addr)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable)")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

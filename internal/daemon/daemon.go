@@ -40,7 +40,11 @@ type Config struct {
 	// (and its node) at; empty: a single node. Agents join through
 	// https://<AdvertiseAddr>:<API port>.
 	AdvertiseAddr string
-	Ingress       IngressConfig
+	// NodeAPIAddr is where this manager serves the node API to the other
+	// managers (its replicas' logs, drains of its proxy); default
+	// <AdvertiseAddr>:7444 when AdvertiseAddr is set, else none.
+	NodeAPIAddr string
+	Ingress     IngressConfig
 	// StoreAddr and StorePeerAddr are the embedded etcd's loopback
 	// listeners (defaults 127.0.0.1:7479 and :7480).
 	StoreAddr, StorePeerAddr string
@@ -73,6 +77,9 @@ func Up(ctx context.Context, cfg Config) error {
 		cfg.APIAddr = "127.0.0.1:7443"
 	}
 	host, _ := os.Hostname()
+	if cfg.NodeAPIAddr == "" && cfg.AdvertiseAddr != "" {
+		cfg.NodeAPIAddr = net.JoinHostPort(cfg.AdvertiseAddr, nodeapi.DefaultPort)
+	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = nodeName(host)
 	}
@@ -188,7 +195,7 @@ func Up(ctx context.Context, cfg Config) error {
 			others = func(ctx context.Context, task string) error { return clusterDrain.Drain(ctx, task, cfg.NodeID) }
 		}
 		ag = agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
-			AdvertiseAddr: cfg.AdvertiseAddr},
+			AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr},
 			agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, others, drainTimeout(cfg.Ingress), log)})
 	}
 	logs := newClusterLogs(ca, nodePair, cfg.NodeID, st, ag, log)
@@ -242,7 +249,20 @@ func Up(ctx context.Context, cfg Config) error {
 	if ag != nil {
 		run("agent", func() error { return ag.Run(ctx) })
 	}
-	mrec := store.ManagerRecord{Name: cfg.NodeID, APIURL: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0]}
+	if cfg.NodeAPIAddr != "" {
+		// The node API for the other managers, with this manager's own
+		// node certificate (renewed in memory): its replicas' logs and
+		// drains of its proxy. Without it, only those are lost.
+		napi := nodeapi.New(nodeapi.Config{Addr: cfg.NodeAPIAddr, GetCertificate: nodePair.GetCertificate, CA: ca.Pool()},
+			nodeapi.Deps{Logs: agentLogs(ag), Drainer: drainer, Log: log})
+		run("node-api", func() error {
+			if err := napi.Run(ctx); err != nil {
+				log.Error("node api stopped; other managers cannot show this node's logs or ask its proxy to drain", "err", err)
+			}
+			return nil
+		})
+	}
+	mrec := store.ManagerRecord{Name: cfg.NodeID, APIURL: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0], NodeAPIAddr: cfg.NodeAPIAddr}
 	if em, ok := st.(*store.Embedded); ok {
 		mrec.PeerURL, mrec.MemberID = em.PeerURL(), em.MemberID()
 	}

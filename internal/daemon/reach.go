@@ -27,6 +27,15 @@ func newClusterLogs(ca *pki.CA, mcert *pki.Keypair, nodeID string, st store.Stor
 	return clusterLogs{nodeapi.NewClusterLogs(nodeapi.ClusterLogsConfig{LocalNode: nodeID}, deps)}
 }
 
+// agentLogs is the in-process agent as the node API's log source; nil
+// (not a typed nil) without an agent.
+func agentLogs(ag *agent.Agent) nodeapi.LogSource {
+	if ag == nil {
+		return nil
+	}
+	return ag
+}
+
 func (c clusterLogs) Logs(ctx context.Context, project, service string, o apiserver.LogOptions, w io.Writer) error {
 	return c.l.Logs(ctx, project, service, agent.LogOptions{Follow: o.Follow, Since: o.Since, Tail: o.Tail}, w)
 }

@@ -106,65 +106,64 @@ func NewClusterDrain(cfg ClusterDrainConfig, d ClusterDrainDeps) *ClusterDrain {
 }
 
 // Drain drains task from the proxy of every node but from (whose own
-// proxy did it already), all at once, and returns when each answered. A
-// node marked down is skipped: it gets no table and is not expected to
-// answer. Another manager serves no node API: for it, the drain lasts at
-// least Settle. The error names every node that failed; the others
+// proxy did it already), all at once, and returns when each answered:
+// the nodes of the node records, and the managers of the manager records
+// (a `ruche server` has a proxy but no node record). A node marked down
+// is skipped: it gets no table and is not expected to answer. A manager
+// with no node API (an older one), or one without a node record that
+// cannot be reached, is not waited for by an answer: the drain then lasts
+// at least Settle. The error names every node that failed; the others
 // drained.
 func (c *ClusterDrain) Drain(ctx context.Context, task, from string) error {
 	start := time.Now()
-	kvs, _, err := c.d.Store.List(ctx, store.NodesPrefix)
+	targets, err := c.targets(ctx, from)
 	if err != nil {
 		return fmt.Errorf("cross-node drain of %s: %w", task, err)
 	}
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		errs    []error
+		unasked []string
 	)
-	fail := func(err error) {
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
-	}
-	var unasked []string
-	for _, kv := range kvs {
-		var n client.Node
-		if err := store.Decode(kv, &n); err != nil || n.ID == "" || n.ID == from || n.Status == client.NodeDown {
-			continue
-		}
-		if n.ID != c.cfg.LocalNode && n.NodeAPIAddr == "" && strings.Contains(n.Role, "manager") {
-			unasked = append(unasked, n.ID)
+	for _, tg := range targets {
+		if tg.addr == "" && tg.name != c.cfg.LocalNode {
+			unasked = append(unasked, tg.name)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if n.ID == c.cfg.LocalNode {
+			var err error
+			switch {
+			case tg.name == c.cfg.LocalNode:
 				if c.d.Local != nil {
-					if err := c.d.Local.Drain(ctx, task); err != nil {
-						fail(fmt.Errorf("node %s: %w", n.ID, err))
-					}
+					err = c.d.Local.Drain(ctx, task)
 				}
+			case c.d.Remote == nil:
+				err = fmt.Errorf("%w: no node API client", ErrUnreachable)
+			default:
+				err = c.d.Remote.Drain(ctx, tg.name, tg.addr, task)
+			}
+			if err == nil {
 				return
 			}
-			addr, err := nodeAPIAddr(n, c.cfg.Port)
-			if err != nil {
-				fail(fmt.Errorf("node %s: %w", n.ID, err))
+			mu.Lock()
+			defer mu.Unlock()
+			if tg.bestEffort {
+				unasked = append(unasked, tg.name)
+				c.log.Debug("drain: a manager's proxy did not answer", "task", task, "manager", tg.name, "err", err)
 				return
 			}
-			if c.d.Remote == nil {
-				fail(fmt.Errorf("%w: node %s: no node API client", ErrUnreachable, n.ID))
-				return
+			if !strings.Contains(err.Error(), "node "+tg.name) {
+				err = fmt.Errorf("node %s: %w", tg.name, err)
 			}
-			if err := c.d.Remote.Drain(ctx, n.ID, addr, task); err != nil {
-				fail(err)
-			}
+			errs = append(errs, err)
 		}()
 	}
 	wg.Wait()
 	if len(unasked) > 0 {
-		c.log.Debug("drain: managers' proxies cannot be asked; waiting a fixed time for them", "task", task, "nodes", unasked, "settle", c.cfg.Settle)
+		c.log.Debug("drain: waiting a fixed time for proxies that cannot be asked", "task", task, "nodes", unasked, "settle", c.cfg.Settle)
 		t := time.NewTimer(time.Until(start.Add(c.cfg.Settle)))
 		select {
 		case <-t.C:
@@ -176,6 +175,65 @@ func (c *ClusterDrain) Drain(ctx context.Context, task, from string) error {
 		return fmt.Errorf("cross-node drain of %s: %w", task, errors.Join(errs...))
 	}
 	return nil
+}
+
+// drainTarget is a proxy to ask: its node (or manager) name and node API
+// address ("" when it has none).
+type drainTarget struct {
+	name, addr string
+	// bestEffort: a manager known only by its manager record; a failure
+	// to answer costs the settle time, not an error.
+	bestEffort bool
+}
+
+// targets are the proxies a drain asks, from the node and manager records.
+func (c *ClusterDrain) targets(ctx context.Context, from string) ([]drainTarget, error) {
+	mkvs, _, err := c.d.Store.List(ctx, store.ManagersPrefix)
+	if err != nil {
+		return nil, err
+	}
+	managers := map[string]string{} // name -> node API address
+	for _, kv := range mkvs {
+		var m store.ManagerRecord
+		if store.Decode(kv, &m) == nil && m.Name != "" {
+			managers[m.Name] = m.NodeAPIAddr
+		}
+	}
+	nkvs, _, err := c.d.Store.List(ctx, store.NodesPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []drainTarget
+	seen := map[string]bool{from: true}
+	for _, kv := range nkvs {
+		var n client.Node
+		if store.Decode(kv, &n) != nil || n.ID == "" || seen[n.ID] {
+			continue
+		}
+		seen[n.ID] = true
+		if n.Status == client.NodeDown {
+			continue
+		}
+		tg := drainTarget{name: n.ID}
+		_, manager := managers[n.ID]
+		switch {
+		case n.NodeAPIAddr == "" && managers[n.ID] != "":
+			tg.addr = managers[n.ID]
+		case n.NodeAPIAddr == "" && (manager || strings.Contains(n.Role, "manager")):
+			// a manager without a node API: not asked
+		default:
+			if tg.addr, err = nodeAPIAddr(n, c.cfg.Port); err != nil {
+				tg.addr = "" // no address: not asked
+			}
+		}
+		out = append(out, tg)
+	}
+	for name, addr := range managers {
+		if !seen[name] {
+			out = append(out, drainTarget{name: name, addr: addr, bestEffort: true})
+		}
+	}
+	return out, nil
 }
 
 // nodeAPIAddr is where node n serves its node API, from its record: its

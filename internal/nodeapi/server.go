@@ -46,6 +46,9 @@ type Config struct {
 	// CA's pool: client certificates must chain to it.
 	Cert tls.Certificate
 	CA   *x509.CertPool
+	// GetCertificate, when set, is used instead of Cert on each handshake
+	// (a manager's certificate, renewed in memory).
+	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // Deps are the server's collaborators.
@@ -84,13 +87,17 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // TLSConfig is the server side of the mutual TLS: the node certificate,
 // and a client certificate of the cluster required.
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
+	tc := &tls.Config{
 		Certificates: []tls.Certificate{s.cfg.Cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    s.cfg.CA,
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"h2", "http/1.1"},
 	}
+	if s.cfg.GetCertificate != nil {
+		tc.Certificates, tc.GetCertificate = nil, s.cfg.GetCertificate
+	}
+	return tc
 }
 
 // Run listens on Config.Addr and serves until ctx ends.

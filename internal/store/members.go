@@ -26,12 +26,16 @@ type Member struct {
 // ManagerRecord is what a manager publishes of itself under
 // /ruche/managers/<name>, on a lease it keeps alive: present means alive.
 type ManagerRecord struct {
-	Name     string    `json:"name"`
-	APIURL   string    `json:"api_url"`
-	PeerURL  string    `json:"peer_url,omitempty"`
-	MemberID uint64    `json:"member_id,omitempty"`
-	DBSize   int64     `json:"db_size,omitempty"`
-	Updated  time.Time `json:"updated"`
+	Name   string `json:"name"`
+	APIURL string `json:"api_url"`
+	// NodeAPIAddr is where the manager serves the node API (other
+	// managers drain its proxy and read its replicas' logs there); empty:
+	// none (a single node).
+	NodeAPIAddr string    `json:"node_api_addr,omitempty"`
+	PeerURL     string    `json:"peer_url,omitempty"`
+	MemberID    uint64    `json:"member_id,omitempty"`
+	DBSize      int64     `json:"db_size,omitempty"`
+	Updated     time.Time `json:"updated"`
 }
 
 // Members lists the etcd members.
