@@ -12,7 +12,7 @@ const (
 	ChangeCreate    = "create"
 	ChangeUpdate    = "update"
 	ChangeScale     = "scale"
-	ChangeRoutes    = "routes" // only the routes changed: no replica is touched
+	ChangeRoutes    = "routes" // only the routes changed: no replica is touched (a route to a new port in a cluster is an update)
 	ChangeRemove    = "remove"
 	ChangeUnchanged = "unchanged"
 )

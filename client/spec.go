@@ -129,8 +129,9 @@ type ServiceSpec struct {
 	Ruche          RucheExtension `json:"x-ruche,omitempty"`
 
 	// Routes expose the service through the ingress proxy. They are not
-	// part of the replica template: changing a route never restarts a
-	// replica.
+	// part of the replica template: changing a route restarts no replica,
+	// except in a cluster a route to a target port the replicas do not
+	// publish yet (a rolling update: they publish it when created).
 	Routes []RouteSpec `json:"routes,omitempty"`
 }
 

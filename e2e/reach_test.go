@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,27 +39,7 @@ func startReach(t *testing.T, extra string) *reachEnv {
 	proj := uniq("e2e-reach-")
 	cleanupProject(t, p, proj)
 	host := proj + ".ruche.test"
-	file := writeCompose(t, strings.NewReplacer("@IMAGE@", image, "@HOST@", host, "@EXTRA@", extra).Replace(`
-services:
-  web:
-    image: @IMAGE@
-@EXTRA@
-    healthcheck:
-      test: ["CMD", "/hello", "health"]
-      interval: 1s
-      timeout: 2s
-      retries: 2
-    deploy:
-      replicas: 1
-    x-ruche:
-      spread: max_availability
-      routes:
-        - host: @HOST@
-          port: 8080
-        - host: tls.@HOST@
-          port: 8080
-          tls: internal
-`))
+	file := writeCompose(t, reachCompose(host, extra, "", 1))
 	// One replica first: both nodes share one Docker engine here, and two
 	// agents creating the project network at once would make two networks
 	// of one name; the second replica then finds it.
@@ -75,6 +56,34 @@ services:
 		return web.Ready == 2 && len(nodes) == 2
 	})
 	return &reachEnv{p: p, a: a, node: node, proj: proj, host: host, agentHTTP: agentHTTP, agentHTTPS: agentHTTPS, agentMetrics: agentMetrics}
+}
+
+// reachCompose is the service of startReach: extra is more of its keys
+// (YAML lines indented by four), routes more of its routes (indented by
+// eight).
+func reachCompose(host, extra, routes string, replicas int) string {
+	return strings.NewReplacer("@IMAGE@", image, "@HOST@", host, "@EXTRA@", extra, "@ROUTES@", routes, "@N@", strconv.Itoa(replicas)).Replace(`
+services:
+  web:
+    image: @IMAGE@
+@EXTRA@
+    healthcheck:
+      test: ["CMD", "/hello", "health"]
+      interval: 1s
+      timeout: 2s
+      retries: 2
+    deploy:
+      replicas: @N@
+    x-ruche:
+      spread: max_availability
+      routes:
+        - host: @HOST@
+          port: 8080
+        - host: tls.@HOST@
+          port: 8080
+          tls: internal
+@ROUTES@
+`)
 }
 
 func TestReachAcrossNodes(t *testing.T) {
@@ -214,4 +223,30 @@ func TestReachLogsFollow(t *testing.T) {
 	}
 	// Back (its saved identity), so that the project's removal completes.
 	e.a.start()
+}
+
+// TestReachNewRoutePort: a route added to a running service on a port its
+// replicas did not publish yet reaches the replicas on both nodes: the
+// deploy replaces them (a rolling update), and the new ones publish it.
+func TestReachNewRoutePort(t *testing.T) {
+	extra := "    environment:\n      HELLO_EXTRA_PORT: \"9090\""
+	e := startReach(t, extra)
+	p := e.p
+	admin := "admin." + e.host
+	route := "        - host: " + admin + "\n          port: 9090"
+	out := p.must("deploy", "-f", writeCompose(t, reachCompose(e.host, extra, route, 2)), "-p", e.proj)
+	if !strings.Contains(out, "new target port 9090") {
+		t.Errorf("deploy output does not say why the replicas are replaced:\n%s", out)
+	}
+	for name, addr := range map[string]string{"manager": p.httpAddr, "agent": e.agentHTTP} {
+		port := portOf(t, addr)
+		seen := map[string]bool{}
+		eventually(t, "the "+name+"'s ingress reaches both replicas on the new port", 90*time.Second, func() bool {
+			out, err := curl(t, "--resolve", admin+":"+port+":127.0.0.1", "http://"+admin+":"+port+"/")
+			if err == nil && strings.HasPrefix(out, "hello from web.") {
+				seen[strings.Fields(out)[2]] = true
+			}
+			return seen["web.1"] && seen["web.2"]
+		})
+	}
 }

@@ -68,6 +68,14 @@ func main() {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Printf("listening on :%s", port)
+	if extra := os.Getenv("HELLO_EXTRA_PORT"); extra != "" {
+		// A second port with the same answers (tests of routes to a port
+		// other than the first).
+		esrv := &http.Server{Addr: ":" + extra, Handler: newHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- esrv.ListenAndServe() }()
+		defer esrv.Close()
+		log.Printf("listening on :%s too", extra)
+	}
 	select {
 	case err := <-errc:
 		log.Fatal(err)

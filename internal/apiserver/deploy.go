@@ -132,7 +132,7 @@ func (s *Server) applyDeploy(ctx context.Context, req *client.DeployRequest) (*c
 	}
 	secretHashes, configHashes := hashes(p.Secrets), configHashesOf(p.Configs)
 	routeKeys := stripRouteKeys(p)
-	changes := diff(cur, p, secretHashes, configHashes)
+	changes := diff(cur, p, secretHashes, configHashes, func() bool { return s.publishesRoutePorts(ctx) })
 	if err := s.check(ctx, p, cur, changes); err != nil {
 		return nil, err
 	}
@@ -235,7 +235,10 @@ func (s *Server) deployOps(cur *current, p *client.ProjectSpec, changes []client
 }
 
 // diff computes what a deploy changes, service by service, sorted by name.
-func diff(cur *current, p *client.ProjectSpec, secretHashes, configHashes map[string]string) []client.Change {
+// publishes (asked only when a route gains a target port) reports whether
+// replicas publish their route ports for other nodes' ingress (see
+// routePortAdded).
+func diff(cur *current, p *client.ProjectSpec, secretHashes, configHashes map[string]string, publishes func() bool) []client.Change {
 	var out []client.Change
 	for name, spec := range p.Services {
 		old, ok := cur.services[name]
@@ -262,6 +265,10 @@ func diff(cur *current, p *client.ProjectSpec, secretHashes, configHashes map[st
 			c.Kind = client.ChangeScale
 		case string(store.Encode(old.Spec.Routes)) != string(store.Encode(spec.Routes)):
 			c.Kind = client.ChangeRoutes
+			if port := routePortAdded(old.Spec, spec); port != 0 && publishes() {
+				c.Kind = client.ChangeUpdate
+				c.Fields = []string{fmt.Sprintf("routes (new target port %d, which the replicas must publish for other nodes' ingress)", port)}
+			}
 		default:
 			c.Kind = client.ChangeUnchanged
 		}
@@ -274,6 +281,58 @@ func diff(cur *current, p *client.ProjectSpec, secretHashes, configHashes map[st
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
 	return out
+}
+
+// routePortAdded returns a target port that b's routes have and a's do not
+// (the lowest), or 0. A replica publishes its routes' target ports for the
+// ingress of other nodes when its container is created (agent/routeports.go),
+// and Docker cannot add a binding to a running container: so in a cluster a
+// route to a new port replaces the replicas (a rolling update), while any
+// other route change touches none. A service kept private publishes none.
+func routePortAdded(a, b client.ServiceSpec) int {
+	if pub := b.Ruche.Public; pub != nil && !*pub {
+		return 0
+	}
+	had := map[int]bool{}
+	for _, r := range a.Routes {
+		had[int(r.Port)] = true
+	}
+	added := 0
+	for _, r := range b.Routes {
+		if p := int(r.Port); p != 0 && !had[p] && !publishedEverywhere(b.Ports, p) && (added == 0 || p < added) {
+			added = p
+		}
+	}
+	return added
+}
+
+// publishedEverywhere: the service publishes target port on every address
+// itself, so other nodes reach it without a route port.
+func publishedEverywhere(ports []client.PortSpec, target int) bool {
+	for _, p := range ports {
+		if int(p.Target) == target && (p.Protocol == "" || p.Protocol == "tcp") &&
+			(p.HostIP == "" || p.HostIP == "0.0.0.0" || p.HostIP == "::") {
+			return true
+		}
+	}
+	return false
+}
+
+// publishesRoutePorts reports whether some node has an advertise address:
+// then agents publish route ports. A failed read counts as yes (a needless
+// rolling update, never a replica other nodes cannot reach).
+func (s *Server) publishesRoutePorts(ctx context.Context) bool {
+	kvs, _, err := s.d.Store.List(ctx, store.NodesPrefix)
+	if err != nil {
+		return true
+	}
+	for _, kv := range kvs {
+		var n client.Node
+		if store.Decode(kv, &n) == nil && n.Addr != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // changedFields lists the top-level fields (JSON names) of the replica

@@ -383,3 +383,48 @@ func TestNewWithoutRegistry(t *testing.T) {
 		t.Errorf("healthz without a registry: got %d, want 200", rec.Code)
 	}
 }
+
+// A route to a new target port replaces the replicas in a cluster (they
+// publish route ports when created); any other route change, or any route
+// change on a single node, touches none.
+func TestRouteToNewPort(t *testing.T) {
+	e := newEnv(t)
+	spec := func(routes ...client.RouteSpec) client.ProjectSpec {
+		return client.ProjectSpec{Name: "shop", Services: map[string]client.ServiceSpec{
+			"web": {Name: "web", Image: "hello:1", Replicas: 2, Routes: routes},
+		}}
+	}
+	kindOf := func(p client.ProjectSpec) (string, int64) {
+		t.Helper()
+		code, body := e.deploy(p, false)
+		var resp client.DeployResponse
+		json.Unmarshal(body, &resp)
+		if code != 200 || len(resp.Changes) != 1 {
+			t.Fatalf("deploy: %d %s", code, body)
+		}
+		var rec store.ServiceRecord
+		store.GetJSON(context.Background(), e.st, store.ServiceKey("shop", "web"), &rec)
+		return resp.Changes[0].Kind, rec.Version
+	}
+	a := client.RouteSpec{Host: "shop.example.org", Port: 8080}
+	b := client.RouteSpec{Host: "admin.example.org", Port: 9090}
+	kindOf(spec(a))
+	if kind, v := kindOf(spec(a, b)); kind != client.ChangeRoutes || v != 1 {
+		t.Errorf("single node, new port: got %s, version %d; want routes, version 1", kind, v)
+	}
+	// A node with an advertise address: agents publish route ports.
+	if _, err := e.st.Txn(context.Background(), nil, store.Put(store.NodeKey("n2"), store.Encode(client.Node{ID: "n2", Addr: "10.0.0.2"}))); err != nil {
+		t.Fatal(err)
+	}
+	c := client.RouteSpec{Host: "shop.example.org", PathPrefix: "/api", Port: 8080}
+	if kind, v := kindOf(spec(a, b, c)); kind != client.ChangeRoutes || v != 1 {
+		t.Errorf("cluster, a route to a port already routed: got %s, version %d; want routes, version 1", kind, v)
+	}
+	d := client.RouteSpec{Host: "stats.example.org", Port: 7070}
+	if kind, v := kindOf(spec(a, b, c, d)); kind != client.ChangeUpdate || v != 2 {
+		t.Errorf("cluster, a route to a new port: got %s, version %d; want update, version 2", kind, v)
+	}
+	if kind, v := kindOf(spec(a, d)); kind != client.ChangeRoutes || v != 2 {
+		t.Errorf("cluster, routes removed: got %s, version %d; want routes, version 2", kind, v)
+	}
+}
