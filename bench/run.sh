@@ -8,20 +8,25 @@
 #      (what ruche's per-project network costs dockerd); trials are
 #      interleaved (one of each per round) so background load falls on all
 #      alike;
+#      and, for context too, bench/netwire: a prototype of the platform
+#      wiring its containers itself (no Docker network, a veth pair, an
+#      address and a route by netlink, a waiter holding the command until
+#      then), what private networks would leave of a replica's start;
 #   2. VmRSS of an idle `ruche up` running 50 replicas (and of dockerd).
 # Progress goes to stderr, the Markdown report to stdout and to
 # $BENCH_OUT/report.md with the logs.
 #
 # Everything it creates is named bench-*: containers bench-run-* and
-# bench-runnet-*, bench-runnone-*, the network bench-runnet, the Swarm
+# bench-runnet-*, bench-runnone-*, bench-wire-* (and the bridge
+# bench-wire0 with its veth pairs bwh*), the network bench-runnet, the Swarm
 # service bench-swarmn and its overlay network bench-swarmnet, the ruche projects bench-ruche
 # and bench-idle, the Swarm service bench-swarm. It
 # refuses to run when Swarm is already active (someone else's swarm), and
 # always leaves the swarm it created, also on failure or Ctrl-C.
 #
 # Knobs: BENCH_TRIALS (5), BENCH_IDLE_WAIT seconds (60),
-# BENCH_SCENARIOS ("docker-run docker-run-net docker-run-none ruche swarm
-# swarm-net rss"), BENCH_OUT
+# BENCH_SCENARIOS ("docker-run docker-run-net docker-run-none wired ruche
+# swarm swarm-net rss"), BENCH_OUT
 # (a new /tmp dir), BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image,
 # BENCH_RUCHE_BIN=path to measure another ruche binary than bin/ruche (an
 # A/B of two builds: alternate runs, one per binary).
@@ -34,11 +39,16 @@ TRIALS=${BENCH_TRIALS:-5}
 REPLICAS=20
 IDLE_REPLICAS=50
 IDLE_WAIT=${BENCH_IDLE_WAIT:-60}
-SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none ruche swarm swarm-net rss"}
+SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none wired ruche swarm swarm-net rss"}
 # The overlay network of swarm-net, a range no host route reaches or lies
 # in (checked before use): containers get addresses from it, in their own
 # namespaces only.
 SWARMNET_SUBNET=10.213.77.0/24
+# The bridge of the wired prototype, checked the same way; its first
+# address goes on the bridge, the containers' in their namespaces; no NAT,
+# no route out, and nothing sends traffic on it.
+WIRE_SUBNET=10.213.78.0/24
+WIRE_BRIDGE=bench-wire0
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -115,6 +125,7 @@ cleanup() {
 	remove_containers bench-runnone-
 	remove_containers bench-ruche-
 	remove_containers bench-idle-
+	[ ! -x "$WORK/netwire" ] || "$WORK/netwire" -cleanup -prefix bench-wire- -bridge "$WIRE_BRIDGE" || log "could not remove the wired prototype's containers or bridge $WIRE_BRIDGE"
 	if docker network inspect "$RUNNET" >/dev/null 2>&1; then
 		docker network rm "$RUNNET" >/dev/null || log "could not remove network $RUNNET"
 	fi
@@ -144,13 +155,18 @@ if { want swarm || want swarm-net; } && [ "$(docker info --format '{{.Swarm.Loca
 	echo "it is not this benchmark's to change. Leave it first, or run with BENCH_SCENARIOS=\"docker-run ruche rss\"." >&2
 	exit 1
 fi
-remove_leftovers bench-run- bench-runnet- bench-runnone- bench-ruche- bench-idle- bench-swarm. bench-swarmn.
+remove_leftovers bench-run- bench-runnet- bench-runnone- bench-wire- bench-ruche- bench-idle- bench-swarm. bench-swarmn.
 DOCKERD_PID=$(dockerd_pid)
 
 # --- build -----------------------------------------------------------------
 
 build_ruche_and_image
 go build -o "$TOOL" ./bench/benchtool
+if want wired; then
+	go build -o "$WORK/netwire" ./bench/netwire
+	CGO_ENABLED=0 go build -o "$WORK/waiter" ./bench/netwire/waiter
+	"$WORK/netwire" -cleanup -prefix bench-wire- -bridge "$WIRE_BRIDGE" # a crashed run's
+fi
 IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 
 # --- the machine -------------------------------------------------------------
@@ -226,14 +242,18 @@ if want ruche || want rss; then
 	wait_ruche_up
 fi
 
-if want swarm-net; then
-	if [ -n "$(ip -4 route show to match "${SWARMNET_SUBNET%/*}" | grep -v '^default')" ] ||
-		[ -n "$(ip -4 route show root "$SWARMNET_SUBNET")" ]; then
-		echo "$SWARMNET_SUBNET overlaps a route of this host: not using it for swarm-net" >&2
+# subnet_free SUBNET WHAT: refuse a range a route of this host reaches or
+# lies in.
+subnet_free() {
+	if [ -n "$(ip -4 route show to match "${1%/*}" | grep -v '^default')" ] ||
+		[ -n "$(ip -4 route show root "$1")" ]; then
+		echo "$1 overlaps a route of this host: not using it for $2" >&2
 		ip -4 route show >&2
 		exit 1
 	fi
-fi
+}
+if want swarm-net; then subnet_free "$SWARMNET_SUBNET" swarm-net; fi
+if want wired; then subnet_free "$WIRE_SUBNET" wired; fi
 if want swarm || want swarm-net; then
 	docker network inspect docker_gwbridge >/dev/null 2>&1 || GWBRIDGE_EXISTED=0
 	log "docker swarm init on loopback (advertise and listen 127.0.0.1)"
@@ -313,6 +333,13 @@ trial_docker_run_none() {
 	remove_containers bench-runnone-
 }
 
+trial_wired() {
+	echo "--- trial $1" >>"$OUT/wired.log"
+	measure wired "$1" bench-wire- -- "$WORK/netwire" -n "$REPLICAS" -prefix bench-wire- -image "$IMAGE" \
+		-bridge "$WIRE_BRIDGE" -subnet "$WIRE_SUBNET" -waiter "$WORK/waiter" || true
+	"$WORK/netwire" -cleanup -prefix bench-wire- -bridge "$WIRE_BRIDGE" >>"$OUT/wired.log" 2>&1 || true
+}
+
 trial_ruche() {
 	if [ -n "${BROKEN[ruche]:-}" ]; then skip ruche "$1"; return; fi
 	echo "--- trial $1" >>"$OUT/ruche.log"
@@ -352,7 +379,7 @@ trial_swarm_net() {
 	fi
 }
 
-ALL=(docker-run docker-run-net docker-run-none ruche swarm swarm-net)
+ALL=(docker-run docker-run-net docker-run-none wired ruche swarm swarm-net)
 ACTIVE=()
 for sc in "${ALL[@]}"; do want "$sc" && ACTIVE+=("$sc"); done
 
@@ -376,6 +403,7 @@ for i in $(seq 1 "$TRIALS"); do
 		docker-run) trial_docker_run "$i" ;;
 		docker-run-net) trial_docker_run_net "$i" ;;
 		docker-run-none) trial_docker_run_none "$i" ;;
+		wired) trial_wired "$i" ;;
 		ruche) trial_ruche "$i" ;;
 		swarm) trial_swarm "$i" ;;
 		swarm-net) trial_swarm_net "$i" ;;

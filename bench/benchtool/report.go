@@ -21,8 +21,12 @@ const (
 	// network (--network none), the start cost left when the platform
 	// wires containers itself (DESIGN.md, private networks).
 	scenarioDockerRunNone = "docker-run-none"
-	scenarioRuche         = "ruche"
-	scenarioSwarm         = "swarm"
+	// scenarioWired is context: bench/netwire, a prototype of the
+	// platform wiring containers itself; converged = all wired (the
+	// command returns then), not merely running.
+	scenarioWired = "wired"
+	scenarioRuche = "ruche"
+	scenarioSwarm = "swarm"
 	// scenarioSwarmNet is context: Swarm's service on an overlay network
 	// of its own, as `docker stack deploy` gives each stack.
 	scenarioSwarmNet = "swarm-net"
@@ -40,6 +44,7 @@ var scenarioLabels = map[string]string{
 	scenarioDockerRun:     "20 × `docker run -d` in parallel (baseline)",
 	scenarioDockerRunNet:  "20 × `docker run -d` in parallel on a network of their own (context)",
 	scenarioDockerRunNone: "20 × `docker run -d --network none` in parallel (context)",
+	scenarioWired:         "prototype: 20 containers without a Docker network, wired by netlink (`bench/netwire`, context; converged = all wired)",
 	scenarioRuche:         "`ruche deploy` (ruche up)",
 	scenarioSwarm:         "`docker service create --detach=false` (Swarm)",
 	scenarioSwarmNet:      "the same on an overlay network of its own, endpoint mode dnsrr (Swarm, context)",
@@ -191,6 +196,9 @@ func writeReport(w io.Writer, r *results, replicas, idle int) {
 			label = sc
 		}
 		run, cmd, fst := r.series(sc, running), r.series(sc, command), r.series(sc, first)
+		if sc == scenarioWired {
+			run = cmd // running is not enough: converged once wired
+		}
 		total := run.n + len(r.failures[sc])
 		if run.n == 0 {
 			fmt.Fprintf(w, "| %s | 0/%d | – | – | – | – | – |\n", label, total)
@@ -252,6 +260,13 @@ func writeNetworkContext(w io.Writer, r *results) {
 	if none := r.series(scenarioDockerRunNone, running); none.n > 0 {
 		fmt.Fprintf(w, "Without any Docker network (`--network none`, what is left to dockerd when the platform wires containers itself) they converged in %s, %.2f× their time on the default bridge.\n",
 			secs(none.median), none.median/base.median)
+	}
+	if wired := r.series(scenarioWired, command); wired.n > 0 {
+		fmt.Fprintf(w, "The prototype of that wiring (`bench/netwire`: Docker API calls, no CLI; a veth pair, an address and a route by netlink per container; a waiter holding each command until then) had all its containers wired in %s", secs(wired.median))
+		if sw := r.series(scenarioSwarm, running); sw.n > 0 && sw.median > 0 {
+			fmt.Fprintf(w, ", %.2f× Swarm's convergence", wired.median/sw.median)
+		}
+		fmt.Fprintln(w, "; it is not ruche (no store, scheduler, IPAM or DNS).")
 	}
 }
 
