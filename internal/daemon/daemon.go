@@ -262,7 +262,8 @@ func Up(ctx context.Context, cfg Config) error {
 			return nil
 		})
 	}
-	mrec := store.ManagerRecord{Name: cfg.NodeID, APIURL: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0], NodeAPIAddr: cfg.NodeAPIAddr}
+	mrec := store.ManagerRecord{Name: cfg.NodeID, APIURL: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0],
+		NodeAPIAddr: reachableAddr(cfg.NodeAPIAddr, cfg.AdvertiseAddr)}
 	if em, ok := st.(*store.Embedded); ok {
 		mrec.PeerURL, mrec.MemberID = em.PeerURL(), em.MemberID()
 	}
