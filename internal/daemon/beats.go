@@ -30,10 +30,11 @@ type beatRelay struct {
 	hc    *http.Client
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	peers   []string
-	peersAt time.Time
-	busy    map[string]bool
+	mu         sync.Mutex
+	peers      []string
+	peersAt    time.Time
+	refreshing bool // a read of the peers runs
+	busy       map[string]bool
 }
 
 func newBeatRelay(local agent.HeartbeatSink, st store.Store, self string, ca *pki.CA, cert *pki.Keypair, log *slog.Logger) *beatRelay {
@@ -77,19 +78,32 @@ func (b *beatRelay) Beat(node string, load client.NodeLoad) time.Duration {
 }
 
 // peerURLs are the other live managers' API URLs, read from the store at
-// most every 5 s.
+// most every 5 s. The read runs in the background and the beat goes to the
+// peers known so far: a beat must never wait for the store, which can
+// stall for its whole request timeout (6 s at 500 ms elections) while its
+// leader changes, exactly when the next leader needs this node's beats (a
+// node marked down for that gap, seen in e2e TestManagers).
 func (b *beatRelay) peerURLs() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if time.Since(b.peersAt) < 5*time.Second {
-		return b.peers
+	if time.Since(b.peersAt) >= 5*time.Second && !b.refreshing {
+		b.refreshing = true
+		go b.refreshPeers()
 	}
-	b.peersAt = time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	return b.peers
+}
+
+// refreshPeers reads the manager records into b.peers.
+func (b *beatRelay) refreshPeers() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	kvs, _, err := b.st.List(ctx, store.ManagersPrefix)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refreshing = false
+	b.peersAt = time.Now()
 	if err != nil {
-		return b.peers
+		return
 	}
 	var out []string
 	for _, kv := range kvs {
@@ -99,5 +113,4 @@ func (b *beatRelay) peerURLs() []string {
 		}
 	}
 	b.peers = out
-	return out
 }
