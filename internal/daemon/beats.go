@@ -32,6 +32,7 @@ type beatRelay struct {
 
 	mu         sync.Mutex
 	peers      []string
+	seen       map[string]time.Time // peer URL -> when a read last listed it
 	peersAt    time.Time
 	refreshing bool // a read of the peers runs
 	busy       map[string]bool
@@ -41,7 +42,7 @@ func newBeatRelay(local agent.HeartbeatSink, st store.Store, self string, ca *pk
 	tr := &http.Transport{TLSClientConfig: &tls.Config{GetClientCertificate: cert.GetClientCertificate, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout: 3 * time.Second, ForceAttemptHTTP2: true}
 	return &beatRelay{local: local, st: st, self: self, hc: &http.Client{Transport: tr, Timeout: 3 * time.Second},
-		log: log.With("component", "beat-relay"), busy: map[string]bool{}}
+		log: log.With("component", "beat-relay"), busy: map[string]bool{}, seen: map[string]time.Time{}}
 }
 
 func (b *beatRelay) Beat(node string, load client.NodeLoad) time.Duration {
@@ -77,12 +78,15 @@ func (b *beatRelay) Beat(node string, load client.NodeLoad) time.Duration {
 	return d
 }
 
-// peerURLs are the other live managers' API URLs, read from the store at
-// most every 5 s. The read runs in the background and the beat goes to the
+// peerURLs are the other managers' API URLs, read from the store at most
+// every 5 s. The read runs in the background and the beat goes to the
 // peers known so far: a beat must never wait for the store, which can
-// stall for its whole request timeout (6 s at 500 ms elections) while its
-// leader changes, exactly when the next leader needs this node's beats (a
-// node marked down for that gap, seen in e2e TestManagers).
+// stall while its leader changes. And a peer stays a peer for peerKeep
+// after the last read that listed it: a manager's record is on a lease it
+// gives up and takes anew when the store fails it, so a read during a
+// change of leader can miss a manager that is about to lead. Both gaps
+// left a manager's own node unheard by the next leader and marked down (2
+// of 25 runs of e2e TestManagers).
 func (b *beatRelay) peerURLs() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -105,12 +109,24 @@ func (b *beatRelay) refreshPeers() {
 	if err != nil {
 		return
 	}
-	var out []string
+	now := time.Now()
 	for _, kv := range kvs {
 		var r store.ManagerRecord
-		if store.Decode(kv, &r) == nil && r.APIURL != "" && r.APIURL != b.self && !slices.Contains(out, r.APIURL) {
-			out = append(out, r.APIURL)
+		if store.Decode(kv, &r) == nil && r.APIURL != "" && r.APIURL != b.self {
+			b.seen[r.APIURL] = now
 		}
 	}
+	var out []string
+	for url, at := range b.seen {
+		if now.Sub(at) > peerKeep {
+			delete(b.seen, url)
+			continue
+		}
+		out = append(out, url)
+	}
+	slices.Sort(out)
 	b.peers = out
 }
+
+// peerKeep is how long a manager no read lists any more still gets beats.
+const peerKeep = 30 * time.Second

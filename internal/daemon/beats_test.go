@@ -112,3 +112,33 @@ func TestBeatRelayDoesNotWaitForTheStore(t *testing.T) {
 		}
 	}
 }
+
+// A manager missing from one read of the records (its lease given up and
+// taken anew while the store's leader changes) still gets the beats.
+func TestBeatRelayKeepsPeersAWhile(t *testing.T) {
+	mem := store.NewMemory()
+	defer mem.Close()
+	put := func(urls ...string) {
+		ops := []store.Op{store.Delete(store.ManagerKey("a")), store.Delete(store.ManagerKey("b"))}
+		for i, u := range urls {
+			name := string(rune('a' + i))
+			ops = append(ops, store.Put(store.ManagerKey(name), store.Encode(store.ManagerRecord{Name: name, APIURL: u})))
+		}
+		if _, err := mem.Txn(context.Background(), nil, ops...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &beatRelay{st: mem, self: "https://self", seen: map[string]time.Time{}, busy: map[string]bool{}}
+	put("https://m2", "https://self")
+	b.refreshPeers()
+	put() // m2's record is gone for a moment
+	b.refreshPeers()
+	if got := b.peers; len(got) != 1 || got[0] != "https://m2" {
+		t.Errorf("peers after a read without m2: %v, want m2 kept", got)
+	}
+	b.seen["https://m2"] = time.Now().Add(-peerKeep - time.Second) // long gone
+	b.refreshPeers()
+	if len(b.peers) != 0 {
+		t.Errorf("peers after %v without m2: %v, want none", peerKeep, b.peers)
+	}
+}
