@@ -84,9 +84,9 @@ func (b *beatRelay) Beat(node string, load client.NodeLoad) time.Duration {
 // stall while its leader changes. And a peer stays a peer for peerKeep
 // after the last read that listed it: a manager's record is on a lease it
 // gives up and takes anew when the store fails it, so a read during a
-// change of leader can miss a manager that is about to lead. Both gaps
-// left a manager's own node unheard by the next leader and marked down (2
-// of 25 runs of e2e TestManagers).
+// change of leader can miss a manager that is about to lead. Such gaps
+// left a manager's own node unheard by the next leader and marked down (3
+// of 27 runs of e2e TestManagers).
 func (b *beatRelay) peerURLs() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
