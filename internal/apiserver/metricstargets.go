@@ -1,11 +1,11 @@
 package apiserver
 
 import (
-	"net"
 	"net/http"
 	"net/url"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/nodeapi"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -43,11 +43,7 @@ func (s *Server) metricsTargets(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		target := n.MetricsAddr
-		if h, p, err := net.SplitHostPort(target); err == nil && n.Addr != "" {
-			if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
-				target = net.JoinHostPort(n.Addr, p)
-			}
-		}
+		target = nodeapi.Reachable(target, n.Addr)
 		out = append(out, client.MetricsTargetGroup{Targets: []string{target},
 			Labels: map[string]string{"__scheme__": "http", "ruche_node": n.ID}})
 	}

@@ -263,7 +263,7 @@ func Up(ctx context.Context, cfg Config) error {
 		})
 	}
 	mrec := store.ManagerRecord{Name: cfg.NodeID, APIURL: managerURLs(cfg.APIAddr, cfg.AdvertiseAddr)[0],
-		NodeAPIAddr: reachableAddr(cfg.NodeAPIAddr, cfg.AdvertiseAddr)}
+		NodeAPIAddr: nodeapi.Reachable(cfg.NodeAPIAddr, cfg.AdvertiseAddr)}
 	if em, ok := st.(*store.Embedded); ok {
 		mrec.PeerURL, mrec.MemberID = em.PeerURL(), em.MemberID()
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/ruche-platform/ruche/internal/agent"
@@ -87,14 +86,4 @@ func (d clusterDrainer) Drain(ctx context.Context, taskID string) error {
 		err = fmt.Errorf("other nodes: %w", oerr)
 	}
 	return err
-}
-
-// reachableAddr is listen address addr as other machines reach it: a
-// wildcard or empty host becomes the advertise address. "" stays "".
-func reachableAddr(addr, advertise string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || advertise == "" || (host != "" && host != "0.0.0.0" && host != "::") {
-		return addr
-	}
-	return net.JoinHostPort(advertise, port)
 }

@@ -77,18 +77,3 @@ func TestCrossNodeDrainer(t *testing.T) {
 		}
 	})
 }
-
-func TestReachableAddr(t *testing.T) {
-	for _, c := range []struct{ addr, adv, want string }{
-		{"10.0.0.1:7444", "10.0.0.1", "10.0.0.1:7444"},
-		{"0.0.0.0:7444", "10.0.0.1", "10.0.0.1:7444"},
-		{":7444", "10.0.0.1", "10.0.0.1:7444"},
-		{"[::]:7444", "10.0.0.1", "10.0.0.1:7444"},
-		{"", "10.0.0.1", ""},
-		{"0.0.0.0:7444", "", "0.0.0.0:7444"},
-	} {
-		if got := reachableAddr(c.addr, c.adv); got != c.want {
-			t.Errorf("reachableAddr(%q, %q) = %q, want %q", c.addr, c.adv, got, c.want)
-		}
-	}
-}

@@ -138,12 +138,14 @@ func (c *ClusterDrain) Drain(ctx context.Context, task, from string) error {
 			switch {
 			case tg.name == c.cfg.LocalNode:
 				if c.d.Local != nil {
-					err = c.d.Local.Drain(ctx, task)
+					if err = c.d.Local.Drain(ctx, task); err != nil {
+						err = fmt.Errorf("node %s: %w", tg.name, err)
+					}
 				}
 			case c.d.Remote == nil:
-				err = fmt.Errorf("%w: no node API client", ErrUnreachable)
+				err = fmt.Errorf("%w: node %s: no node API client", ErrUnreachable, tg.name)
 			default:
-				err = c.d.Remote.Drain(ctx, tg.name, tg.addr, task)
+				err = c.d.Remote.Drain(ctx, tg.name, tg.addr, task) // names the node
 			}
 			if err == nil {
 				return
@@ -154,9 +156,6 @@ func (c *ClusterDrain) Drain(ctx context.Context, task, from string) error {
 				unasked = append(unasked, tg.name)
 				c.log.Debug("drain: a manager's proxy did not answer", "task", task, "manager", tg.name, "err", err)
 				return
-			}
-			if !strings.Contains(err.Error(), "node "+tg.name) {
-				err = fmt.Errorf("node %s: %w", tg.name, err)
 			}
 			errs = append(errs, err)
 		}()
@@ -240,14 +239,24 @@ func (c *ClusterDrain) targets(ctx context.Context, from string) ([]drainTarget,
 // NodeAPIAddr (a wildcard host there means its Addr), else Addr:port.
 func nodeAPIAddr(n client.Node, port string) (string, error) {
 	if n.NodeAPIAddr != "" {
-		host, p, err := net.SplitHostPort(n.NodeAPIAddr)
-		if err == nil && (host == "" || host == "0.0.0.0" || host == "::") && n.Addr != "" {
-			return net.JoinHostPort(n.Addr, p), nil // listening on every address
-		}
-		return n.NodeAPIAddr, nil
+		return Reachable(n.NodeAPIAddr, n.Addr), nil
 	}
 	if n.Addr == "" {
 		return "", ErrNoAddress
 	}
 	return net.JoinHostPort(n.Addr, port), nil
+}
+
+// Reachable is listen address addr as other machines reach it: a wildcard
+// or empty host becomes host (when host is known). Anything else, and "",
+// stays as it is.
+func Reachable(addr, host string) string {
+	h, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return addr
+	}
+	if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+		return addr
+	}
+	return net.JoinHostPort(host, port)
 }

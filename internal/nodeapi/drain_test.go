@@ -109,3 +109,18 @@ func TestClusterDrain(t *testing.T) {
 		t.Errorf("unreachable node: got %v", err)
 	}
 }
+
+func TestReachable(t *testing.T) {
+	for _, c := range []struct{ addr, adv, want string }{
+		{"10.0.0.1:7444", "10.0.0.1", "10.0.0.1:7444"},
+		{"0.0.0.0:7444", "10.0.0.1", "10.0.0.1:7444"},
+		{":7444", "10.0.0.1", "10.0.0.1:7444"},
+		{"[::]:7444", "10.0.0.1", "10.0.0.1:7444"},
+		{"", "10.0.0.1", ""},
+		{"0.0.0.0:7444", "", "0.0.0.0:7444"},
+	} {
+		if got := Reachable(c.addr, c.adv); got != c.want {
+			t.Errorf("Reachable(%q, %q) = %q, want %q", c.addr, c.adv, got, c.want)
+		}
+	}
+}
