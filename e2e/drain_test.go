@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +60,6 @@ func TestCrossNodeDrain(t *testing.T) {
 	t.Logf("%d of %d answers came whole from web.2, the removed replica", byWeb2, n)
 	eventually(t, "web.2 gone", 60*time.Second, func() bool {
 		web := service(t, p.project(e.proj), "web")
-		return len(running(web)) == 1 && fmt.Sprint(running(web)[0].Slot) == "1"
+		return len(running(web)) == 1 && running(web)[0].Slot == 1
 	})
 }
