@@ -33,8 +33,8 @@ type AgentCerts interface {
 }
 
 // agentCertsRecheck is how often a certificate stream looks again at the
-// certificates besides route changes and Changed: a renewal may reach
-// the manager's cache just after Changed fired.
+// certificates besides route changes and Changed: a backstop, since
+// Changed also fires once a renewed certificate is in the cache.
 const agentCertsRecheck = 30 * time.Second
 
 // agentCertRoutes registers the certificate endpoints of the agent API.

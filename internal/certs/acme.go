@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -27,7 +29,21 @@ type acmeState struct {
 	managed map[string]context.CancelFunc
 	ctx     context.Context // parent of the per-host contexts
 	cancel  context.CancelFunc
+
+	// cached returns the hashes of the certificates certmagic's cache
+	// holds for a name (a.cachedHashes; tests replace it).
+	cached func(name string) []string
 }
+
+// Following a renewal into the cache: certmagic emits "cert_obtained" for a
+// renewal before it loads the renewed certificate into its cache (it
+// reloads it from storage right after, with no event). Changed fires at
+// the event and again once the cache holds another certificate for the
+// name, polled every renewalPoll for at most renewalFollow.
+const (
+	renewalPoll   = 50 * time.Millisecond
+	renewalFollow = time.Minute
+)
 
 // newACME builds certmagic on the cluster store. It starts certmagic's
 // maintenance goroutine, so only Run calls it.
@@ -44,6 +60,7 @@ func (m *Manager) newACME() (*acmeState, error) {
 		box = b
 	}
 	a := &acmeState{m: m, storage: NewStorage(m.st, StoragePrefix, box), managed: map[string]context.CancelFunc{}}
+	a.cached = a.cachedHashes
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.tmpl = certmagic.Config{
 		Storage: a.storage,
@@ -134,6 +151,9 @@ func (a *acmeState) onEvent(_ context.Context, event string, data map[string]any
 	switch event {
 	case "cert_obtained":
 		a.m.met.acme.WithLabelValues(op, "success").Inc()
+		if name, _ := data["identifier"].(string); renewal && name != "" {
+			go a.followRenewal(name, a.cached(name))
+		}
 		a.m.notify()
 	case "cached_managed_cert":
 		a.m.notify()
@@ -141,6 +161,39 @@ func (a *acmeState) onEvent(_ context.Context, event string, data map[string]any
 		a.m.met.acme.WithLabelValues(op, "failure").Inc()
 	}
 	return nil
+}
+
+// cachedHashes are the hashes of the certificates the cache holds for name.
+func (a *acmeState) cachedHashes(name string) []string {
+	var out []string
+	for _, c := range a.cache.AllMatchingCertificates(name) {
+		out = append(out, c.Hash())
+	}
+	return out
+}
+
+// followRenewal fires Changed once the cache holds, for name, certificates
+// other than before (the renewed one), or gives up after renewalFollow:
+// the certificate streams to agents then look again at once instead of at
+// their next periodic recheck.
+func (a *acmeState) followRenewal(name string, before []string) {
+	tick := time.NewTicker(renewalPoll)
+	defer tick.Stop()
+	deadline := time.After(renewalFollow)
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-deadline:
+			a.m.log.Warn("renewed certificate not in the cache yet", "host", name, "after", renewalFollow)
+			return
+		case <-tick.C:
+		}
+		if now := a.cached(name); len(now) > 0 && !slices.Equal(now, before) {
+			a.m.notify()
+			return
+		}
+	}
 }
 
 // sync hands certmagic the ACME hosts added since last time and takes back

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,5 +329,49 @@ func TestRenewBefore(t *testing.T) {
 				t.Errorf("needs renewal: got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRenewalReachesChanged: certmagic emits a renewal before its cache
+// holds the renewed certificate. Changed fires at the event, and again
+// once the cache holds the new certificate, so that a reader woken by
+// Changed (the agents' certificate streams) finds it without waiting for a
+// periodic recheck.
+func TestRenewalReachesChanged(t *testing.T) {
+	st := store.NewMemory()
+	t.Cleanup(st.Close)
+	m, err := New(Config{}, Deps{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	hashes := []string{"old"}
+	a := &acmeState{m: m, cached: func(string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(hashes)
+	}}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	t.Cleanup(a.cancel)
+
+	atEvent := m.Changed()
+	if err := a.onEvent(context.Background(), "cert_obtained", map[string]any{"renewal": true, "identifier": "app.ruche.test"}); err != nil {
+		t.Fatal(err)
+	}
+	if !isClosed(atEvent) {
+		t.Fatal("Changed did not fire at the renewal event")
+	}
+	afterEvent := m.Changed()
+	time.Sleep(3 * renewalPoll)
+	if isClosed(afterEvent) {
+		t.Fatal("Changed fired again while the cache still held the old certificate")
+	}
+	mu.Lock()
+	hashes = []string{"renewed"}
+	mu.Unlock()
+	select {
+	case <-afterEvent:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Changed did not fire once the cache held the renewed certificate")
 	}
 }
