@@ -7,6 +7,8 @@
 #            several rounds, order rotated, medians;
 #   half     p99 added by each proxy at half its own peak (constant rate,
 #            open loop, bench/ingress/ingresstool load) vs direct;
+#   same     the same at one rate for all, ruche's half peak (context: the
+#            proxies compared at equal load);
 #   sustain  60 s at 10,000 req/s through ruche, then nginx;
 #   h2       h2load over HTTPS: ruche (tls: internal) and nginx (context);
 #   logcost  the backend alone, with and without Docker's log (context);
@@ -23,7 +25,7 @@
 # free loopback ports with config files in a temporary dir, stopped by
 # their pids. Swarm is always left, also on failure or Ctrl-C.
 #
-# Knobs: BENCH_ING_SCENARIOS ("gobench peak half sustain h2 logcost rel swarm"),
+# Knobs: BENCH_ING_SCENARIOS ("gobench peak half same sustain h2 logcost rel swarm"),
 # BENCH_ING_ROUNDS (3), BENCH_ING_SECONDS (wrk, 15), BENCH_ING_CONNS (64),
 # BENCH_ING_HALF_SECONDS (12), BENCH_ING_SUSTAIN_SECONDS (60),
 # BENCH_ING_REL_SECONDS (60), BENCH_OUT (results go to $BENCH_OUT/ingress),
@@ -33,7 +35,7 @@ cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
 export DOCKER_CLI_HINTS=false
 
-SCENARIOS=${BENCH_ING_SCENARIOS:-"gobench peak half sustain h2 logcost rel swarm"}
+SCENARIOS=${BENCH_ING_SCENARIOS:-"gobench peak half same sustain h2 logcost rel swarm"}
 ROUNDS=${BENCH_ING_ROUNDS:-3}
 WRK_SECONDS=${BENCH_ING_SECONDS:-15}
 CONNS=${BENCH_ING_CONNS:-64}
@@ -271,7 +273,7 @@ API_PORT=${PORTS[0]} HTTP_PORT=${PORTS[3]} HTTPS_PORT=${PORTS[4]}
 NGINX_PORT=${PORTS[5]} HAPROXY_PORT=${PORTS[6]} CADDY_PORT=${PORTS[7]} NGINX_TLS_PORT=${PORTS[8]} SWARM_PORT=${PORTS[9]}
 export RUCHE_CONFIG=$WORK/ruche/admin.conf
 
-need_ruche() { want peak || want half || want sustain || want h2 || want rel; }
+need_ruche() { want peak || want half || want same || want sustain || want h2 || want rel; }
 if need_ruche; then
 	log "starting ruche up (data dir $WORK/ruche, API 127.0.0.1:$API_PORT, ingress 127.0.0.1:$HTTP_PORT and :$HTTPS_PORT)"
 	"$RUCHE" up --data-dir "$WORK/ruche" --node-name "bench-ing-$$" \
@@ -299,7 +301,7 @@ wait_for() { # what seconds command...
 }
 
 BACKEND=""
-if want peak || want half || want sustain || want h2; then
+if want peak || want half || want same || want sustain || want h2; then
 	cat >"$WORK/bench-ing.yml" <<EOF
 name: bench-ing
 services:
@@ -427,7 +429,7 @@ EOF
 
 declare -A URL=()
 TARGETS=()
-if want peak || want half || want sustain || want h2; then
+if want peak || want half || want same || want sustain || want h2; then
 	URL[direct]="http://$BACKEND/bytes/1024"
 	URL[ruche]="http://127.0.0.1:$HTTP_PORT/bytes/1024"
 	URL[nginx]="http://127.0.0.1:$NGINX_PORT/bytes/1024"
@@ -550,6 +552,27 @@ if want half; then
 		done
 		i=$((i + 1))
 	done
+fi
+
+# --- 2b. p99 added at one rate for all: ruche's half peak (context) ---------------------
+
+if want same; then phase same; fi
+if want same; then
+	if ! peak=$(peak_median ruche); then
+		failed "same/ruche" "no peak measured for ruche (run with the peak scenario)"
+	else
+		rate=$((peak / 2))
+		i=0
+		for p in "${TARGETS[@]}"; do
+			[ "$p" != direct ] || continue
+			log "same: $p at $rate req/s (ruche's half peak), then the backend direct at the same rate"
+			if [ $((i % 2)) = 0 ]; then order=("$p" direct); else order=(direct "$p"); fi
+			for t in "${order[@]}"; do
+				run_load "same/$p/$t" "$(addr_of "$t")" "$HOST" "$rate" "$HALF_SECONDS" 2 "$CONNS" "GET /bytes/1024"
+			done
+			i=$((i + 1))
+		done
+	fi
 fi
 
 # --- 3. 60 s at 10,000 req/s --------------------------------------------------------------

@@ -57,6 +57,8 @@ type report struct {
 	logcost  map[string][]*result          // wrk runs of the backend alone: "logcost/<log|nolog>/<round>"
 	half     map[string]map[string]*result // "half/<proxy>/<target>": proxy -> target -> load
 	halfOrd  []string
+	same     map[string]map[string]*result // "same/<proxy>/<target>": every proxy at ruche's half-peak rate
+	sameOrd  []string
 	sustain  map[string]*result // "sustain/<target>"
 	sustOrd  []string
 	h2       []*result          // "h2/<target>"
@@ -71,7 +73,7 @@ type report struct {
 
 func parseReport(r io.Reader) (*report, error) {
 	rep := &report{
-		peak: map[string][]*result{}, logcost: map[string][]*result{}, half: map[string]map[string]*result{}, sustain: map[string]*result{},
+		peak: map[string][]*result{}, logcost: map[string][]*result{}, half: map[string]map[string]*result{}, same: map[string]map[string]*result{}, sustain: map[string]*result{},
 		rel: map[string]*result{}, actions: map[string][]*result{}, errors: map[string][]*result{},
 	}
 	sc := bufio.NewScanner(r)
@@ -103,11 +105,9 @@ func parseReport(r io.Reader) (*report, error) {
 		case res.kind == "wrk" && parts[0] == "logcost" && len(parts) == 3:
 			rep.logcost[parts[1]] = append(rep.logcost[parts[1]], res)
 		case res.kind == "load" && parts[0] == "half" && len(parts) == 3:
-			if _, ok := rep.half[parts[1]]; !ok {
-				rep.half[parts[1]] = map[string]*result{}
-				rep.halfOrd = append(rep.halfOrd, parts[1])
-			}
-			rep.half[parts[1]][parts[2]] = res
+			addPair(rep.half, &rep.halfOrd, parts[1], parts[2], res)
+		case res.kind == "load" && parts[0] == "same" && len(parts) == 3:
+			addPair(rep.same, &rep.sameOrd, parts[1], parts[2], res)
 		case res.kind == "load" && parts[0] == "sustain" && len(parts) == 2:
 			rep.sustain[parts[1]] = res
 			rep.sustOrd = append(rep.sustOrd, parts[1])
@@ -126,6 +126,16 @@ func parseReport(r io.Reader) (*report, error) {
 		return nil, fmt.Errorf("read results: %w", err)
 	}
 	return rep, nil
+}
+
+// addPair files a load run of a proxy/direct pair by proxy and target,
+// keeping the proxies in the order they came.
+func addPair(m map[string]map[string]*result, ord *[]string, proxy, target string, res *result) {
+	if _, ok := m[proxy]; !ok {
+		m[proxy] = map[string]*result{}
+		*ord = append(*ord, proxy)
+	}
+	m[proxy][target] = res
 }
 
 func reportCmd(args []string, out io.Writer) error {
@@ -201,6 +211,7 @@ func (rep *report) render(w io.Writer) []goal {
 	rep.writeCPU(w)
 	goals = append(goals, rep.writePeak(w)...)
 	goals = append(goals, rep.writeHalf(w)...)
+	rep.writeSame(w)
 	goals = append(goals, rep.writeSustain(w)...)
 	rep.writeH2(w)
 	rep.writeLogCost(w)

@@ -78,15 +78,41 @@ func maxOf(v []float64) float64 {
 // writeHalf: each proxy at half its own peak (constant rate, open loop),
 // and the backend direct at the same rate; the p99 the proxy adds.
 func (rep *report) writeHalf(w io.Writer) []goal {
-	if len(rep.halfOrd) == 0 {
+	g := goal{text: fmt.Sprintf("p99 added by ruche at half its peak ≤ %.0f ms", maxAddedP99Ms), measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
+	rep.writeAdded(w, rep.half, rep.halfOrd, "#### Latency added at half of peak (constant rate, open loop; latency from the due time, see bench/README.md)",
+		"rate (half its peak)", func(via, direct *result) {
+			rate, _ := via.num("rate")
+			p99v, _ := via.num("p99")
+			p99d, _ := direct.num("p99")
+			g.measured = fmt.Sprintf("%s (p99 %s via ruche, %s direct, at %s req/s)", ms(p99v-p99d), ms(p99v), ms(p99d), fmtNum(rate))
+			ok := p99v-p99d <= maxAddedP99Ms && via.str("failed") == "0"
+			g.verdict = verdict(ok)
+			if via.str("failed") != "0" {
+				g.measured += fmt.Sprintf("; %s requests failed", via.str("failed"))
+			}
+		})
+	return []goal{g}
+}
+
+// writeSame: context for the goal above. Every proxy at one rate, ruche's
+// half peak, so that what each adds at p99 compares at equal load (at
+// their own half peaks the faster proxies run at higher rates).
+func (rep *report) writeSame(w io.Writer) {
+	rep.writeAdded(w, rep.same, rep.sameOrd, "#### Latency added at one rate for all: ruche's half peak (context)",
+		"rate (ruche's half peak)", nil)
+}
+
+// writeAdded writes a table of proxy/direct pairs at a constant rate; ruche
+// is handed its pair.
+func (rep *report) writeAdded(w io.Writer, pairs map[string]map[string]*result, ord []string, title, rateCol string, ruche func(via, direct *result)) {
+	if len(ord) == 0 {
 		w = io.Discard
 	}
-	fmt.Fprintf(w, "#### Latency added at half of peak (constant rate, open loop; latency from the due time, see bench/README.md)\n\n")
-	fmt.Fprintf(w, "| proxy | rate (half its peak) | p50 via proxy | p99 via proxy | p99 direct, same rate | p99 added | p50 added | failed (proxy / direct) | late sends (proxy / direct) |\n")
+	fmt.Fprintf(w, "%s\n\n", title)
+	fmt.Fprintf(w, "| proxy | %s | p50 via proxy | p99 via proxy | p99 direct, same rate | p99 added | p50 added | failed (proxy / direct) | late sends (proxy / direct) |\n", rateCol)
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|\n")
-	g := goal{text: fmt.Sprintf("p99 added by ruche at half its peak ≤ %.0f ms", maxAddedP99Ms), measured: notMeasured, verdict: "not met (" + notMeasured + ")"}
-	for _, p := range rep.halfOrd {
-		via, direct := rep.half[p][p], rep.half[p][targetDirect]
+	for _, p := range ord {
+		via, direct := pairs[p][p], pairs[p][targetDirect]
 		if via == nil || direct == nil {
 			fmt.Fprintf(w, "| %s | incomplete: one of the two runs is missing | | | | | | | |\n", name(p))
 			continue
@@ -99,17 +125,11 @@ func (rep *report) writeHalf(w io.Writer) []goal {
 		fmt.Fprintf(w, "| %s | %s req/s | %s | %s | %s | %s | %s | %s / %s | %s / %s |\n", name(p), fmtNum(rate),
 			ms(p50v), ms(p99v), ms(p99d), ms(p99v-p99d), ms(p50v-p50d),
 			via.str("failed"), direct.str("failed"), via.str("late"), direct.str("late"))
-		if p == targetRuche {
-			g.measured = fmt.Sprintf("%s (p99 %s via ruche, %s direct, at %s req/s)", ms(p99v-p99d), ms(p99v), ms(p99d), fmtNum(rate))
-			ok := p99v-p99d <= maxAddedP99Ms && via.str("failed") == "0"
-			g.verdict = verdict(ok)
-			if via.str("failed") != "0" {
-				g.measured += fmt.Sprintf("; %s requests failed", via.str("failed"))
-			}
+		if p == targetRuche && ruche != nil {
+			ruche(via, direct)
 		}
 	}
 	fmt.Fprintln(w)
-	return []goal{g}
 }
 
 // writeSustain: 60 s at 10,000 requests/s.
