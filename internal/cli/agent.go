@@ -15,6 +15,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	cfg := daemon.AgentConfig{}
 	var labels []string
 	var logLevel, logFormat string
+	var checkLogs func() error
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run this machine as a node of a cluster: join it once, then run its replicas",
@@ -43,6 +44,9 @@ for its agent (and another --node-name).`,
 			if cfg.Labels, err = parseLabels(labels); err != nil {
 				return err
 			}
+			if err := checkLogs(); err != nil {
+				return err
+			}
 			if cfg.Token == "" {
 				cfg.Token = os.Getenv("RUCHE_JOIN_TOKEN")
 			}
@@ -61,6 +65,7 @@ for its agent (and another --node-name).`,
 	f.StringVar(&cfg.NodeAPIAddr, "node-api-addr", "", "node API listen address (default <advertise-addr>:7444)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics over plain HTTP here, e.g. 10.0.0.2:9464 (default: off)")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
+	checkLogs = addContainerLogFlags(f, &cfg.ContainerLogs)
 	agentIngressFlags(cmd, &cfg.Ingress)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")

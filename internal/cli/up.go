@@ -19,7 +19,7 @@ func daemonCmd(g *globals, server bool) *cobra.Command {
 	cfg := daemon.Config{NoAgent: server}
 	var labels []string
 	var logLevel, logFormat string
-	var storeFlags func() error
+	var storeFlags, checkLogs func() error
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the platform on this machine: manager and agent in one process",
@@ -50,6 +50,9 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 					return fmt.Errorf("--label %q: expected key=value", l)
 				}
 				cfg.Labels[k] = v
+			}
+			if err := checkLogs(); err != nil {
+				return err
 			}
 			if hb := cfg.Heartbeat; hb.DownAfter <= hb.Interval {
 				return fmt.Errorf("--node-down-after (%s) must be longer than --heartbeat-interval (%s): nodes would be marked down between two beats",
@@ -94,6 +97,7 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 	f.StringVar(&cfg.NodeAPIAddr, "node-api-addr", "", "node API listen address, for the other managers (default <advertise-addr>:7444; none without --advertise-addr)")
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable)")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
+	checkLogs = addContainerLogFlags(f, &cfg.ContainerLogs)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	f.StringVar(&cfg.Join, "join", "", "join the cluster of the manager at this URL as a manager (https://MANAGER:7443), on the first start")

@@ -24,6 +24,7 @@ import (
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/agent"
 	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/runtime/docker"
 )
 
 // AgentConfig is what `ruche agent` takes.
@@ -52,6 +53,8 @@ type AgentConfig struct {
 	// Prometheus server; empty: not served.
 	MetricsAddr string
 	DockerHost  string // default: DOCKER_HOST, else the default socket
+	// ContainerLogs bound the log files of the replicas' containers.
+	ContainerLogs docker.LogLimits
 	// Ingress is the node's proxy (HTTP only on agent nodes for now; see
 	// agentreach.go); both addresses empty turn it off.
 	Ingress IngressConfig
@@ -132,7 +135,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		return fmt.Errorf("cluster CA: no certificate in %s", caCertFile)
 	}
 
-	rt, err := openDocker(ctx, cfg.DockerHost)
+	rt, err := openDocker(ctx, cfg.DockerHost, cfg.ContainerLogs)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/ruche-platform/ruche/internal/nodeapi"
 	"github.com/ruche-platform/ruche/internal/nodes"
 	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/runtime/docker"
 	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
 )
@@ -50,7 +51,8 @@ type Config struct {
 	StoreAddr, StorePeerAddr string
 	NodeID                   string // default: the host name
 	Labels                   map[string]string
-	DockerHost               string // default: DOCKER_HOST, else the default socket
+	DockerHost               string           // default: DOCKER_HOST, else the default socket
+	ContainerLogs            docker.LogLimits // bounds of the replicas' log files
 	Version                  string
 	Log                      *slog.Logger
 	// Heartbeat is the node health timing (interval, down after).
@@ -161,7 +163,7 @@ func Up(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	rt, err := openDocker(ctx, cfg.DockerHost)
+	rt, err := openDocker(ctx, cfg.DockerHost, cfg.ContainerLogs)
 	if err != nil {
 		return err
 	}

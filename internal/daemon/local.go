@@ -52,8 +52,8 @@ func (c localChecker) CheckPort(ctx context.Context, protocol, hostIP string, po
 
 // openDocker connects to the Docker engine (host "" is DOCKER_HOST, else the
 // default socket) and checks that it answers.
-func openDocker(ctx context.Context, host string) (*docker.Runtime, error) {
-	rt, err := docker.New(docker.Config{Host: host})
+func openDocker(ctx context.Context, host string, logs docker.LogLimits) (*docker.Runtime, error) {
+	rt, err := docker.New(docker.Config{Host: host, Logs: logs})
 	if err != nil {
 		return nil, err
 	}

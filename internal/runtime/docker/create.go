@@ -28,6 +28,9 @@ func (r *Runtime) Create(ctx context.Context, spec runtime.ContainerSpec) (strin
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
 	}
+	if host.LogConfig, err = r.logConfig(ctx); err != nil {
+		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
+	}
 	resp, err := r.cli.ContainerCreate(ctx, cfg, host, netcfg, nil, spec.Name)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {

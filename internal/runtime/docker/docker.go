@@ -25,6 +25,9 @@ type Config struct {
 	Host string
 	// PullTimeout bounds one image pull. Zero: 10 minutes.
 	PullTimeout time.Duration
+	// Logs bound each container's log files when the engine's default log
+	// driver writes files (logs_limit.go). Zero: the engine's own setting.
+	Logs LogLimits
 }
 
 // Runtime is runtime.Runtime over a Docker daemon.
@@ -34,6 +37,10 @@ type Runtime struct {
 	netMu       sync.Mutex      // serialises network creation
 	nets        map[string]bool // networks known to exist, by name (under netMu)
 	volMu       sync.Mutex      // serialises volume creation
+
+	logs      LogLimits
+	logMu     sync.Mutex
+	logDriver string // the engine's default log driver, once known (under logMu)
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -41,6 +48,9 @@ var _ runtime.Runtime = (*Runtime)(nil)
 // New returns a driver for the daemon of cfg. It does no I/O: the API
 // version is negotiated on the first request.
 func New(cfg Config) (*Runtime, error) {
+	if err := cfg.Logs.Check(); err != nil {
+		return nil, err
+	}
 	opts := []dockerclient.Opt{dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation()}
 	if cfg.Host != "" {
 		opts = append(opts, dockerclient.WithHost(cfg.Host))
@@ -52,7 +62,7 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = 10 * time.Minute
 	}
-	return &Runtime{cli: cli, pullTimeout: cfg.PullTimeout, nets: map[string]bool{}}, nil
+	return &Runtime{cli: cli, pullTimeout: cfg.PullTimeout, nets: map[string]bool{}, logs: cfg.Logs}, nil
 }
 
 // Client returns the underlying Docker client, for tools that need more
