@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,15 +80,6 @@ func (s *Server) agentAuth(r *http.Request) error {
 	}
 	if serial != id.Serial {
 		return nodeReplaced(id.NodeID)
-	}
-	return nil
-}
-
-func decodeBody(r *http.Request, v any, what string) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return invalid(fmt.Sprintf("request body is not a %s: %v", what, err))
 	}
 	return nil
 }

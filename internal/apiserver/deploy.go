@@ -43,14 +43,8 @@ func (s *Server) decodeDeploy(r *http.Request, name string) (*client.DeployReque
 	var req client.DeployRequest
 	switch ct {
 	case "", "application/json":
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return nil, err
-			}
-			return nil, invalid("request body is not a valid deploy request: " + err.Error())
+		if err := decodeBody(r, &req, "valid deploy request"); err != nil {
+			return nil, err
 		}
 	case "application/yaml", "application/x-yaml", "text/yaml", "application/compose+yaml":
 		data, err := io.ReadAll(r.Body)

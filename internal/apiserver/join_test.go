@@ -520,3 +520,49 @@ func TestAgentEvents(t *testing.T) {
 		t.Fatalf("recorded replica events %+v, want one of n2", evs)
 	}
 }
+
+// A join body is one JSON value within the join limit: a valid request
+// followed by more data is refused (and the token stays usable), one padded
+// past the limit gets 413; neither answer repeats the token.
+func TestJoinBadBody(t *testing.T) {
+	e := newTLSEnv(t, nil)
+	tok := e.createToken("agent", 0).Token
+	csr, _, err := pki.NewNodeKey("n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid, _ := json.Marshal(client.JoinRequest{Token: tok, NodeName: "n2", CSR: string(csr)})
+	for _, tc := range []struct {
+		name     string
+		body     string
+		wantCode int
+		wantMsg  string
+	}{
+		{"trailing data", string(valid) + ` {"token": "` + tok + `"}`, 400, "not a join request"},
+		{"padded past the limit", string(valid) + strings.Repeat(" ", maxJoinBody), 413, "larger than the limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := e.httpClient(nil).Post(e.srv.URL+"/v1/join", "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.wantCode {
+				t.Fatalf("got %d %s, want %d", resp.StatusCode, body, tc.wantCode)
+			}
+			if got := decodeErr(t, body); !strings.Contains(got.Message, tc.wantMsg) {
+				t.Fatalf("message %q does not say %q", got.Message, tc.wantMsg)
+			}
+			if strings.Contains(string(body), tok) {
+				t.Fatalf("the answer repeats the token: %s", body)
+			}
+		})
+	}
+	if _, err := e.st.Get(context.Background(), store.NodeKey("n2")); err == nil {
+		t.Fatal("a refused join wrote a node record")
+	}
+	if code, body, _ := e.join(tok, "n2"); code != http.StatusOK {
+		t.Fatalf("the token after refused joins: got %d %s, want 200", code, body)
+	}
+}

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -52,10 +51,8 @@ func (s *Server) serviceRecord(r *http.Request) (project, service string, rec st
 
 func (s *Server) scale(w http.ResponseWriter, r *http.Request) error {
 	var req client.ScaleRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return invalid("request body is not a scale request: " + err.Error())
+	if err := decodeBody(r, &req, "scale request"); err != nil {
+		return err
 	}
 	if req.Replicas < 0 || req.Replicas > client.MaxReplicas {
 		return invalid(fmt.Sprintf("replicas must be between 0 and %d, got %d", client.MaxReplicas, req.Replicas))

@@ -3,7 +3,6 @@ package apiserver
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,10 +46,8 @@ func (s *Server) managerURLs() []string {
 // createJoinToken is POST /v1/tokens.
 func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) error {
 	var req client.TokenRequest
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return invalid("request body is not a token request: " + err.Error())
+	if err := decodeBody(r, &req, "token request"); err != nil {
+		return err
 	}
 	switch req.Role {
 	case "":
