@@ -40,6 +40,14 @@ func TestBadInput(t *testing.T) {
 		{"no node certificate on the agent API", "GET", "/v1/agent/nodes/n1/tasks", token, "", "", 401, "node certificate"},
 		{"no manager certificate on beats", "POST", "/v1/managers/beat", token, js, `{}`, 401, "manager certificate"},
 		{"unknown endpoint", "GET", "/v1/nope", token, "", "", 404, "no such endpoint"},
+		{"unknown method on a project", "PATCH", "/v1/projects/shop", token, js, `{}`, 405, "PATCH /v1/projects/shop: method not allowed, use GET or PUT or DELETE"},
+		{"POST on the project list", "POST", "/v1/projects", token, js, `{}`, 405, "use GET"},
+		{"GET on scale", "GET", "/v1/projects/shop/services/web/scale", token, "", "", 405, "use POST"},
+		{"DELETE on a service", "DELETE", "/v1/projects/shop/services/web/rollback", token, "", "", 405, "use POST"},
+		{"PUT on a node", "PUT", "/v1/nodes/n1", token, js, `{}`, 405, "use GET or DELETE"},
+		{"POST on events", "POST", "/v1/events", token, js, `{}`, 405, "use GET"},
+		{"GET on join", "GET", "/v1/join", "", "", "", 405, "use POST"},
+		{"PUT on the backup", "PUT", "/v1/backup", token, "", "", 405, "use GET"},
 
 		// Deploy: the body.
 		{"deploy malformed json", "PUT", "/v1/projects/shop", token, js, `{"project": {`, 400, "not a valid deploy request"},
@@ -245,4 +253,29 @@ func deployJSON(project string, replicas int) string {
 	p := web(replicas)
 	p.Name = project
 	return string(mustJSON(client.DeployRequest{Project: p}))
+}
+
+// A 405 names the methods the path takes in Allow; HEAD still works where
+// GET does.
+func TestMethodNotAllowedAllow(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("PATCH", e.srv.URL+"/v1/projects/shop", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got, want := resp.Header.Get("Allow"), "GET, PUT, DELETE"; resp.StatusCode != 405 || got != want {
+		t.Errorf("got %d with Allow %q, want 405 with %q", resp.StatusCode, got, want)
+	}
+	req, _ = http.NewRequest("HEAD", e.srv.URL+"/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("HEAD /v1/status: got %d, want 200", resp.StatusCode)
+	}
 }
