@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -88,6 +89,8 @@ func TestBadInput(t *testing.T) {
 		{"get project with NUL", "GET", "/v1/projects/%00", token, "", "", 404, "no such project"},
 		{"get project very long name", "GET", "/v1/projects/" + strings.Repeat("x", 4000), token, "", "", 404, "no such project"},
 		{"rm unknown project", "DELETE", "/v1/projects/nope", token, "", "", 404, "no such project: nope"},
+		{"rm project, volumes not a boolean", "DELETE", "/v1/projects/shop?volumes=please", token, "", "", 400, `query parameter volumes must be true or false, got "please"`},
+		{"deploy, dry_run not a boolean", "PUT", "/v1/projects/shop?dry_run=maybe", token, yaml, "services:\n  web:\n    image: hello:2\n", 400, `query parameter dry_run must be true or false, got "maybe"`},
 		{"rm project with a slash", "DELETE", "/v1/projects/shop%2Fweb", token, "", "", 404, "no such project: shop/web"},
 
 		// Scale.
@@ -112,6 +115,7 @@ func TestBadInput(t *testing.T) {
 
 		// Events.
 		{"events since not a time", "GET", "/v1/events?since=abc", token, "", "", 400, "since must be"},
+		{"events follow not a boolean", "GET", "/v1/events?follow=maybe", token, "", "", 400, "query parameter follow must be true or false"},
 		{"events since beyond a duration", "GET", "/v1/events?since=99999999999h", token, "", "", 400, "since must be"},
 
 		// Nodes.
@@ -125,6 +129,7 @@ func TestBadInput(t *testing.T) {
 		{"label padded past the limit", "POST", "/v1/nodes/n1/labels", token, js, `{"set": {"a": "b"}}` + pad, 413, "larger than the limit"},
 		{"label wrong shape", "POST", "/v1/nodes/n1/labels", token, js, `{"set": ["a"]}`, 400, "cannot unmarshal array"},
 		{"rm unknown node", "DELETE", "/v1/nodes/nope", token, "", "", 404, "no such node: nope"},
+		{"rm node, force not a boolean", "DELETE", "/v1/nodes/n1?force=maybe", token, "", "", 400, "query parameter force must be true or false"},
 		{"rm node with replicas", "DELETE", "/v1/nodes/n1", token, "", "", 409, "replicas assigned"},
 		{"rebalance unknown project", "POST", "/v1/rebalance", token, js, `{"project": "nope"}`, 404, "no such project: nope"},
 		{"rebalance unknown service", "POST", "/v1/rebalance", token, js, `{"project": "shop", "service": "nope"}`, 404, "no such service: shop/nope"},
@@ -277,5 +282,19 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("HEAD /v1/status: got %d, want 200", resp.StatusCode)
+	}
+}
+
+// ?dry_run=true makes a JSON deploy a dry run too, as it does a compose
+// file: it must never apply.
+func TestDryRunQueryOnJSON(t *testing.T) {
+	e := newEnv(t)
+	code, body := e.call("PUT", "/v1/projects/shop?dry_run=true", token, "application/json", mustJSON(client.DeployRequest{Project: web(1)}))
+	var resp client.DeployResponse
+	if err := json.Unmarshal(body, &resp); code != 200 || err != nil || !resp.DryRun {
+		t.Fatalf("got %d %s, want 200 and a dry run", code, body)
+	}
+	if kvs, _, _ := e.st.List(context.Background(), store.ServicesPrefix); len(kvs) != 0 {
+		t.Fatalf("a dry run wrote %d service records", len(kvs))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 )
 
 // errEmptyBody is a request without the JSON body it needs.
@@ -44,4 +45,19 @@ func decodeBody(r *http.Request, v any, what string) error {
 		return err
 	}
 	return invalid(fmt.Sprintf("request body is not a %s: %v", what, err))
+}
+
+// boolQuery reads query parameter name as strconv.ParseBool does (absent:
+// false). Any other value is a 400: `?volumes=yes` must not quietly mean
+// false, nor `?dry_run=yes` a real deploy.
+func boolQuery(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, invalid(fmt.Sprintf("query parameter %s must be true or false, got %q", name, v))
+	}
+	return b, nil
 }

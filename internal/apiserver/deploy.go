@@ -21,7 +21,8 @@ import (
 )
 
 // deploy is PUT /v1/projects/{project}: a JSON client.DeployRequest, or a raw
-// compose file (Content-Type application/yaml; ?dry_run=true).
+// compose file (Content-Type application/yaml); ?dry_run=true makes either a
+// dry run.
 func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("project")
 	req, err := s.decodeDeploy(r, name)
@@ -41,6 +42,10 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) decodeDeploy(r *http.Request, name string) (*client.DeployRequest, error) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var req client.DeployRequest
+	dryRun, err := boolQuery(r, "dry_run")
+	if err != nil {
+		return nil, err
+	}
 	switch ct {
 	case "", "application/json":
 		if err := decodeBody(r, &req, "valid deploy request"); err != nil {
@@ -61,11 +66,11 @@ func (s *Server) decodeDeploy(r *http.Request, name string) (*client.DeployReque
 			return nil, invalid(err.Error())
 		}
 		req.Project = *spec
-		req.DryRun = r.URL.Query().Get("dry_run") == "true" || r.URL.Query().Get("dry_run") == "1"
 	default:
 		return nil, &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
 			msg: "Content-Type must be application/json (a deploy request) or application/yaml (a compose file)"}
 	}
+	req.DryRun = req.DryRun || dryRun // ?dry_run=true holds for a JSON request too
 	if req.Project.Name == "" {
 		req.Project.Name = name
 	}

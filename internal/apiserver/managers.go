@@ -110,7 +110,11 @@ func (s *Server) removeManager(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusNotImplemented, code: "not_implemented", msg: "this manager does not manage store members"}
 	}
 	name := r.PathValue("name")
-	if err := s.d.Managers.Remove(r.Context(), name, r.URL.Query().Get("force") == "true"); err != nil {
+	force, err := boolQuery(r, "force")
+	if err != nil {
+		return err
+	}
+	if err := s.d.Managers.Remove(r.Context(), name, force); err != nil {
 		return err
 	}
 	s.log.Info("manager removed", "manager", name)

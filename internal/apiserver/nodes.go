@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -208,7 +207,10 @@ func (s *Server) labelNode(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id := r.PathValue("node")
-	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	force, err := boolQuery(r, "force")
+	if err != nil {
+		return err
+	}
 	key := store.NodeKey(id)
 	kv, err := s.d.Store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {

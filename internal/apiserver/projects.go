@@ -112,7 +112,10 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
 // agents remove networks (and volumes, only if asked) once they are gone.
 func (s *Server) removeProject(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("project")
-	volumes := r.URL.Query().Get("volumes") == "true" || r.URL.Query().Get("volumes") == "1"
+	volumes, err := boolQuery(r, "volumes")
+	if err != nil {
+		return err
+	}
 	cur, err := s.loadCurrent(r.Context(), name)
 	if err != nil {
 		return err

@@ -130,6 +130,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	project := q.Get("project")
+	follow, err := boolQuery(r, "follow")
+	if err != nil {
+		return err
+	}
 	kvs, rev, err := s.d.Store.List(ctx, store.EventsPrefix)
 	if err != nil {
 		return err
@@ -147,7 +151,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 	}
-	if q.Get("follow") != "true" && q.Get("follow") != "1" {
+	if !follow {
 		return nil
 	}
 	for resp := range s.d.Store.Watch(ctx, store.EventsPrefix, rev+1) {
@@ -180,7 +184,11 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	opts := LogOptions{Follow: q.Get("follow") == "true" || q.Get("follow") == "1", Since: since, Tail: -1}
+	follow, err := boolQuery(r, "follow")
+	if err != nil {
+		return err
+	}
+	opts := LogOptions{Follow: follow, Since: since, Tail: -1}
 	if t := q.Get("tail"); t != "" {
 		if opts.Tail, err = strconv.Atoi(t); err != nil || opts.Tail < 0 {
 			return invalid("tail must be a non-negative number of lines, got " + strconv.Quote(t))
