@@ -116,6 +116,7 @@ func TestBadInput(t *testing.T) {
 		// Events.
 		{"events since not a time", "GET", "/v1/events?since=abc", token, "", "", 400, "since must be"},
 		{"events follow not a boolean", "GET", "/v1/events?follow=maybe", token, "", "", 400, "query parameter follow must be true or false"},
+		{"events since a negative duration", "GET", "/v1/events?since=-10m", token, "", "", 400, `since is how long ago, a positive duration (10m), got "-10m"`},
 		{"events since beyond a duration", "GET", "/v1/events?since=99999999999h", token, "", "", 400, "since must be"},
 
 		// Nodes.

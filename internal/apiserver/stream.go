@@ -219,6 +219,9 @@ func parseSince(v string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, invalid(fmt.Sprintf("since is how long ago, a positive duration (10m), got %q", v))
+		}
 		return time.Now().Add(-d), nil
 	}
 	t, err := time.Parse(time.RFC3339, v)
