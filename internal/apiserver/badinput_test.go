@@ -67,6 +67,7 @@ func TestBadInput(t *testing.T) {
 		{"yaml unknown key names key and line", "PUT", "/v1/projects/shop", token, yaml, "services:\n  web:\n    image: x\n    bogus: 1\n", 400, "compose.yml:4: services.web.bogus: unknown key"},
 		{"yaml negative replicas", "PUT", "/v1/projects/shop", token, yaml, "services:\n  web:\n    image: x\n    deploy:\n      replicas: -3\n", 400, "services.web.deploy.replicas: must not be negative"},
 		{"yaml too many replicas", "PUT", "/v1/projects/shop", token, yaml, "services:\n  web:\n    image: x\n    deploy:\n      replicas: 100000\n", 400, "more than the"},
+		{"yaml replicas beyond int64", "PUT", "/v1/projects/shop", token, yaml, "services:\n  web:\n    image: x\n    deploy:\n      replicas: 99999999999999999999\n", 400, "99999999999999999999 is more than the"},
 		{"yaml duplicate service", "PUT", "/v1/projects/shop", token, yaml, "services:\n  web:\n    image: x\n  web:\n    image: y\n", 400, "services.web: duplicate key (first written at line 2)"},
 		{"yaml port out of range", "PUT", "/v1/projects/shop", token, yaml, "services:\n  web:\n    image: x\n    ports: [\"99999:80\"]\n", 400, `invalid port "99999:80"`},
 		{"yaml port not a number", "PUT", "/v1/projects/shop", token, yaml, "services:\n  web:\n    image: x\n    ports: [\"abc\"]\n", 400, `invalid port "abc"`},

@@ -1,6 +1,7 @@
 package compose
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -122,6 +123,25 @@ func checkPullPolicy(w *walker, e entry) bool {
 		// what ruche does anyway
 	default:
 		w.refuse(e, fmt.Sprintf("pull_policy %s: ruche uses a locally present image and pulls a missing one, as pull_policy: missing does", s))
+	}
+	return false
+}
+
+// checkReplicas refuses a count beyond int64, which compose-go would turn
+// into a negative number ("must not be negative, got -9223372036854775808").
+// Counts that fit are client.ProjectSpec.Validate's.
+func checkReplicas(w *walker, e entry) bool {
+	s, ok := w.interp(e.value)
+	if !ok {
+		return false
+	}
+	if _, err := strconv.ParseInt(s, 10, 64); errors.Is(err, strconv.ErrRange) {
+		if strings.HasPrefix(s, "-") {
+			w.problem(e, "must not be negative, got %s", s)
+		} else {
+			w.problem(e, "%s is more than the %d a service may have", s, client.MaxReplicas)
+		}
+		w.prune(e)
 	}
 	return false
 }

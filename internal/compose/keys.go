@@ -184,7 +184,7 @@ var rules = map[string]rule{
 	"services.*.networks.*.use_service_name_alias": {refuse: "the service name is always a DNS name in the project"},
 
 	"services.*.deploy":                                          {},
-	"services.*.deploy.replicas":                                 {},
+	"services.*.deploy.replicas":                                 {check: checkReplicas},
 	"services.*.deploy.mode":                                     {check: checkDeployMode},
 	"services.*.deploy.resources":                                {},
 	"services.*.deploy.resources.limits":                         {},
