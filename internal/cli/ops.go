@@ -111,8 +111,8 @@ func newScaleCmd(g *globals) *cobra.Command {
 					return err
 				}
 				v, err := strconv.Atoi(n)
-				if err != nil || v < 0 {
-					return fmt.Errorf("%q: replicas must be a whole number >= 0", a)
+				if err != nil || v < 0 || v > client.MaxReplicas {
+					return fmt.Errorf("%q: replicas must be a whole number from 0 to %d", a, client.MaxReplicas)
 				}
 				reqs = append(reqs, req{p, s, v})
 			}
