@@ -109,7 +109,7 @@ must not hold a store already. Then start the manager with: ruche up --data-dir 
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir(), "the new manager's data dir (must not hold a store)")
 	f.StringVar(&cfg.MemberName, "store-member", "ruche", "name of the restored etcd member")
-	f.StringVar(&cfg.PeerAddr, "store-peer-addr", "127.0.0.1:7480", "the restored etcd member's peer address (as `ruche up --store-peer-addr`)")
-	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7443", "API address written in admin.conf (as `ruche up --api-addr`)")
+	f.StringVar(&cfg.PeerAddr, "store-peer-addr", "127.0.0.1:7480", "the restored etcd member's peer address (as ruche up --store-peer-addr)")
+	f.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:7443", "API address written in admin.conf (as ruche up --api-addr)")
 	return cmd
 }

@@ -101,7 +101,7 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	f.StringVar(&cfg.Join, "join", "", "join the cluster of the manager at this URL as a manager (https://MANAGER:7443), on the first start")
-	f.StringVar(&cfg.Token, "token", "", "manager join token (`ruche token create --role manager`)")
+	f.StringVar(&cfg.Token, "token", "", "manager join token (ruche token create --role manager)")
 	f.StringVar(&cfg.CAHash, "ca-hash", "", "pin of the cluster CA (sha256:..., printed by ruche token create)")
 	f.UintVar(&cfg.StoreHeartbeatMs, "store-heartbeat-ms", 0, "embedded etcd heartbeat interval in ms (0: etcd's 100)")
 	f.UintVar(&cfg.StoreElectionMs, "store-election-ms", 0, "embedded etcd election timeout in ms (0: etcd's 1000); the same on every manager")
