@@ -47,12 +47,8 @@ would go, and why.`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := g.printJSON(resp); err != nil {
-					return err
-				}
-			} else {
-				printChanges(g, resp)
+			if err := g.show(asJSON, resp, func() { printChanges(g, resp) }); err != nil {
+				return err
 			}
 			if dryRun || wf.detach || resp.Revision == 0 {
 				return nil
@@ -69,7 +65,7 @@ would go, and why.`,
 			if err := g.wait(cmd.Context(), c, w); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "%s converged\n", spec.Name)
+			fmt.Fprintf(g.progressOut(), "%s converged\n", spec.Name)
 			return nil
 		},
 	}

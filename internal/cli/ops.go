@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -116,23 +117,26 @@ func newScaleCmd(g *globals) *cobra.Command {
 				}
 				reqs = append(reqs, req{p, s, v})
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			for _, r := range reqs {
-				ch, err := c.Scale(cmd.Context(), r.project, r.service, r.n)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "%s/%s: replicas %d -> %d\n", r.project, r.service, ch.From, ch.To)
-				if !wf.detach && ch.Revision > 0 {
-					if err := g.wait(cmd.Context(), c, waitSpec{project: r.project, rev: ch.Revision, services: []string{r.service}, timeout: wf.timeout}); err != nil {
+			return g.withClient(func(c *client.Client, asJSON bool) error {
+				for _, r := range reqs {
+					ch, err := c.Scale(cmd.Context(), r.project, r.service, r.n)
+					if err != nil {
 						return err
 					}
+					// One JSON object per service, as events.
+					if err := g.show(asJSON, ch, func() {
+						fmt.Fprintf(g.stdout, "%s/%s: replicas %d -> %d\n", r.project, r.service, ch.From, ch.To)
+					}); err != nil {
+						return err
+					}
+					if !wf.detach && ch.Revision > 0 {
+						if err := g.wait(cmd.Context(), c, waitSpec{project: r.project, rev: ch.Revision, services: []string{r.service}, timeout: wf.timeout}); err != nil {
+							return err
+						}
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	addWaitFlags(cmd, &wf, 10*time.Minute)
@@ -150,19 +154,19 @@ func newRollbackCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			ch, err := c.Rollback(cmd.Context(), p, s)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "%s/%s: rolling back (%s)\n", p, s, strings.Join(ch.Fields, ", "))
-			if wf.detach {
-				return nil
-			}
-			return g.wait(cmd.Context(), c, waitSpec{project: p, rev: ch.Revision, services: []string{s}, timeout: wf.timeout})
+			return g.withClient(func(c *client.Client, asJSON bool) error {
+				ch, err := c.Rollback(cmd.Context(), p, s)
+				if err != nil {
+					return err
+				}
+				err = g.show(asJSON, ch, func() {
+					fmt.Fprintf(g.stdout, "%s/%s: rolling back (%s)\n", p, s, strings.Join(ch.Fields, ", "))
+				})
+				if err != nil || wf.detach {
+					return err
+				}
+				return g.wait(cmd.Context(), c, waitSpec{project: p, rev: ch.Revision, services: []string{s}, timeout: wf.timeout})
+			})
 		},
 	}
 	addWaitFlags(cmd, &wf, 10*time.Minute)
@@ -179,6 +183,11 @@ func newLogsCmd(g *globals) *cobra.Command {
 			p, s, err := splitService(args[0])
 			if err != nil {
 				return err
+			}
+			if asJSON, err := g.json(); err != nil {
+				return err
+			} else if asJSON {
+				return errors.New("ruche logs prints the replicas' own lines: -o json does not apply to it")
 			}
 			c, err := g.client()
 			if err != nil {
@@ -232,28 +241,28 @@ func newRmCmd(g *globals) *cobra.Command {
 		Short: "Remove a project: its replicas and networks; its named volumes only with --volumes",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			resp, err := c.Remove(cmd.Context(), args[0], volumes)
-			if err != nil {
-				return err
-			}
-			for _, ch := range resp.Changes {
-				fmt.Fprintf(g.stdout, "  - %s: remove %d replica(s)\n", ch.Service, ch.From)
-			}
-			if !volumes {
-				fmt.Fprintln(g.stdout, "named volumes are kept (use --volumes to delete them)")
-			}
-			if wf.detach {
+			return g.withClient(func(c *client.Client, asJSON bool) error {
+				resp, err := c.Remove(cmd.Context(), args[0], volumes)
+				if err != nil {
+					return err
+				}
+				err = g.show(asJSON, resp, func() {
+					for _, ch := range resp.Changes {
+						fmt.Fprintf(g.stdout, "  - %s: remove %d replica(s)\n", ch.Service, ch.From)
+					}
+					if !volumes {
+						fmt.Fprintln(g.stdout, "named volumes are kept (use --volumes to delete them)")
+					}
+				})
+				if err != nil || wf.detach {
+					return err
+				}
+				if err := g.wait(cmd.Context(), c, waitSpec{project: args[0], projectGone: true, timeout: wf.timeout}); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.progressOut(), "%s removed\n", args[0])
 				return nil
-			}
-			if err := g.wait(cmd.Context(), c, waitSpec{project: args[0], projectGone: true, timeout: wf.timeout}); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "%s removed\n", args[0])
-			return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&volumes, "volumes", false, "also delete the project's named volumes (their data is lost)")

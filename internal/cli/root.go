@@ -165,6 +165,25 @@ func (g *globals) withClient(fn func(c *client.Client, asJSON bool) error) error
 	return fn(c, asJSON)
 }
 
+// progressOut is where a command's progress lines go: stdout, but stderr
+// under -o json, so that stdout holds nothing but JSON.
+func (g *globals) progressOut() io.Writer {
+	if g.output == "json" {
+		return g.stderr
+	}
+	return g.stdout
+}
+
+// show prints v as JSON under -o json, else calls text, which prints it
+// for people.
+func (g *globals) show(asJSON bool, v any, text func()) error {
+	if asJSON {
+		return g.printJSON(v)
+	}
+	text()
+	return nil
+}
+
 func (g *globals) printJSON(v any) error {
 	enc := json.NewEncoder(g.stdout)
 	enc.SetIndent("", "  ")

@@ -65,7 +65,8 @@ func (g *globals) wait(ctx context.Context, c *client.Client, w waitSpec) error 
 	return err
 }
 
-// progress prints what changed and reports whether the wait is over.
+// progress prints what changed (to progressOut) and reports whether the
+// wait is over.
 func (g *globals) progress(p *client.Project, w waitSpec, last map[string]string) (done bool, failures []string) {
 	byName := map[string]client.Service{}
 	for _, s := range p.Services {
@@ -97,7 +98,7 @@ func (g *globals) progress(p *client.Project, w waitSpec, last map[string]string
 		}
 		if last[name] != line {
 			last[name] = line
-			fmt.Fprintln(g.stdout, line)
+			fmt.Fprintln(g.progressOut(), line)
 		}
 	}
 	if w.projectGone {
@@ -114,7 +115,7 @@ func (g *globals) progress(p *client.Project, w waitSpec, last map[string]string
 		}
 		if last[""] != line {
 			last[""] = line
-			fmt.Fprintln(g.stdout, line)
+			fmt.Fprintln(g.progressOut(), line)
 		}
 	}
 	return done, failures

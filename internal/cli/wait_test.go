@@ -82,3 +82,15 @@ func TestSplitService(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressUnderJSON: with -o json, progress lines go to stderr and
+// stdout keeps only the JSON.
+func TestProgressUnderJSON(t *testing.T) {
+	var out, errOut bytes.Buffer
+	g := &globals{stdout: &out, stderr: &errOut, output: "json"}
+	p := client.Project{Services: []client.Service{svc("web", 10, client.UpdateUpdating, 1, 3, 3)}}
+	g.progress(&p, waitSpec{rev: 10, services: []string{"web"}}, map[string]string{})
+	if out.Len() != 0 || !strings.Contains(errOut.String(), "1/3 ready") {
+		t.Errorf("stdout %q, stderr %q; want the progress line on stderr only", out.String(), errOut.String())
+	}
+}

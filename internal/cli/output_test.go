@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ruche-platform/ruche/client"
+)
+
+// fakeAPI serves h over TLS and returns a client config file for it.
+func fakeAPI(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	conf := filepath.Join(t.TempDir(), "cli.conf")
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := (&client.Config{Servers: []string{srv.URL}, CA: string(caPEM), Token: "tok"}).Write(conf); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+func answer(v any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	}
+}
+
+// TestChangesInJSON: scale, rollback and rm print their change as JSON
+// with -o json, and only JSON on stdout.
+func TestChangesInJSON(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/projects/shop/services/web/scale", answer(client.Change{Service: "web", Kind: client.ChangeScale, From: 2, To: 5, Revision: 9}))
+	mux.Handle("POST /v1/projects/shop/services/web/rollback", answer(client.Change{Service: "web", Kind: client.ChangeUpdate, Fields: []string{"image"}, From: 2, To: 2, Revision: 9}))
+	mux.Handle("DELETE /v1/projects/shop", answer(client.DeployResponse{Project: "shop", Changes: []client.Change{{Service: "web", Kind: client.ChangeRemove, From: 2}}, Revision: 9}))
+	conf := fakeAPI(t, mux)
+	for _, tc := range []struct {
+		args []string
+		want string // a field of the JSON answer
+	}{
+		{[]string{"scale", "-d", "shop/web=5"}, `"to": 5`},
+		{[]string{"rollback", "-d", "shop/web"}, `"fields": [`},
+		{[]string{"rm", "-d", "shop"}, `"project": "shop"`},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := Main(append([]string{"--config", conf, "-o", "json"}, tc.args...), &out, &errOut)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut.String())
+			}
+			var v map[string]any
+			if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+				t.Fatalf("stdout is not one JSON object: %v\n%s", err, out.String())
+			}
+			if !strings.Contains(out.String(), tc.want) {
+				t.Errorf("got %s, want it to hold %s", out.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestLogsRefusesJSON: log lines are the replicas' own text; -o json is
+// refused before anything is asked of the API.
+func TestLogsRefusesJSON(t *testing.T) {
+	var asked atomic.Int32
+	conf := fakeAPI(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	var out, errOut bytes.Buffer
+	code := Main([]string{"--config", conf, "-o", "json", "logs", "shop/web"}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "-o json does not apply") {
+		t.Errorf("got exit %d, %q; want 1 and a message that -o json does not apply", code, errOut.String())
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the API got %d requests, want none", n)
+	}
+}
