@@ -81,3 +81,17 @@ func TestLogsRefusesJSON(t *testing.T) {
 		t.Errorf("the API got %d requests, want none", n)
 	}
 }
+
+func TestTokenCreateText(t *testing.T) {
+	conf := fakeAPI(t, answer(client.JoinToken{ID: "64fc1c48966c", Token: "ruchejoin_x", Role: client.JoinRoleAgent,
+		CAHash: "sha256:ab", Managers: []string{"https://10.0.0.1:7443"}}))
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"--config", conf, "token", "create"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"Join token for a new agent, valid once", "  ruche agent --join https://10.0.0.1:7443 --token ruchejoin_x --ca-hash sha256:ab\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("got\n%s\nwant it to hold %q", out.String(), want)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func newTokenCreateCmd(g *globals) *cobra.Command {
 				if jt.Role == client.JoinRoleManager {
 					command = "ruche server"
 				}
-				fmt.Fprintf(g.stdout, "Join token for a %s, valid once until %s (it is shown only now):\n\n  %s\n\n",
+				fmt.Fprintf(g.stdout, "Join token for a new %s, valid once until %s (it is shown only now):\n\n  %s\n\n",
 					jt.Role, jt.Expires.Local().Format(time.RFC3339), jt.Token)
 				fmt.Fprintf(g.stdout, "On the new machine, run:\n\n  %s --join %s --token %s --ca-hash %s\n",
 					command, server, jt.Token, jt.CAHash)
