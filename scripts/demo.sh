@@ -42,5 +42,5 @@ for _ in 1 2 3; do curl -s -H 'Host: hello.localhost' http://127.0.0.1/ || true;
 if [ -n "$port" ]; then
 	echo "or one replica directly: curl http://127.0.0.1:$port/"
 fi
-echo "Then:     bin/ruche routes | bin/ruche logs hello/web | bin/ruche scale hello/web=5 | bin/ruche status"
+echo "Then:     bin/ruche routes; bin/ruche logs hello/web; bin/ruche scale hello/web=5; bin/ruche status"
 echo "Stop:     kill \$(cat .demo/ruche.pid)   (containers keep running; the next ruche up adopts them)"
