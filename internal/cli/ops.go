@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -216,13 +217,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 						g.printJSON(ev)
 						return
 					}
-					what := ev.Project
-					if ev.Replica != "" {
-						what += "/" + ev.Replica
-					} else if ev.Service != "" {
-						what += "/" + ev.Service
-					}
-					fmt.Fprintf(g.stdout, "%s  %-8s %-12s %-24s %s\n", ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Type, ev.Action, what, ev.Message)
+					printEvent(g.stdout, ev)
 				})
 			})
 		},
@@ -231,6 +226,18 @@ func newEventsCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&since, "since", "", "only events since a duration ago (1h) or an RFC 3339 time")
 	cmd.Flags().StringVarP(&project, "project", "p", "", "only events of this project")
 	return cmd
+}
+
+// printEvent prints one event as a line of fixed-width columns (a table
+// that streams): the widest type and action fit ("rollback_started").
+func printEvent(w io.Writer, ev client.Event) {
+	what := ev.Project
+	if ev.Replica != "" {
+		what += "/" + ev.Replica
+	} else if ev.Service != "" {
+		what += "/" + ev.Service
+	}
+	fmt.Fprintf(w, "%s  %-8s %-16s %-24s %s\n", ev.Time.Local().Format("2006-01-02 15:04:05"), ev.Type, ev.Action, what, ev.Message)
 }
 
 func newRmCmd(g *globals) *cobra.Command {

@@ -95,3 +95,18 @@ func TestTokenCreateText(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintEventColumns: the message column starts at the same place for
+// the longest actions the controller records as for short ones.
+func TestPrintEventColumns(t *testing.T) {
+	var b bytes.Buffer
+	for _, action := range []string{"ready", "update_completed", "rollback_started"} {
+		printEvent(&b, client.Event{Type: "service", Action: action, Project: "shop", Service: "web", Message: "MSG"})
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	for _, l := range lines[1:] {
+		if got, want := strings.Index(l, "MSG"), strings.Index(lines[0], "MSG"); got != want {
+			t.Errorf("%q: message at column %d, want %d as in %q", l, got, want, lines[0])
+		}
+	}
+}
