@@ -83,7 +83,8 @@ func newBackupRestoreCmd(g *globals) *cobra.Command {
 		Short: "Make a new single-manager data dir from a backup (offline: no ruche needs to run)",
 		Long: `restore verifies FILE, restores its snapshot into a new store with etcd's own restore code,
 writes the cluster CA and secret key, and a fresh admin client config (admin.conf). The data dir
-must not hold a store already. Then start the manager with: ruche up --data-dir D`,
+must not hold a store already. Then start the manager with: ruche up --data-dir D (and the
+--api-addr and --store-peer-addr given here, if any)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
@@ -102,7 +103,13 @@ must not hold a store already. Then start the manager with: ruche up --data-dir 
 			fmt.Fprintf(g.stdout, "restored cluster %s (revision %d, %d keys, taken %s) into %s\n",
 				res.Meta.ClusterID, res.Meta.Revision, res.Meta.Keys, res.Meta.Created.Local().Format("2006-01-02 15:04:05"), dir)
 			fmt.Fprintf(g.stdout, "admin config: %s\n", res.AdminConf)
-			fmt.Fprintf(g.stdout, "now run: ruche up --data-dir %s\n", dir)
+			up := "ruche up --data-dir " + dir
+			for _, name := range []string{"api-addr", "store-peer-addr"} { // where admin.conf and the store expect it
+				if fl := cmd.Flags().Lookup(name); fl.Changed {
+					up += " --" + name + " " + fl.Value.String()
+				}
+			}
+			fmt.Fprintf(g.stdout, "now run: %s\n", up)
 			return nil
 		},
 	}

@@ -77,8 +77,9 @@ func TestBackupCommands(t *testing.T) {
 	}
 
 	target := filepath.Join(dir, "restored")
-	code, out = run("backup", "restore", file, "--data-dir", target, "--store-peer-addr", loopbackPort(t))
-	if code != 0 || !strings.Contains(out, "now run: ruche up --data-dir "+target) {
+	peer := loopbackPort(t)
+	code, out = run("backup", "restore", file, "--data-dir", target, "--store-peer-addr", peer)
+	if code != 0 || !strings.Contains(out, "now run: ruche up --data-dir "+target+" --store-peer-addr "+peer+"\n") {
 		t.Fatalf("restore: exit %d: %s", code, out)
 	}
 	bad := filepath.Join(dir, "bad.tar.gz")
