@@ -51,7 +51,17 @@ type statusEntry struct {
 	// complete (same clock, same restart rule): replacement delays count
 	// from it.
 	terminalSince time.Time
+	// wasReady is the longest stretch the replica was seen Ready without
+	// failing and then stopped being so (same clock, same restart rule): a
+	// replica that passed its monitor window and failed afterwards is no
+	// longer the rollout's failure (task.settledAt).
+	wasReady stretch
 }
+
+// stretch is a span of the controller's clock.
+type stretch struct{ from, until time.Time }
+
+func (s stretch) len() time.Duration { return s.until.Sub(s.from) }
 
 // cache is the controller's view of the store, kept current by the watch.
 type cache struct {
@@ -225,6 +235,14 @@ func (c *cache) applyStatus(ev store.Event, now time.Time) (touch, error) {
 		return t, err
 	}
 	e := &statusEntry{st: st, rev: ev.KV.ModRevision}
+	if cur != nil {
+		e.wasReady = cur.wasReady
+		if healthy(&cur.st) && !healthy(&st) {
+			if s := (stretch{cur.readySince, now}); s.len() > e.wasReady.len() {
+				e.wasReady = s
+			}
+		}
+	}
 	if st.Ready {
 		e.readySince = now
 		if cur != nil && cur.st.Ready {

@@ -281,11 +281,15 @@ func (p *pass) setMessage() {
 // (the record was rolled back).
 func (p *pass) checkFailures(ro *rollout) bool {
 	rec := p.v.rec
+	monitor := ro.cfg.Monitor.D()
 	var failing []*task
 	for _, s := range ro.slots {
 		for _, t := range s.cur {
 			if t.rec.Version != rec.Version || !t.failing() {
 				continue
+			}
+			if _, ok := t.settledAt(p.now, monitor); ok {
+				continue // failed after its monitor window: not the rollout's failure
 			}
 			if p.status.State == client.UpdateScaling && t.rec.CreatedAt.Before(p.status.StartedAt) {
 				continue // a scale answers for the replicas it adds only
@@ -367,14 +371,15 @@ func (p *pass) progress(ro *rollout) {
 			if ro.cfg.FailureAction == client.FailureContinue && t.failing() {
 				continue // given up on: does not hold a worker
 			}
-			if !t.settled(p.now, monitor) {
+			settled, ok := t.settledAt(p.now, monitor)
+			if !ok {
 				inFlight++
 				if t.ready() {
 					p.wakeAt(t.readySince.Add(monitor))
 				}
 				continue
 			}
-			if rested := t.readySince.Add(monitor + delay); delay > 0 && p.now.Before(rested) {
+			if rested := settled.Add(delay); delay > 0 && p.now.Before(rested) {
 				inFlight++
 				p.wakeAt(rested)
 			}
@@ -478,8 +483,9 @@ func (p *pass) checkDone(ro *rollout) {
 			continue
 		}
 		t := s.cur[0]
+		_, settled := t.settledAt(p.now, monitor)
 		switch {
-		case t.settled(p.now, monitor):
+		case settled:
 		case ro.cfg.FailureAction == client.FailureContinue && t.rec.Version == p.v.rec.Version && t.failing():
 			failed = append(failed, t.name()+" "+t.failure())
 		default:

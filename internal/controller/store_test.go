@@ -204,6 +204,12 @@ func TestCacheReadySince(t *testing.T) {
 	if got, want := c.statuses[id].readySince, t0.Add(3*time.Minute); !got.Equal(want) {
 		t.Errorf("readySince after a dip = %v, want %v", got, want)
 	}
+	// The longest stretch Ready is remembered after a dip (settledAt):
+	// two minutes from t0, not the shorter one after it.
+	put(false, 5, t0.Add(4*time.Minute))
+	if got, want := c.statuses[id].wasReady, (stretch{t0, t0.Add(2 * time.Minute)}); got != want {
+		t.Errorf("wasReady = %v, want %v", got, want)
+	}
 }
 
 // limitedStore refuses transactions larger than etcd's --max-txn-ops.

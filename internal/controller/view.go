@@ -25,9 +25,10 @@ type task struct {
 	readySince time.Time
 	// terminalSince is when the controller saw it fail or complete.
 	terminalSince time.Time
-	nodeGone      bool // its node is down or unknown: no report will come
-	nodeDown      bool // its node's record says down (it may come back)
-	nodeDrain     bool // its node is being drained
+	wasReady      stretch // see statusEntry
+	nodeGone      bool    // its node is down or unknown: no report will come
+	nodeDown      bool    // its node's record says down (it may come back)
+	nodeDrain     bool    // its node is being drained
 }
 
 func (t *task) id() string    { return t.rec.ID }
@@ -59,11 +60,32 @@ func (t *task) settled(now time.Time, monitor time.Duration) bool {
 	return t.ready() && !t.failing() && !now.Before(t.readySince.Add(monitor))
 }
 
+// settledAt reports whether t has passed its monitor window, and when: it
+// completed, or it was Ready without failing for the whole window, now or
+// in an earlier stretch. A rollout is done with such a replica: should it
+// fail afterwards, its restart policy answers for it, not failure_action.
+func (t *task) settledAt(now time.Time, monitor time.Duration) (time.Time, bool) {
+	switch {
+	case t.state() == client.StateComplete:
+		return time.Time{}, true
+	case t.wasReady.len() >= monitor:
+		return t.wasReady.from.Add(monitor), true
+	case t.settled(now, monitor):
+		return t.readySince.Add(monitor), true
+	}
+	return time.Time{}, false
+}
+
 // failing says why a task counts as a failed replica during a rollout, or "".
 func (t *task) failing() bool { return t.failure() != "" }
 
-func (t *task) failure() string {
-	st := t.status
+func (t *task) failure() string { return failure(t.status) }
+
+// healthy: Ready, and not failing.
+func healthy(st *client.ReplicaStatus) bool { return st.Ready && failure(st) == "" }
+
+// failure says why a replica in status st counts as failed, or "".
+func failure(st *client.ReplicaStatus) string {
 	if st == nil {
 		return ""
 	}
@@ -185,7 +207,7 @@ func (c *cache) view(k svcKey) *view {
 		*t = task{key: te.key, rec: &te.rec, desired: te.rec.DesiredState, rev: te.rev, tmpl: te.tmpl,
 			nodeGone: ot.nodeGone, nodeDown: ot.nodeDown, nodeDrain: ot.nodeDrain}
 		if se := te.status; se != nil {
-			t.status, t.statusRev, t.readySince, t.terminalSince = &se.st, se.rev, se.readySince, se.terminalSince
+			t.status, t.statusRev, t.readySince, t.terminalSince, t.wasReady = &se.st, se.rev, se.readySince, se.terminalSince, se.wasReady
 		}
 		v.tasks[i] = t
 	}
