@@ -285,14 +285,11 @@ func (p *pass) checkFailures(ro *rollout) bool {
 	var failing []*task
 	for _, s := range ro.slots {
 		for _, t := range s.cur {
-			if t.rec.Version != rec.Version || !t.failing() {
+			if !t.failing() || !p.answersFor(t) {
 				continue
 			}
 			if _, ok := t.settledAt(p.now, monitor); ok {
 				continue // failed after its monitor window: not the rollout's failure
-			}
-			if p.status.State == client.UpdateScaling && t.rec.CreatedAt.Before(p.status.StartedAt) {
-				continue // a scale answers for the replicas it adds only
 			}
 			failing = append(failing, t)
 		}
@@ -323,6 +320,16 @@ func (p *pass) checkFailures(ro *rollout) bool {
 		return true
 	}
 	return false
+}
+
+// answersFor reports whether the rollout answers for t's failures: a
+// replica of the version being rolled out, and during a scale one the
+// scale added.
+func (p *pass) answersFor(t *task) bool {
+	if t.rec.Version != p.v.rec.Version {
+		return false
+	}
+	return p.status.State != client.UpdateScaling || !t.rec.CreatedAt.Before(p.status.StartedAt)
 }
 
 // rollback puts the previous spec back as a new version, keeping the
@@ -368,8 +375,11 @@ func (p *pass) progress(ro *rollout) {
 			if t.rec.Version != rec.Version {
 				continue // already on the current spec: not part of this rollout
 			}
-			if ro.cfg.FailureAction == client.FailureContinue && t.failing() {
-				continue // given up on: does not hold a worker
+			if t.failing() {
+				// checkFailures let the rollout go on: given up on
+				// (continue), tolerated (max_failure_ratio), or not the
+				// rollout's (from before a scale). It holds no worker.
+				continue
 			}
 			settled, ok := t.settledAt(p.now, monitor)
 			if !ok {
@@ -486,8 +496,11 @@ func (p *pass) checkDone(ro *rollout) {
 		_, settled := t.settledAt(p.now, monitor)
 		switch {
 		case settled:
-		case ro.cfg.FailureAction == client.FailureContinue && t.rec.Version == p.v.rec.Version && t.failing():
-			failed = append(failed, t.name()+" "+t.failure())
+		case t.failing():
+			// The rollout went on without it (see progress).
+			if p.answersFor(t) {
+				failed = append(failed, t.name()+" "+t.failure())
+			}
 		default:
 			done = false
 			if t.ready() {
@@ -500,8 +513,11 @@ func (p *pass) checkDone(ro *rollout) {
 	}
 	rec := p.v.rec
 	switch {
-	case len(failed) > 0:
+	case len(failed) > 0 && ro.cfg.FailureAction == client.FailureContinue:
 		p.finish(client.UpdateFailed, fmt.Sprintf("version %d rolled out with failed replicas: %s", rec.Version, strings.Join(failed, "; ")))
+	case len(failed) > 0 && !rec.Rollback:
+		p.finish(client.UpdateCompleted, fmt.Sprintf("%d of %d replicas of version %d ready; failed within max_failure_ratio %g: %s",
+			len(ro.slots)-len(failed), len(ro.slots), rec.Version, ro.cfg.MaxFailureRatio, strings.Join(failed, "; ")))
 	case p.status.State == client.UpdateRollingBack:
 		p.finish(client.UpdateRolledBack, strings.Replace(p.status.Message, "; rolling back to ", "; rolled back to ", 1))
 	case rec.Rollback:

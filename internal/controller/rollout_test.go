@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -29,6 +30,19 @@ func restartsAfter(ready, readyFor time.Duration) []step {
 	)
 }
 
+// updateV1ToV2 deploys n replicas of v1, then v2, and waits until the
+// update (or its rollback) has ended.
+func (h *harness) updateV1ToV2(n int, mods ...func(*client.ServiceSpec)) world {
+	h.t.Helper()
+	h.deploy(web("v1", n, mods...))
+	h.waitStatus("web", limit, client.UpdateCompleted)
+	h.deploy(web("v2", n, mods...))
+	return h.waitFor("the update done", limit, func(w world) bool {
+		st := w.svcStatus["web"]
+		return st.Version >= 2 && st.Terminal()
+	})
+}
+
 // The monitor window is per replica: a replica of the new version that
 // fails within its window fails the update; one that fails after it
 // (while web.2 and web.3 still roll) does not.
@@ -47,18 +61,62 @@ func TestMonitorWindow(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := newHarness(t, bySlot(map[string]map[int][]step{"v2": {1: restartsAfter(time.Second, tt.readyFor)}}))
 				defer h.close()
-				cfg := update(client.UpdateConfig{Monitor: client.Duration(monitor)})
-				h.deploy(web("v1", 3, cfg))
-				h.waitStatus("web", limit, client.UpdateCompleted)
-				h.deploy(web("v2", 3, cfg))
-				w := h.waitFor("the update done", limit, func(w world) bool {
-					st := w.svcStatus["web"]
-					return st.Version >= 2 && st.Terminal()
-				})
+				w := h.updateV1ToV2(3, update(client.UpdateConfig{Monitor: client.Duration(monitor)}))
 				if st := w.svcStatus["web"]; st.State != tt.want {
 					t.Fatalf("status = %+v, want %s", st, tt.want)
 				}
 			})
 		})
 	}
+}
+
+// max_failure_ratio tolerates some failed replicas of the new version:
+// the update goes on and ends; past the ratio, failure_action applies.
+func TestMaxFailureRatio(t *testing.T) {
+	tests := []struct {
+		name    string
+		failing map[int][]step
+		want    string
+		message string // its start
+	}{
+		{"one of four tolerated", map[int][]step{1: crashLoops(2 * time.Second)}, client.UpdateCompleted,
+			"3 of 4 replicas of version 2 ready; failed within max_failure_ratio 0.5: web.1 restarted"},
+		{"three of four too many", map[int][]step{1: crashLoops(2 * time.Second), 2: crashLoops(2 * time.Second), 3: crashLoops(2 * time.Second)}, client.UpdateRolledBack,
+			"replica web.1 of version 2 restarted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, bySlot(map[string]map[int][]step{"v2": tt.failing}))
+				defer h.close()
+				w := h.updateV1ToV2(4, update(client.UpdateConfig{Parallelism: 4, MaxFailureRatio: 0.5}))
+				if st := w.svcStatus["web"]; st.State != tt.want || !strings.HasPrefix(st.Message, tt.message) {
+					t.Fatalf("status = %+v, want %s, %q", st, tt.want, tt.message)
+				}
+			})
+		})
+	}
+}
+
+// A replica that restarted once, long ago, and runs since does not hold
+// a scale up: the scale answers for the replicas it adds only. Here the
+// controller restarted in between, so it never saw the replica settle.
+func TestScaleAfterRestartedReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(map[string][]step{"v1": restartsAfter(time.Second, 10*time.Second)}))
+		defer h.close()
+		h.deploy(web("v1", 1))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		h.waitFor("web.1 restarted and ready", limit, func(w world) bool {
+			run := w.running("web")
+			return len(run) == 1 && w.statuses[run[0].ID].Restarts == 1 && w.statuses[run[0].ID].Ready
+		})
+		h.stopController()
+		h.startController()
+		h.deploy(web("v1", 2))
+		w := h.converged("web")
+		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted || w.ready("web") != 2 {
+			t.Fatalf("status = %+v with %d ready, want completed with 2", st, w.ready("web"))
+		}
+	})
 }
