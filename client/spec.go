@@ -8,6 +8,7 @@ package client
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -281,13 +282,18 @@ const (
 	FailureContinue = "continue"
 )
 
+// ParallelismAll is an UpdateConfig.Parallelism that updates every
+// replica at once: what compose's `parallelism: 0` means.
+const ParallelismAll = math.MaxInt32
+
 // UpdateConfig is deploy.update_config or deploy.rollback_config. Zero
 // values take ruche's defaults: parallelism 1, delay 0, order stop-first,
 // monitor 5s, failure_action rollback (ruche rolls a failed update back by
 // itself; compose's own default is pause), max_failure_ratio 0.
 type UpdateConfig struct {
 	// Parallelism is how many replicas are updated at once; 0 means the
-	// default (1). Use a number >= replicas to update all at once.
+	// default (1). Use a number >= replicas, such as ParallelismAll, to
+	// update all at once.
 	Parallelism     int      `json:"parallelism,omitempty"`
 	Delay           Duration `json:"delay,omitempty"`
 	FailureAction   string   `json:"failure_action,omitempty"`

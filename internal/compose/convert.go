@@ -372,8 +372,14 @@ func updateConfig(u *types.UpdateConfig) client.UpdateConfig {
 		MaxFailureRatio: widen(u.MaxFailureRatio),
 		Order:           u.Order,
 	}
-	if u.Parallelism != nil {
-		out.Parallelism = int(min(*u.Parallelism, uint64(^uint32(0)>>1)))
+	switch {
+	case u.Parallelism == nil:
+	case *u.Parallelism == 0:
+		// Compose (Swarm): 0 updates all at once. ruche's 0 is its
+		// default, one at a time.
+		out.Parallelism = client.ParallelismAll
+	default:
+		out.Parallelism = int(min(*u.Parallelism, client.ParallelismAll))
 	}
 	return out
 }

@@ -119,6 +119,37 @@ configs:
 			},
 		},
 		{
+			name: "parallelism 0 updates all at once, as in compose",
+			doc: `name: shop
+services:
+  web:
+    image: nginx
+    deploy:
+      update_config: {parallelism: 0}
+      rollback_config: {parallelism: 0}
+  api:
+    image: nginx
+    deploy:
+      update_config: {parallelism: 2}
+      rollback_config: {delay: 5s}
+`,
+			check: func(t *testing.T, spec *client.ProjectSpec) {
+				for _, c := range []struct {
+					what      string
+					got, want int
+				}{
+					{"web update_config", spec.Services["web"].UpdateConfig.Parallelism, client.ParallelismAll},
+					{"web rollback_config", spec.Services["web"].RollbackConfig.Parallelism, client.ParallelismAll},
+					{"api update_config", spec.Services["api"].UpdateConfig.Parallelism, 2},
+					{"api rollback_config (unset: the default)", spec.Services["api"].RollbackConfig.Parallelism, 0},
+				} {
+					if c.got != c.want {
+						t.Errorf("%s parallelism: got %d, want %d", c.what, c.got, c.want)
+					}
+				}
+			},
+		},
+		{
 			name: "a project needs a name",
 			doc:  "services:\n  web:\n    image: nginx\n",
 			want: []string{"posted.yml: name: the project needs a name: set name: or pass one"},

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -40,6 +41,15 @@ func (h *harness) updateV1ToV2(n int, mods ...func(*client.ServiceSpec)) world {
 	return h.waitFor("the update done", limit, func(w world) bool {
 		st := w.svcStatus["web"]
 		return st.Version >= 2 && st.Terminal()
+	})
+}
+
+// waitVersion waits until the status of web is terminal for version v.
+func (h *harness) waitVersion(v int64) world {
+	h.t.Helper()
+	return h.waitFor(fmt.Sprintf("version %d done", v), limit, func(w world) bool {
+		st := w.svcStatus["web"]
+		return st.Version == v && st.Terminal()
 	})
 }
 
@@ -117,6 +127,33 @@ func TestScaleAfterRestartedReplica(t *testing.T) {
 		w := h.converged("web")
 		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted || w.ready("web") != 2 {
 			t.Fatalf("status = %+v with %d ready, want completed with 2", st, w.ready("web"))
+		}
+	})
+}
+
+// Parallelism above the replica count (compose's 0: ParallelismAll)
+// updates every slot at once.
+func TestParallelismAboveReplicas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(nil))
+		defer h.close()
+		const n = 3
+		cfg := update(client.UpdateConfig{Parallelism: client.ParallelismAll})
+		h.deploy(web("v1", n, cfg))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		maxDown := 0
+		o := h.observe(func(w world) string {
+			maxDown = max(maxDown, n-w.ready("web"))
+			return ""
+		})
+		h.deploy(web("v2", n, cfg))
+		w := h.waitVersion(2)
+		o.check(t)
+		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
+			t.Fatalf("status = %+v, want completed", st)
+		}
+		if maxDown != n {
+			t.Errorf("at most %d replicas updated at once, want all %d", maxDown, n)
 		}
 	})
 }
