@@ -157,3 +157,225 @@ func TestParallelismAboveReplicas(t *testing.T) {
 		}
 	})
 }
+
+// start-first with one replica: there is a ready replica at every
+// revision of the store, and never more than two tasks.
+func TestStartFirstOneReplicaStaysReady(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(map[string][]step{"v2": becomesReady(3 * time.Second)}))
+		defer h.close()
+		cfg := update(client.UpdateConfig{Order: client.OrderStartFirst})
+		h.deploy(web("v1", 1, cfg))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		o := h.observe(func(w world) string {
+			if r := w.ready("web"); r < 1 {
+				return "no ready replica"
+			}
+			if c := w.count("web"); c > 2 {
+				return fmt.Sprintf("%d tasks, want <= 2", c)
+			}
+			return ""
+		})
+		h.deploy(web("v2", 1, cfg))
+		w := h.waitVersion(2)
+		o.check(t)
+		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
+			t.Fatalf("status = %+v, want completed", st)
+		}
+		if run := w.running("web"); len(run) != 1 || run[0].Version != 2 || w.count("web") != 1 {
+			t.Errorf("running %+v of %d tasks, want one task of version 2", run, w.count("web"))
+		}
+	})
+}
+
+// A paused update stays paused until the next deploy, which rolls every
+// slot (the paused one too) to the new version.
+func TestNewDeployReplacesPausedUpdate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(map[string][]step{"v2": crashLoops(2 * time.Second)}))
+		defer h.close()
+		cfg := update(client.UpdateConfig{FailureAction: client.FailurePause})
+		h.deploy(web("v1", 3, cfg))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		h.deploy(web("v2", 3, cfg))
+		if st := h.waitVersion(2).svcStatus["web"]; st.State != client.UpdatePaused || !st.Failed() {
+			t.Fatalf("status = %+v, want paused", st)
+		}
+		h.deploy(web("v3", 3, cfg))
+		w := h.waitVersion(3)
+		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
+			t.Fatalf("status = %+v, want completed", st)
+		}
+		for _, task := range w.running("web") {
+			if task.Version != 3 || !w.statuses[task.ID].Ready {
+				t.Errorf("slot %d runs version %d (ready %v), want 3 and ready", task.Slot, task.Version, w.statuses[task.ID].Ready)
+			}
+		}
+		if w.count("web") != 3 {
+			t.Errorf("%d tasks, want 3", w.count("web"))
+		}
+	})
+}
+
+// A failed update rolls back with rollback_config, not update_config:
+// here one slot at a time with a delay, where the update went two at once.
+func TestRollbackUsesRollbackConfig(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(map[string][]step{"v2": turnsUnhealthy(time.Second, 2*time.Second)}))
+		defer h.close()
+		const n, delay = 4, 10 * time.Second
+		cfg := func(s *client.ServiceSpec) {
+			s.UpdateConfig = client.UpdateConfig{Parallelism: 2}
+			s.RollbackConfig = client.UpdateConfig{Parallelism: 1, Delay: client.Duration(delay), Monitor: client.Duration(time.Second)}
+		}
+		h.deploy(web("v1", n, cfg))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		h.deploy(web("v2", n, cfg))
+		h.waitStatus("web", limit, client.UpdateRollingBack)
+		start := time.Now()
+		w := h.waitVersion(3)
+		if st := w.svcStatus["web"]; st.State != client.UpdateRolledBack {
+			t.Fatalf("status = %+v, want rolled_back", st)
+		}
+		// Two slots ran v2: they roll back one after the other, with the
+		// delay between them.
+		if took := time.Since(start); took < delay {
+			t.Errorf("rollback took %v, want over the rollback delay (%v) between its two slots", took, delay)
+		}
+	})
+}
+
+// waitOneReady waits until a replica of web's version v is ready: an
+// update is half-way.
+func (h *harness) waitOneReady(v int64) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("a ready replica of version %d", v), limit, func(w world) bool {
+		for _, task := range w.running("web") {
+			if task.Version == v && w.statuses[task.ID].Ready {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// A new version deployed while the previous update still rolls replaces
+// it: every slot ends on the newest version, within the parallelism.
+func TestUpdateDuringUpdate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, byImage(map[string][]step{"v2": becomesReady(3 * time.Second)}))
+		defer h.close()
+		const n = 4
+		h.deploy(web("v1", n))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		o := h.observe(func(w world) string {
+			if r := w.ready("web"); r < n-1 {
+				return fmt.Sprintf("%d ready, want >= %d", r, n-1)
+			}
+			return ""
+		})
+		h.deploy(web("v2", n))
+		h.waitOneReady(2)
+		h.deploy(web("v3", n))
+		w := h.waitVersion(3)
+		o.check(t)
+		if st := w.svcStatus["web"]; st.State != client.UpdateCompleted {
+			t.Fatalf("status = %+v, want completed", st)
+		}
+		for _, task := range w.running("web") {
+			if task.Version != 3 {
+				t.Errorf("slot %d runs version %d, want 3", task.Slot, task.Version)
+			}
+		}
+		if w.count("web") != n {
+			t.Errorf("%d tasks, want %d", w.count("web"), n)
+		}
+	})
+}
+
+// A scale during an update: the update ends with the new count, every
+// slot on the new version.
+func TestScaleDuringUpdate(t *testing.T) {
+	for _, to := range []int{6, 2} {
+		t.Run(fmt.Sprintf("to %d", to), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, byImage(map[string][]step{"v2": becomesReady(3 * time.Second)}))
+				defer h.close()
+				const n = 4
+				h.deploy(web("v1", n))
+				h.waitStatus("web", limit, client.UpdateCompleted)
+				h.deploy(web("v2", n))
+				h.waitOneReady(2)
+				h.deploy(web("v2", to))
+				w := h.converged("web")
+				if st := w.svcStatus["web"]; st.State != client.UpdateCompleted || st.Version != 2 {
+					t.Fatalf("status = %+v, want version 2 completed", st)
+				}
+				run := w.running("web")
+				if len(run) != to || w.count("web") != to || w.ready("web") != to {
+					t.Fatalf("%d running, %d ready of %d tasks, want %d:\n%s", len(run), w.ready("web"), w.count("web"), to, w)
+				}
+				for i, task := range run {
+					if task.Version != 2 || task.Slot != i+1 {
+						t.Errorf("task %s: slot %d version %d, want slot %d version 2", task.ID, task.Slot, task.Version, i+1)
+					}
+				}
+			})
+		})
+	}
+}
+
+// Scaling down removes the highest slots, even when a lower slot is the
+// broken one.
+func TestScaleDownKeepsLowSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, bySlot(map[string]map[int][]step{"v1": {2: turnsUnhealthy(time.Second, 10*time.Second)}}))
+		defer h.close()
+		h.deploy(web("v1", 4))
+		h.waitStatus("web", limit, client.UpdateCompleted)
+		w := h.waitFor("web.2 unhealthy", limit, func(w world) bool {
+			for _, task := range w.running("web") {
+				if task.Slot == 2 && w.statuses[task.ID].State == client.StateUnhealthy {
+					return true
+				}
+			}
+			return false
+		})
+		before := map[int]string{}
+		for _, task := range w.running("web") {
+			before[task.Slot] = task.ID
+		}
+		h.deploy(web("v1", 2))
+		w = h.waitFor("scaled down", limit, func(w world) bool { return w.count("web") == 2 })
+		run := w.running("web")
+		if len(run) != 2 || run[0].ID != before[1] || run[1].ID != before[2] {
+			t.Errorf("running %v, want slots 1 and 2 kept (%s, %s)", run, before[1], before[2])
+		}
+	})
+}
+
+// A dependency that never gets healthy keeps the dependant waiting, and
+// the dependant's status says what it waits for.
+func TestDependencyNeverHealthyIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Its healthcheck never passes: starting, then unhealthy.
+		h := newHarness(t, byImage(map[string][]step{"db": {
+			{100 * time.Millisecond, client.ReplicaStatus{State: client.StateStarting, Health: "starting"}},
+			{time.Minute, client.ReplicaStatus{State: client.StateUnhealthy, Health: "unhealthy", Message: "healthcheck failed"}},
+		}}))
+		defer h.close()
+		h.deploy(client.ServiceSpec{Name: "db", Image: "db", Replicas: 1})
+		h.deploy(web("v1", 1, func(s *client.ServiceSpec) {
+			s.DependsOn = map[string]client.DependencySpec{"db": {Condition: client.ConditionHealthy, Required: true}}
+		}))
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		w := h.world()
+		if w.count("web") != 0 {
+			t.Errorf("web has %d tasks, want none while db is unhealthy", w.count("web"))
+		}
+		if st := w.svcStatus["web"]; st.State != client.UpdateDeploying || st.Message != "waiting for db (service_healthy)" {
+			t.Errorf("web status = %+v, want deploying, waiting for db (service_healthy)", st)
+		}
+	})
+}
