@@ -26,8 +26,12 @@ type nodeCache struct {
 }
 
 // nodeSerials are the certificate serials a node record accepts: the
-// current one and the one it was renewed from.
-type nodeSerials struct{ cur, prev string }
+// current one and the one it was renewed from, as of the record's
+// revision rev.
+type nodeSerials struct {
+	cur, prev string
+	rev       int64
+}
 
 // match is want when the record accepts it, else the current serial.
 func (ns nodeSerials) match(want string) string {
@@ -59,7 +63,7 @@ func (c *nodeCache) serial(ctx context.Context, node string, want string) (seria
 		}
 		return "", false, err
 	}
-	return nodeSerials{n.CertSerial, n.CertSerialPrev}.match(want), true, nil
+	return nodeSerials{cur: n.CertSerial, prev: n.CertSerialPrev}.match(want), true, nil
 }
 
 // changes returns a channel closed at the next change of any node record.
@@ -127,6 +131,27 @@ func (c *nodeCache) run(ctx context.Context) error {
 func (c *nodeCache) put(kv store.KV) {
 	var n client.Node
 	if store.Decode(kv, &n) == nil {
-		c.serials[store.Last(kv.Key)] = nodeSerials{n.CertSerial, n.CertSerialPrev}
+		c.learn(store.Last(kv.Key), n, kv.ModRevision)
+	}
+}
+
+// learn takes node's record as of revision rev, unless the cache already
+// holds a later one. The certificate renewal calls it with the record it
+// wrote: otherwise, until the watch brings that write, the cache would
+// still accept the serial the renewal just retired (the record's previous
+// serial before it), for a few milliseconds.
+func (c *nodeCache) learn(node string, n client.Node, rev int64) {
+	if old, ok := c.serials[node]; ok && old.rev > rev {
+		return
+	}
+	c.serials[node] = nodeSerials{cur: n.CertSerial, prev: n.CertSerialPrev, rev: rev}
+}
+
+// wrote is learn for a record this manager has just written.
+func (c *nodeCache) wrote(node string, n client.Node, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ready {
+		c.learn(node, n, rev)
 	}
 }

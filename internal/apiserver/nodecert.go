@@ -75,13 +75,14 @@ func (s *Server) renewNodeCert(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		n.CertSerial, n.CertSerialPrev = serial, id.Serial
-		_, err = s.d.Store.Txn(ctx, []store.Cmp{store.ModRevisionIs(key, rev)}, store.Put(key, store.Encode(n)))
+		wrote, err := s.d.Store.Txn(ctx, []store.Cmp{store.ModRevisionIs(key, rev)}, store.Put(key, store.Encode(n)))
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("renew node certificate: %w", err)
 		}
+		s.nodes.wrote(id.NodeID, n, wrote)
 		s.log.Info("node certificate renewed", "node", id.NodeID, "serial", serial, "previous", id.Serial)
 		writeJSON(w, http.StatusOK, client.NodeCertResponse{Cert: string(certPEM)})
 		return nil
