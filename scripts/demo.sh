@@ -8,13 +8,15 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 RUCHE=bin/ruche
 mkdir -p .demo
+PID=
 if ! $RUCHE status >/dev/null 2>&1; then
 	log "starting ruche up (log: .demo/ruche.log)"
 	nohup $RUCHE up >.demo/ruche.log 2>&1 &
-	echo $! >.demo/ruche.pid
+	PID=$!
+	echo "$PID" >.demo/ruche.pid
 	for _ in $(seq 1 120); do
 		$RUCHE status >/dev/null 2>&1 && break
-		if ! kill -0 "$(cat .demo/ruche.pid)" 2>/dev/null; then
+		if ! kill -0 "$PID" 2>/dev/null; then
 			echo "ruche up exited:" >&2
 			tail -n 20 .demo/ruche.log >&2
 			exit 1
@@ -22,6 +24,8 @@ if ! $RUCHE status >/dev/null 2>&1; then
 		sleep 0.5
 	done
 	$RUCHE status >/dev/null
+elif [ -f .demo/ruche.pid ] && [ "$(cat "/proc/$(cat .demo/ruche.pid)/comm" 2>/dev/null)" = ruche ]; then
+	PID=$(cat .demo/ruche.pid) # started by an earlier make demo
 fi
 
 log "building the example image ruche-hello:latest (FROM scratch + a static Go binary)"
@@ -35,7 +39,11 @@ echo
 $RUCHE ps hello
 port=$($RUCHE ps hello -o json | sed -n 's/.*"published": \([0-9]*\).*/\1/p' | head -n1)
 echo
-echo "ruche is running (pid $(cat .demo/ruche.pid 2>/dev/null || echo '?'), log .demo/ruche.log)."
+if [ -n "$PID" ]; then
+	echo "ruche is running (pid $PID, log .demo/ruche.log)."
+else
+	echo "ruche was already running, not started by make demo (its pid and log are wherever it was started)."
+fi
 echo "Try it, through the ingress (each request goes to a ready replica):"
 echo "          curl -H 'Host: hello.localhost' http://127.0.0.1/"
 for _ in 1 2 3; do curl -s -H 'Host: hello.localhost' http://127.0.0.1/ || true; done
@@ -43,4 +51,6 @@ if [ -n "$port" ]; then
 	echo "or one replica directly: curl http://127.0.0.1:$port/"
 fi
 echo "Then:     bin/ruche routes; bin/ruche logs hello/web; bin/ruche scale hello/web=5; bin/ruche status"
-echo "Stop:     kill \$(cat .demo/ruche.pid)   (containers keep running; the next ruche up adopts them)"
+if [ -n "$PID" ]; then
+	echo "Stop:     kill $PID   (containers keep running; the next ruche up adopts them)"
+fi
