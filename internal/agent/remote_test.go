@@ -168,7 +168,8 @@ func TestConnBehaviour(t *testing.T) {
 			if set := next(t, tasks); len(set) != 0 {
 				t.Fatalf("first task set: got %d tasks, want 0", len(set))
 			}
-			task := store.TaskRecord{Replica: client.Replica{ID: "shop.web.1.x", Project: "shop", Service: "web", Slot: 1, Node: node}}
+			task := store.TaskRecord{Replica: client.Replica{ID: "shop.web.1.x", Project: "shop", Service: "web", Slot: 1, Node: node},
+				Spec: client.ServiceSpec{Secrets: []client.FileRef{{Source: "pw"}, {Source: "nope"}}, Configs: []client.FileRef{{Source: "conf"}}}}
 			e.st.Txn(ctx, nil, store.Put(store.TaskKey(node, task.ID), store.Encode(task)))
 			e.st.Txn(ctx, nil, store.Put(store.TaskKey("n9", "elsewhere"), store.Encode(store.TaskRecord{Replica: client.Replica{ID: "elsewhere"}})))
 			waitSet(t, tasks, "the new task", func(s []store.TaskRecord) bool { return len(s) == 1 && s[0].ID == task.ID })

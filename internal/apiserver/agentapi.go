@@ -200,33 +200,35 @@ func (s *Server) agentReportStatus(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// projectOnNode checks that a task of project is assigned to node: a node
-// reads only the secrets and configs of the replicas it runs.
-func (s *Server) projectOnNode(ctx context.Context, node, project string) error {
+// fileOnNode checks that a task assigned to node mounts the project's
+// secret or config name (refs picks which from a service): a node reads
+// only what the replicas it runs use, not every file of their project.
+func (s *Server) fileOnNode(ctx context.Context, node, project, name string, refs func(client.ServiceSpec) []client.FileRef) error {
 	kvs, _, err := s.d.Store.List(ctx, store.NodeTasksPrefix(node))
 	if err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(kvs, func(kv store.KV) bool {
 		var t store.TaskRecord
-		return store.Decode(kv, &t) == nil && t.Project == project
+		return store.Decode(kv, &t) == nil && t.Project == project &&
+			slices.ContainsFunc(refs(t.Spec), func(f client.FileRef) bool { return f.Source == name })
 	}) {
-		return forbidden(fmt.Sprintf("no replica of project %s is assigned to node %s", project, node))
+		return forbidden(fmt.Sprintf("no replica assigned to node %s uses %s/%s", node, project, name))
 	}
 	return nil
 }
 
 func (s *Server) agentSecret(w http.ResponseWriter, r *http.Request) error {
-	return s.agentFile(w, r, s.local.Secret)
+	return s.agentFile(w, r, s.local.Secret, func(sp client.ServiceSpec) []client.FileRef { return sp.Secrets })
 }
 
 func (s *Server) agentConfig(w http.ResponseWriter, r *http.Request) error {
-	return s.agentFile(w, r, s.local.Config)
+	return s.agentFile(w, r, s.local.Config, func(sp client.ServiceSpec) []client.FileRef { return sp.Configs })
 }
 
-func (s *Server) agentFile(w http.ResponseWriter, r *http.Request, get func(ctx context.Context, project, name string) ([]byte, error)) error {
+func (s *Server) agentFile(w http.ResponseWriter, r *http.Request, get func(ctx context.Context, project, name string) ([]byte, error), refs func(client.ServiceSpec) []client.FileRef) error {
 	project, name := r.PathValue("project"), r.PathValue("name")
-	if err := s.projectOnNode(r.Context(), r.PathValue("node"), project); err != nil {
+	if err := s.fileOnNode(r.Context(), r.PathValue("node"), project, name, refs); err != nil {
 		return err
 	}
 	data, err := get(r.Context(), project, name)

@@ -411,7 +411,13 @@ func TestAgentStatusSecretsCleanups(t *testing.T) {
 	if code, body := e.do(hc, "PUT", "/v1/agent/nodes/n2/tasks/t1/status", "", st); code != http.StatusGone || decodeErr(t, body).Code != agent.CodeTaskGone {
 		t.Fatalf("status of an unassigned task: got %d %s", code, body)
 	}
-	e.st.Txn(ctx, nil, store.Put(store.TaskKey("n2", "t1"), store.Encode(store.TaskRecord{Replica: client.Replica{ID: "t1", Project: "shop"}})))
+	// t1 (shop's web) mounts pw, nope and conf; shop's db, on another
+	// node, mounts dbpw: n2 reads the first three only.
+	web := client.ServiceSpec{Secrets: []client.FileRef{{Source: "pw"}, {Source: "nope"}}, Configs: []client.FileRef{{Source: "conf"}}}
+	db := client.ServiceSpec{Secrets: []client.FileRef{{Source: "dbpw"}}, Configs: []client.FileRef{{Source: "dbconf"}}}
+	e.st.Txn(ctx, nil,
+		store.Put(store.TaskKey("n2", "t1"), store.Encode(store.TaskRecord{Replica: client.Replica{ID: "t1", Project: "shop", Service: "web"}, Spec: web})),
+		store.Put(store.TaskKey("n3", "t2"), store.Encode(store.TaskRecord{Replica: client.Replica{ID: "t2", Project: "shop", Service: "db"}, Spec: db})))
 	if code, body := e.do(hc, "PUT", "/v1/agent/nodes/n2/tasks/t1/status", "", st); code != http.StatusNoContent {
 		t.Fatalf("status: got %d %s", code, body)
 	}
@@ -424,7 +430,9 @@ func TestAgentStatusSecretsCleanups(t *testing.T) {
 	e.st.Txn(ctx, nil,
 		store.Put(store.SecretKey("shop", "pw"), store.Encode(store.SecretRecord{Sealed: sealed})),
 		store.Put(store.SecretKey("bank", "pw"), store.Encode(store.SecretRecord{Sealed: sealed})),
-		store.Put(store.ConfigKey("shop", "conf"), store.Encode(store.ConfigRecord{Data: []byte("x=1")})))
+		store.Put(store.SecretKey("shop", "dbpw"), store.Encode(store.SecretRecord{Sealed: sealed})),
+		store.Put(store.ConfigKey("shop", "conf"), store.Encode(store.ConfigRecord{Data: []byte("x=1")})),
+		store.Put(store.ConfigKey("shop", "dbconf"), store.Encode(store.ConfigRecord{Data: []byte("y=2")})))
 	for _, tc := range []struct {
 		path     string
 		wantCode int
@@ -433,7 +441,11 @@ func TestAgentStatusSecretsCleanups(t *testing.T) {
 		{"/v1/agent/nodes/n2/secrets/shop/pw", 200, "s3cret"},
 		{"/v1/agent/nodes/n2/configs/shop/conf", 200, "x=1"},
 		{"/v1/agent/nodes/n2/secrets/shop/nope", 404, ""},
-		{"/v1/agent/nodes/n2/secrets/bank/pw", 403, ""}, // no replica of bank on n2
+		{"/v1/agent/nodes/n2/secrets/bank/pw", 403, ""},     // no replica of bank on n2
+		{"/v1/agent/nodes/n2/secrets/shop/dbpw", 403, ""},   // shop's db is not on n2
+		{"/v1/agent/nodes/n2/configs/shop/dbconf", 403, ""}, // likewise
+		{"/v1/agent/nodes/n2/configs/shop/pw", 403, ""},     // pw is a secret of web, not a config
+		{"/v1/agent/nodes/n3/secrets/shop/dbpw", 403, ""},   // n3's path, n2's certificate
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			code, body := e.do(hc, "GET", tc.path, "", nil)
