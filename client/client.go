@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/ruche-platform/ruche/internal/pki"
 )
 
 // Client talks to the ruche API.
@@ -33,7 +35,7 @@ func New(cfg *Config) (*Client, error) {
 		return nil, errors.New("client config: no certificate in ca")
 	}
 	tr := &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, VerifyConnection: pki.VerifyAPIServer},
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
 		ForceAttemptHTTP2:   true,

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/pki"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -130,7 +131,7 @@ func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
 }
 
 func newHTTPClient(cfg RemoteConfig) *http.Client {
-	tc := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12, VerifyConnection: pki.VerifyAPIServer}
 	if cfg.GetClientCertificate != nil {
 		tc.GetClientCertificate = cfg.GetClientCertificate
 	} else {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -303,5 +304,33 @@ func TestRemoteRecordsEvents(t *testing.T) {
 			t.Fatalf("%d events recorded, want 1", len(kvs))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRemoteRefusesAnAgentAsManager: another agent's node certificate,
+// signed by the cluster CA for the manager's address, does not make its
+// holder a manager: the agent sends it nothing (and takes no tasks from it).
+func TestRemoteRefusesAnAgentAsManager(t *testing.T) {
+	ca, err := pki.LoadOrCreateCA(t.TempDir(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil, err := ca.IssueNode(pki.NodeRequest{ID: "evil", Role: pki.RoleAgent, Names: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int32
+	fake := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.Write([]byte(`{"interval":"1s"}`))
+	}))
+	fake.TLS = &tls.Config{Certificates: []tls.Certificate{evil}}
+	fake.StartTLS()
+	defer fake.Close()
+	rc := agent.NewRemoteConn(agent.RemoteConfig{Managers: []string{fake.URL}, Cert: evil, RootCAs: ca.Pool(), Timeout: 5 * time.Second})
+	defer rc.Close()
+	_, err = rc.Heartbeat(context.Background(), "n2", client.NodeLoad{})
+	if n := got.Load(); n != 0 || err == nil {
+		t.Fatalf("requests the impostor got: %d (heartbeat error %v), want 0 and an error", n, err)
 	}
 }

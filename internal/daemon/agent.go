@@ -272,7 +272,7 @@ func Join(ctx context.Context, cfg AgentConfig) (*Identity, error) {
 		return nil, err
 	}
 	body, _ := json.Marshal(client.JoinRequest{Token: cfg.Token, NodeName: name, Hostname: host, Labels: cfg.Labels, Addr: addr, CSR: string(csr)})
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, VerifyConnection: pki.VerifyAPIServer}}}
 	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/join", bytes.NewReader(body))
 	if err != nil {

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,6 +143,44 @@ func TestJoinRefusals(t *testing.T) {
 	}
 	if _, err := e.st.Get(context.Background(), store.NodeKey("n2")); err == nil {
 		t.Fatal("a refused join wrote a node record")
+	}
+}
+
+// TestJoinSendsNoTokenToAnAgent: an agent that joined with the manager's
+// address as its own (nothing stops it) holds a certificate of the cluster
+// CA for that address. Standing in for the manager, it passes the CA pin
+// (the CA is public) but must not be sent the token of a machine joining:
+// a manager token would bring it the CA key.
+func TestJoinSendsNoTokenToAnAgent(t *testing.T) {
+	e := newJoinEnv(t)
+	pin := client.CAHash(e.ca.Cert)
+	evilDir := t.TempDir()
+	if _, err := Join(context.Background(), AgentConfig{DataDir: evilDir, Join: e.url, Token: e.token(t, "agent"), CAHash: pin,
+		NodeName: "evil", AdvertiseAddr: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	evil, err := tls.LoadX509KeyPair(filepath.Join(evilDir, nodeCertFile), filepath.Join(evilDir, nodeKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int32
+	fake := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/join/ca" {
+			w.Write(e.ca.CertPEM)
+			return
+		}
+		got.Add(1)
+		http.Error(w, "{}", http.StatusServiceUnavailable)
+	}))
+	fake.TLS = &tls.Config{Certificates: []tls.Certificate{evil}}
+	fake.StartTLS()
+	defer fake.Close()
+	_, err = Join(context.Background(), AgentConfig{DataDir: t.TempDir(), Join: fake.URL, Token: e.token(t, "manager"), CAHash: pin, NodeName: "n3"})
+	if n := got.Load(); n != 0 {
+		t.Fatalf("the join request (and its token) reached an agent %d times", n)
+	}
+	if err == nil || !strings.Contains(err.Error(), pki.ErrAgentServer.Error()) {
+		t.Fatalf("got %v, want an error naming %q", err, pki.ErrAgentServer)
 	}
 }
 

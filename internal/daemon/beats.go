@@ -39,7 +39,8 @@ type beatRelay struct {
 }
 
 func newBeatRelay(local agent.HeartbeatSink, st store.Store, self string, ca *pki.CA, cert *pki.Keypair, log *slog.Logger) *beatRelay {
-	tr := &http.Transport{TLSClientConfig: &tls.Config{GetClientCertificate: cert.GetClientCertificate, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
+	tr := &http.Transport{TLSClientConfig: &tls.Config{GetClientCertificate: cert.GetClientCertificate, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12,
+		VerifyConnection: pki.VerifyAPIServer},
 		TLSHandshakeTimeout: 3 * time.Second, ForceAttemptHTTP2: true}
 	return &beatRelay{local: local, st: st, self: self, hc: &http.Client{Transport: tr, Timeout: 3 * time.Second},
 		log: log.With("component", "beat-relay"), busy: map[string]bool{}, seen: map[string]time.Time{}}

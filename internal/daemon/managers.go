@@ -522,7 +522,7 @@ func joinManager(ctx context.Context, cfg *Config) error {
 	body, _ := json.Marshal(client.JoinRequest{Token: cfg.Token, NodeName: cfg.NodeID, Hostname: host, Addr: cfg.AdvertiseAddr, CSR: string(csr), PeerURL: peerURL})
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, VerifyConnection: pki.VerifyAPIServer}}}
 	defer hc.CloseIdleConnections()
 	// The store refuses a member while another joined moments ago (etcd's
 	// strict reconfiguration check): retry for a minute.

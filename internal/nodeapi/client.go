@@ -124,15 +124,7 @@ func (c *Client) open(ctx context.Context, node, addr, method, path string, q ur
 // memory: a new one at every start, renewed while the manager runs
 // (daemon/managercerts.go).
 func ManagerCert(ca *pki.CA, name string) (tls.Certificate, error) {
-	csr, key, err := pki.NewNodeKey(name)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	certPEM, _, err := ca.SignNode(csr, pki.NodeRequest{ID: name, Role: pki.RoleManager})
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, key)
+	cert, err := ca.IssueNode(pki.NodeRequest{ID: name, Role: pki.RoleManager})
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("manager certificate: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -30,6 +31,7 @@ var (
 	ErrBadCSR       = errors.New("pki: invalid certificate request")
 	ErrNoClientCert = errors.New("pki: no verified client certificate")
 	ErrBadRole      = errors.New("pki: unknown node role")
+	ErrAgentServer  = errors.New("pki: an agent's node certificate cannot serve the managers' API")
 )
 
 // NewNodeKey makes a node's private key and a certificate request for it,
@@ -107,6 +109,26 @@ func (ca *CA) SignNode(csrPEM []byte, req NodeRequest) (certPEM []byte, serialHe
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), tmpl.SerialNumber.Text(16), nil
 }
 
+// IssueNode makes a key here and signs a node certificate for it: for a
+// certificate whose key is in this process already (a manager's own), not
+// for a joining machine, whose key never leaves it (NewNodeKey there,
+// SignNode here).
+func (ca *CA) IssueNode(req NodeRequest) (tls.Certificate, error) {
+	csr, key, err := NewNodeKey(req.ID)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPEM, _, err := ca.SignNode(csr, req)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("node certificate: %w", err)
+	}
+	return cert, nil
+}
+
 // Identity is who a verified peer certificate says it is.
 type Identity struct {
 	NodeID string
@@ -137,4 +159,19 @@ func CertIdentity(c *x509.Certificate) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: certificate names no node", ErrBadRole)
 	}
 	return id, nil
+}
+
+// VerifyAPIServer is the tls.Config.VerifyConnection of every client of a
+// manager's API: the CLI, agents, joining machines, managers relaying
+// heartbeats. An agent's node certificate chains to the cluster CA and is a
+// server certificate too (it serves the node API), for the address the
+// agent gave when it joined: on the chain alone one agent could stand in
+// for a manager and be sent the admin token, join tokens (a manager's
+// brings the CA key) or other agents' requests. The managers' API
+// certificates carry no node role.
+func VerifyAPIServer(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) > 0 && slices.Contains(cs.PeerCertificates[0].Subject.OrganizationalUnit, RoleAgent) {
+		return ErrAgentServer
+	}
+	return nil
 }

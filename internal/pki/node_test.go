@@ -120,3 +120,49 @@ func TestSignNodeRejects(t *testing.T) {
 		t.Errorf("cert without role: got %v, want ErrBadRole", err)
 	}
 }
+
+// TestVerifyAPIServer: the API's clients take the manager's API
+// certificate and refuse an agent's node certificate, valid for the same
+// address and signed by the same CA.
+func TestVerifyAPIServer(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := LoadOrCreateCA(dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := ca.ServerCert(dir, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func(role string) tls.Certificate {
+		pair, err := ca.IssueNode(NodeRequest{ID: "n1", Role: role, Names: []string{"127.0.0.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pair
+	}
+	for _, tc := range []struct {
+		name string
+		cert tls.Certificate
+		want error
+	}{
+		{"api certificate", api, nil},
+		{"manager node certificate", node(RoleManager), nil},
+		{"agent node certificate", node(RoleAgent), ErrAgentServer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+			srv.TLS = &tls.Config{Certificates: []tls.Certificate{tc.cert}}
+			srv.StartTLS()
+			defer srv.Close()
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), VerifyConnection: VerifyAPIServer}}}
+			resp, err := hc.Get(srv.URL)
+			if err == nil {
+				resp.Body.Close()
+			}
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
