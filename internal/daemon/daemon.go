@@ -85,6 +85,9 @@ func Up(ctx context.Context, cfg Config) error {
 	if cfg.NodeID == "" {
 		cfg.NodeID = nodeName(host)
 	}
+	if err := checkStoreAddrs(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,6 +26,38 @@ type StoreConfig struct {
 	// TLS files.
 	Endpoints                 []string
 	CAFile, CertFile, KeyFile string
+}
+
+// checkStoreAddrs refuses embedded store listeners other machines could
+// reach without authentication: the client listener is plain HTTP with no
+// authentication (this process is its only client), and so is the peer
+// listener of a manager without --advertise-addr (with it, peers use
+// mutual TLS on the advertise address). Whoever reaches either reads the
+// store and writes it: an admin token record is one write away.
+func checkStoreAddrs(cfg Config) error {
+	if len(cfg.Store.Endpoints) > 0 {
+		return nil
+	}
+	check := func(flag, addr string) error {
+		if addr == "" {
+			return nil // the default, on loopback
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", flag, addr, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("%s %q: the embedded store listens on loopback only (127.0.0.1 or ::1): it has no authentication there", flag, addr)
+		}
+		return nil
+	}
+	if err := check("--store-addr", cfg.StoreAddr); err != nil {
+		return err
+	}
+	if cfg.AdvertiseAddr == "" {
+		return check("--store-peer-addr", cfg.StorePeerAddr)
+	}
+	return nil
 }
 
 // openStore starts the embedded etcd in <data-dir>/store, or connects to

@@ -107,3 +107,39 @@ func TestCheckKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestStoreAddrsOnLoopback: the embedded store's listeners have no
+// authentication without peers' TLS; `ruche up` refuses to open them to
+// other machines, before it writes anything.
+func TestStoreAddrsOnLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"defaults", Config{}, ""},
+		{"loopback", Config{StoreAddr: "127.0.0.1:7479", StorePeerAddr: "[::1]:7480"}, ""},
+		{"localhost", Config{StoreAddr: "localhost:7479"}, ""},
+		{"client on every address", Config{StoreAddr: ":7479"}, "--store-addr"},
+		{"client on 0.0.0.0", Config{StoreAddr: "0.0.0.0:7479"}, "--store-addr"},
+		{"client on a LAN address, with peers", Config{StoreAddr: "192.0.2.1:7479", AdvertiseAddr: "192.0.2.1"}, "--store-addr"},
+		{"peer on every address, no peers' TLS", Config{StorePeerAddr: "0.0.0.0:7480"}, "--store-peer-addr"},
+		{"peer on a LAN address, peers' TLS", Config{StorePeerAddr: "192.0.2.1:7480", AdvertiseAddr: "192.0.2.1"}, ""},
+		{"no port", Config{StoreAddr: "127.0.0.1"}, "--store-addr"},
+		{"external store", Config{StoreAddr: "0.0.0.0:7479", Store: StoreConfig{Endpoints: []string{"https://192.0.2.9:2379"}}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkStoreAddrs(tc.cfg)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("got %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := Up(context.Background(), Config{DataDir: dir, StoreAddr: "0.0.0.0:7479"}); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Fatalf("up: got %v, want a refusal", err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatal("a refused up made its data dir")
+	}
+}
