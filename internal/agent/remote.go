@@ -412,7 +412,12 @@ func (c *RemoteConn) Heartbeat(ctx context.Context, node string, load client.Nod
 		select {
 		case r := <-results:
 			if r.err != nil {
-				lastErr = r.err
+				// A refusal (the node was removed or replaced) is the
+				// managers' answer; it outranks a manager that could not
+				// be reached, whichever came last.
+				if lastErr == nil || !errors.Is(lastErr, ErrRefused) {
+					lastErr = r.err
+				}
 				continue
 			}
 			c.learnManagers(r.reply.Managers)

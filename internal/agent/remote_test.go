@@ -334,3 +334,29 @@ func TestRemoteRefusesAnAgentAsManager(t *testing.T) {
 		t.Fatalf("requests the impostor got: %d (heartbeat error %v), want 0 and an error", n, err)
 	}
 }
+
+// TestHeartbeatRefusalOutranksAnUnreachableManager: when one manager
+// refuses the node and another cannot answer, the heartbeat reports the
+// refusal, whichever answer came last.
+func TestHeartbeatRefusalOutranksAnUnreachableManager(t *testing.T) {
+	refusing := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"status":403,"code":"` + agent.CodeNodeRemoved + `","message":"node n2 was removed"}`))
+	}))
+	defer refusing.Close()
+	failing := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond) // answers last
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+	}))
+	defer failing.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(refusing.Certificate())
+	pool.AddCert(failing.Certificate())
+	rc := agent.NewRemoteConn(agent.RemoteConfig{Managers: []string{refusing.URL, failing.URL}, RootCAs: pool})
+	defer rc.Close()
+	_, err := rc.Heartbeat(context.Background(), "n2", client.NodeLoad{})
+	if !errors.Is(err, agent.ErrNodeRemoved) {
+		t.Fatalf("got %v, want ErrNodeRemoved", err)
+	}
+}
