@@ -42,10 +42,10 @@ type taskEntry struct {
 type statusEntry struct {
 	st  client.ReplicaStatus
 	rev int64
-	// readySince is when the controller first saw the replica Ready (its
-	// own clock, so agents' clocks do not matter). A controller that
-	// starts sees every ready replica as ready since then: monitor windows
-	// restart, which errs on the safe side.
+	// readySince is when the controller first saw the replica Ready since
+	// it last (re)started (its own clock, so agents' clocks do not
+	// matter). A controller that starts sees every ready replica as ready
+	// since then: monitor windows restart, which errs on the safe side.
 	readySince time.Time
 	// terminalSince is when the controller first saw the replica failed or
 	// complete (same clock, same restart rule): replacement delays count
@@ -245,7 +245,9 @@ func (c *cache) applyStatus(ev store.Event, now time.Time) (touch, error) {
 	}
 	if st.Ready {
 		e.readySince = now
-		if cur != nil && cur.st.Ready {
+		// A restart ends the stretch, even one whose not-ready report
+		// was never seen (the agent reports what is, not every step).
+		if cur != nil && cur.st.Ready && st.Restarts == cur.st.Restarts {
 			e.readySince = cur.readySince
 		}
 	}

@@ -222,9 +222,10 @@ func without(ts []*task, t *task) []*task {
 }
 
 // checkRecovered moves a failed status on to completed once every slot
-// runs one settled replica of the record's spec: replacements brought the
-// service back. The deploy that failed was told when it did (failed is
-// terminal); the status now says how the service is.
+// runs one steady replica of the record's spec: replacements, or restarts
+// in place, brought the service back. The deploy that failed was told
+// when it did (failed is terminal); the status now says how the service
+// is.
 func (p *pass) checkRecovered(ro *rollout) {
 	if st := p.v.status; st == nil || st.State != client.UpdateFailed || p.status.State != client.UpdateFailed {
 		return
@@ -237,7 +238,7 @@ func (p *pass) checkRecovered(ro *rollout) {
 		if len(s.cur) != 1 || len(s.old) > 0 || s.stopping() {
 			return
 		}
-		if t := s.cur[0]; !t.settled(p.now, monitor) {
+		if t := s.cur[0]; !t.steady(p.now, monitor) {
 			if t.ready() {
 				p.wakeAt(t.readySince.Add(monitor))
 			}

@@ -448,6 +448,79 @@ func TestFailedFirstDeployRecovers(t *testing.T) {
 	})
 }
 
+// A replica restarted in place within its monitor window fails the
+// rollout, and the agent keeps it: nothing is replaced. Once every replica
+// has run Ready for the window since, the failed status recovers, like
+// one whose failed replicas were replaced: a restart before that stretch
+// no longer counts (Restarts is the replica's lifetime count).
+func TestFailedRolloutRecoversFromRestarts(t *testing.T) {
+	const monitor = 5 * time.Second
+	restarts := restartsAfter(time.Second, 2*time.Second) // within its window
+	tests := []struct {
+		name     string
+		replicas int
+		script   script
+		update   bool   // v1 completes, then v2 fails and is rolled back
+		restart  int    // the slot that restarts
+		failed   string // the failed status's message, its start
+		states   string
+	}{
+		{"first deploy", 1, bySlot(map[string]map[int][]step{"v1": {1: restarts}}), false, 1,
+			"replica web.1 of version 1 restarted", "deploying failed completed"},
+		{"first deploy, one of three", 3, bySlot(map[string]map[int][]step{"v1": {2: restarts}}), false, 2,
+			"replica web.2 of version 1 restarted", "deploying failed completed"},
+		// The rollback's own replica of slot 1 (the slot's second task of
+		// v1) restarts: the rollback fails, then recovers.
+		{"rollback", 3, byAttempt(map[string][][]step{"v1": {becomesReady(time.Second), restarts}, "v2": {failsAtOnce("pull v2: not found")}}), true, 1,
+			"rollback failed: replica web.1 of version 3 restarted", "completed updating rolling_back failed completed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, tt.script)
+				defer h.close()
+				cfg := update(client.UpdateConfig{Monitor: client.Duration(monitor)})
+				image, version := "v1", int64(1)
+				if tt.update {
+					h.deploy(web("v1", tt.replicas, cfg))
+					h.waitStatus("web", limit, client.UpdateCompleted)
+					image, version = "v2", 3 // v2, rolled back as version 3
+				}
+				hs := h.history("web")
+				h.deploy(web(image, tt.replicas, cfg))
+				w := h.waitVersion(version)
+				st := w.svcStatus["web"]
+				if st.State != client.UpdateFailed || !st.Failed() || !strings.HasPrefix(st.Message, tt.failed) {
+					t.Fatalf("status = %+v, want failed: %s", st, tt.failed)
+				}
+				w = h.waitStatus("web", limit, client.UpdateCompleted)
+				synctest.Wait() // the history has seen it too
+				st = w.svcStatus["web"]
+				want := fmt.Sprintf("recovered: %d replicas of version %d ready", tt.replicas, version)
+				if st.Failed() || st.Version != version || st.Message != want {
+					t.Errorf("status = %+v, want completed, %q", st, want)
+				}
+				if got := strings.Join(hs.states(), " "); got != tt.states {
+					t.Errorf("states = %s, want %s", got, tt.states)
+				}
+				// Recovered in place, once the restarted replica had been
+				// Ready again for its whole window.
+				if r := w.ready("web"); r != tt.replicas || w.count("web") != tt.replicas {
+					t.Errorf("%d ready of %d tasks, want %d of %d:\n%s", r, w.count("web"), tt.replicas, tt.replicas, w)
+				}
+				again := w.statuses[w.running("web")[tt.restart-1].ID]
+				if again.Restarts != 1 || st.CompletedAt.Before(again.UpdatedAt.Add(monitor)) {
+					t.Errorf("recovered at %v; web.%d restarted %d times, ready again at %v: want 1, and the window (%v) passed",
+						st.CompletedAt, tt.restart, again.Restarts, again.UpdatedAt, monitor)
+				}
+				if got := h.metric("ruche_controller_replicas_replaced_total"); got != 0 {
+					t.Errorf("replicas replaced = %v, want 0 (restarted in place)", got)
+				}
+			})
+		})
+	}
+}
+
 // During an update, a failed replica of the new version is the rollout's
 // business (failure_action), not replaced behind its back; once the
 // rollout has ended, it is.

@@ -187,8 +187,9 @@ func TestCacheIgnoresOlderRevisions(t *testing.T) {
 func TestCacheReadySince(t *testing.T) {
 	c := newCache()
 	id := "shop.web.1.abcdefgh"
+	restarts := 0
 	put := func(ready bool, rev int64, at time.Time) {
-		st := client.ReplicaStatus{State: client.StateRunning, Ready: ready}
+		st := client.ReplicaStatus{State: client.StateRunning, Ready: ready, Restarts: restarts}
 		if _, err := c.apply(store.Event{Type: store.EventPut, KV: store.KV{Key: store.TaskStatusKey(id), Value: store.Encode(st), ModRevision: rev}}, at); err != nil {
 			t.Fatal(err)
 		}
@@ -209,6 +210,14 @@ func TestCacheReadySince(t *testing.T) {
 	put(false, 5, t0.Add(4*time.Minute))
 	if got, want := c.statuses[id].wasReady, (stretch{t0, t0.Add(2 * time.Minute)}); got != want {
 		t.Errorf("wasReady = %v, want %v", got, want)
+	}
+	// A restart starts a new stretch, even when its agent's not-ready
+	// report was not seen.
+	put(true, 6, t0.Add(5*time.Minute))
+	restarts = 1
+	put(true, 7, t0.Add(6*time.Minute))
+	if got, want := c.statuses[id].readySince, t0.Add(6*time.Minute); !got.Equal(want) {
+		t.Errorf("readySince after an unseen restart = %v, want %v", got, want)
 	}
 }
 

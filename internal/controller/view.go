@@ -60,6 +60,17 @@ func (t *task) settled(now time.Time, monitor time.Duration) bool {
 	return t.ready() && !t.failing() && !now.Before(t.readySince.Add(monitor))
 }
 
+// steady: Ready and running for the whole monitor window since it last
+// became so (or completed). Unlike settled, an earlier restart in place
+// does not count: Restarts is the replica's lifetime count, and a restart
+// starts a new stretch (cache.applyStatus). A failed status recovers on it.
+func (t *task) steady(now time.Time, monitor time.Duration) bool {
+	if t.state() == client.StateComplete {
+		return true
+	}
+	return t.ready() && t.state() == client.StateRunning && !now.Before(t.readySince.Add(monitor))
+}
+
 // settledAt reports whether t has passed its monitor window, and when: it
 // completed, or it was Ready without failing for the whole window, now or
 // in an earlier stretch. A rollout is done with such a replica: should it
