@@ -78,14 +78,8 @@ func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current,
 				}
 			}
 		}
-		if fixed := publishedPorts(spec); len(fixed) > 0 && nodes > 0 {
-			if spec.Replicas > nodes {
-				problems = append(problems, fmt.Sprintf("service %s: %d replicas each publish host port %s, but there %s; a host port can be used once per node (publish an ephemeral port, e.g. \"%d\", or lower replicas)",
-					c.Service, spec.Replicas, fixed[0], nodeCount(nodes), spec.Ports[0].Target))
-			} else if spec.Replicas == nodes && (spec.UpdateConfig.Order == client.OrderStartFirst || spec.RollbackConfig.Order == client.OrderStartFirst) {
-				problems = append(problems, fmt.Sprintf("service %s: order start-first needs host port %s free for the new replica while the old one still holds it, and there %s; use stop-first",
-					c.Service, fixed[0], nodeCount(nodes)))
-			}
+		if msg := client.FixedPortProblem(spec, nodes); msg != "" {
+			problems = append(problems, fmt.Sprintf("service %s: %s", c.Service, msg))
 		}
 	}
 	if len(problems) == 0 {
@@ -106,13 +100,6 @@ func containsPort(ks []portKey, k portKey) bool {
 		}
 	}
 	return false
-}
-
-func nodeCount(n int) string {
-	if n == 1 {
-		return "is 1 node"
-	}
-	return fmt.Sprintf("are %d nodes", n)
 }
 
 // owners maps each host port published, and each route (host+path)
@@ -153,7 +140,7 @@ func (s *Server) readyNodes(ctx context.Context) (int, error) {
 		if err := store.Decode(kv, &node); err != nil {
 			return 0, err
 		}
-		if node.Status != "down" && node.Availability != "drain" {
+		if node.TakesReplicas() {
 			n++
 		}
 	}

@@ -23,6 +23,7 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"scale", "shop/web=2", "shopweb=2"}, `"shopweb": expected project/service`},
 		{[]string{"scale", "shop/web"}, `"shop/web": expected project/service=N`},
 		{[]string{"scale", "/web=1"}, `"/web": expected project/service`},
+		{[]string{"scale", "shop/web=1", "shop/db=1", "shop/web=2"}, "shop/web is named twice"},
 		{[]string{"deploy", "-f", filepath.Join(dir, "missing.yml")}, "read compose file: open " + filepath.Join(dir, "missing.yml") + ": no such file or directory"},
 		{[]string{"deploy", "-f", dir}, "is a directory"},
 		{[]string{"ps"}, "no client config at " + noConfig},

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -89,59 +88,6 @@ func ports(ps []client.PortBinding) string {
 		out = append(out, b)
 	}
 	return strings.Join(out, ",")
-}
-
-func newScaleCmd(g *globals) *cobra.Command {
-	var wf waitFlags
-	cmd := &cobra.Command{
-		Use:   "scale project/service=N ...",
-		Short: "Set the number of replicas of services",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			type req struct {
-				project, service string
-				n                int
-			}
-			var reqs []req
-			for _, a := range args {
-				ps, n, ok := strings.Cut(a, "=")
-				if !ok {
-					return fmt.Errorf("%q: expected project/service=N", a)
-				}
-				p, s, err := splitService(ps)
-				if err != nil {
-					return err
-				}
-				v, err := strconv.Atoi(n)
-				if err != nil || v < 0 || v > client.MaxReplicas {
-					return fmt.Errorf("%q: replicas must be a whole number from 0 to %d", a, client.MaxReplicas)
-				}
-				reqs = append(reqs, req{p, s, v})
-			}
-			return g.withClient(func(c *client.Client, asJSON bool) error {
-				for _, r := range reqs {
-					ch, err := c.Scale(cmd.Context(), r.project, r.service, r.n)
-					if err != nil {
-						return err
-					}
-					// One JSON object per service, as events.
-					if err := g.show(asJSON, ch, func() {
-						fmt.Fprintf(g.stdout, "%s/%s: replicas %d -> %d\n", r.project, r.service, ch.From, ch.To)
-					}); err != nil {
-						return err
-					}
-					if !wf.detach && ch.Revision > 0 {
-						if err := g.wait(cmd.Context(), c, waitSpec{project: r.project, rev: ch.Revision, services: []string{r.service}, timeout: wf.timeout}); err != nil {
-							return err
-						}
-					}
-				}
-				return nil
-			})
-		},
-	}
-	addWaitFlags(cmd, &wf, 10*time.Minute)
-	return cmd
 }
 
 func newRollbackCmd(g *globals) *cobra.Command {

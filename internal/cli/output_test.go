@@ -38,6 +38,7 @@ func answer(v any) http.HandlerFunc {
 // with -o json, and only JSON on stdout.
 func TestChangesInJSON(t *testing.T) {
 	mux := http.NewServeMux()
+	mux.Handle("GET /v1/projects/shop", answer(client.Project{Name: "shop", Services: []client.Service{{Name: "web", Spec: client.ServiceSpec{Replicas: 2}}}}))
 	mux.Handle("POST /v1/projects/shop/services/web/scale", answer(client.Change{Service: "web", Kind: client.ChangeScale, From: 2, To: 5, Revision: 9}))
 	mux.Handle("POST /v1/projects/shop/services/web/rollback", answer(client.Change{Service: "web", Kind: client.ChangeUpdate, Fields: []string{"image"}, From: 2, To: 2, Revision: 9}))
 	mux.Handle("DELETE /v1/projects/shop", answer(client.DeployResponse{Project: "shop", Changes: []client.Change{{Service: "web", Kind: client.ChangeRemove, From: 2}}, Revision: 9}))
