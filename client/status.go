@@ -200,7 +200,7 @@ type Event struct {
 	Action  string    `json:"action"`
 	Project string    `json:"project,omitempty"`
 	Service string    `json:"service,omitempty"`
-	Replica string    `json:"replica,omitempty"`
+	Replica string    `json:"replica,omitempty"` // "web.2", as Replica.Name (ruche ps, ruche logs)
 	Node    string    `json:"node,omitempty"`
 	Message string    `json:"message,omitempty"`
 	Actor   string    `json:"actor,omitempty"`

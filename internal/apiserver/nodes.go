@@ -310,7 +310,7 @@ func (s *Server) rebalance(w http.ResponseWriter, r *http.Request) error {
 		}
 		for _, m := range moves {
 			s.d.Events.Record(ctx, client.Event{Type: "replica", Action: "rebalance", Project: m.Project, Service: m.Service,
-				Replica: m.Replica, Node: m.From, Message: m.Name + " to be moved off " + m.From + ": " + m.Reason})
+				Replica: m.Name, Node: m.From, Message: m.Name + " to be moved off " + m.From + ": " + m.Reason})
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -148,6 +149,18 @@ func TestRebalanceMarksMoves(t *testing.T) {
 	store.GetJSON(ctx, e.st, store.TaskKey("n1", resp.Moves[0].Replica), &rec)
 	if rec.Moving == "" {
 		t.Fatal("moved task not marked Moving")
+	}
+	// Its event names the replica as `ruche ps` does, not by task ID.
+	_, b = e.call("GET", "/v1/events", token, "", nil)
+	var ev client.Event
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var e client.Event
+		if json.Unmarshal(line, &e) == nil && e.Action == "rebalance" {
+			ev = e
+		}
+	}
+	if want := resp.Moves[0].Name; ev.Action != "rebalance" || ev.Replica != want || !strings.HasPrefix(want, "web.") {
+		t.Errorf("rebalance event %+v, want it to name replica %s", ev, want)
 	}
 	// Marked tasks are not picked again.
 	if _, resp, _ = call(client.RebalanceRequest{}); len(resp.Moves) != 0 {

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -136,9 +138,49 @@ func TestScale(t *testing.T) {
 					t.Errorf("%d status keys left, want %d (garbage collected)", len(w.statuses), tt.to)
 				}
 				assertEvents(t, h, "scale_started", "update_completed")
+				assertReplicaEvents(t, h, map[string][]string{
+					"scheduled": replicaNames(1, max(tt.from, tt.to)), "shutdown": replicaNames(tt.to+1, tt.from)})
 			})
 		})
 	}
+}
+
+// assertReplicaEvents checks which replicas the replica events name, per
+// action: as `ruche ps`, `ruche logs` and the agent's own events do
+// ("web.2"), not by task ID, and each in its message.
+func assertReplicaEvents(t *testing.T, h *harness, want map[string][]string) {
+	t.Helper()
+	got := map[string][]string{}
+	for _, ev := range h.world().events {
+		if ev.Type != "replica" {
+			continue
+		}
+		got[ev.Action] = append(got[ev.Action], ev.Replica)
+		if !strings.HasPrefix(ev.Message, ev.Replica+" ") {
+			t.Errorf("%s event of %q: message %q, want it about that replica", ev.Action, ev.Replica, ev.Message)
+		}
+	}
+	for action, names := range got {
+		sort.Strings(names)
+		if !slices.Equal(names, want[action]) {
+			t.Errorf("%s events name %v, want %v", action, names, want[action])
+		}
+	}
+	for action, names := range want {
+		if len(names) > 0 && len(got[action]) == 0 {
+			t.Errorf("no %s event, want ones naming %v", action, names)
+		}
+	}
+}
+
+// replicaNames is web.from .. web.to, sorted as strings.
+func replicaNames(from, to int) []string {
+	var out []string
+	for i := from; i <= to; i++ {
+		out = append(out, fmt.Sprintf("web.%d", i))
+	}
+	sort.Strings(out)
+	return out
 }
 
 func TestRollingUpdate(t *testing.T) {

@@ -211,8 +211,8 @@ func TestNodeDownVolumeBoundWaits(t *testing.T) {
 				waits = append(waits, ev.Replica+": "+ev.Message)
 			}
 		}
-		if len(waits) != 1 || !strings.Contains(waits[0], bound.ID+": web.") || !strings.Contains(waits[0], "waits for node n2 (down)") {
-			t.Errorf("waiting events: got %q, want one for %s", waits, bound.ID)
+		if want := bound.Name() + ": " + bound.Name() + " waits for node n2 (down)"; len(waits) != 1 || !strings.HasPrefix(waits[0], want) {
+			t.Errorf("waiting events: got %q, want one saying %q", waits, want)
 		}
 		// A rollout meanwhile keeps the slot on its node: the status says why.
 		c.deploy(web("app:2", 3, spreadMax, vol))

@@ -75,7 +75,7 @@ func (p *pass) wakeAt(t time.Time) {
 func (p *pass) event(typ, action string, t *task, msg string) {
 	ev := client.Event{Time: p.now, Type: typ, Action: action, Project: p.v.key.project, Service: p.v.key.service, Message: msg}
 	if t != nil {
-		ev.Replica, ev.Node = t.id(), t.rec.Node
+		ev.Replica, ev.Node = t.name(), t.rec.Node
 	}
 	p.events = append(p.events, ev)
 }
@@ -177,7 +177,7 @@ func (p *pass) create(slot int, explain bool) bool {
 	p.created++
 	p.events = append(p.events, client.Event{
 		Time: p.now, Type: "replica", Action: "scheduled", Project: p.v.key.project, Service: p.v.key.service,
-		Replica: id, Node: pl.Node, Message: fmt.Sprintf("%s of version %d scheduled on %s", t.Replica.Name(), rec.Version, pl.Why),
+		Replica: t.Replica.Name(), Node: pl.Node, Message: fmt.Sprintf("%s of version %d scheduled on %s", t.Replica.Name(), rec.Version, pl.Why),
 	})
 	return true
 }
