@@ -22,7 +22,13 @@ func newPsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ps [project]",
 		Short: "List replicas: where they run, their state and ports",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `List replicas: where they run, their state and ports.
+
+A replica being stopped (scaled down, replaced, removed) shows its state
+with "(stopping)". Once it has shut down, the manager forgets it: it is
+listed no more, even with --all, which only shows one in the moment before
+that. What happened to it stays in ` + "`ruche events -p <project>`" + `.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.withClient(func(c *client.Client, asJSON bool) error {
 				var projects []client.Project
@@ -63,7 +69,7 @@ func newPsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().BoolVarP(&all, "all", "a", false, "also show replicas already shut down")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also show replicas shut down but not yet forgotten by the manager (it forgets them at once: see ruche events)")
 	return cmd
 }
 
