@@ -269,6 +269,13 @@ func TestExpectContinue(t *testing.T) {
 // closes the connection if closeAfter.
 func rawResponder(t *testing.T, resp string, closeAfter bool) string {
 	t.Helper()
+	return rawResponderSeeing(t, nil, resp, closeAfter)
+}
+
+// rawResponderSeeing is rawResponder that also sends each request head
+// it reads (up to the empty line) to heads, unless heads is nil.
+func rawResponderSeeing(t *testing.T, heads chan<- string, resp string, closeAfter bool) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -284,14 +291,19 @@ func rawResponder(t *testing.T, resp string, closeAfter bool) string {
 				defer c.Close()
 				br := bufio.NewReader(c)
 				for {
+					var head strings.Builder
 					for {
 						line, err := br.ReadString('\n')
 						if err != nil {
 							return
 						}
+						head.WriteString(line)
 						if line == "\r\n" {
 							break
 						}
+					}
+					if heads != nil {
+						heads <- head.String()
 					}
 					io.WriteString(c, resp)
 					if closeAfter {

@@ -63,6 +63,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve does the work of ServeHTTP and says what happened.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, ri *reqInfo, start time.Time) (*route, outcome, int) {
+	if !validHead(r) {
+		return nil, p.fail(w, http.StatusBadRequest), 0
+	}
 	if r.TLS == nil && p.certs != nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
 		if p.certs.HandleHTTPChallenge(w, r) {
 			return nil, outcome{status: http.StatusOK}, 0

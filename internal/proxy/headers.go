@@ -30,6 +30,38 @@ func idempotent(method string) bool {
 	return false
 }
 
+// validHead reports whether r's method is a token and its host holds
+// only the characters of a host name, an IP literal and a port. Go's
+// HTTP/1 server checks both before the handler runs; its HTTP/2 server
+// refuses only CR, LF and NUL in :method and :authority, and both are
+// written into the upstream's request head as they are.
+func validHead(r *http.Request) bool {
+	m := r.Method
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !tokenChars[m[i]] {
+			return false
+		}
+	}
+	h := r.Host
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !tokenChars[c] && c != ':' && c != '[' && c != ']' {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenChars marks the bytes allowed in a token (RFC 9110 section 5.6.2).
+var tokenChars = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isTokenChar(byte(c))
+	}
+	return t
+}()
+
 // hasToken reports whether a comma-separated header (all its lines)
 // holds token, case-insensitively.
 func hasToken(vals []string, token string) bool {
