@@ -21,6 +21,7 @@ var pages = map[int]string{
 	http.StatusNotFound:              page("404 Not Found", "No service is published at this address."),
 	http.StatusRequestEntityTooLarge: page("413 Content Too Large", "The request body is larger than this service accepts."),
 	http.StatusTooManyRequests:       page("429 Too Many Requests", "Too many requests from your address; retry later."),
+	http.StatusNotImplemented:        page("501 Not Implemented", "This server does not open tunnels (CONNECT)."),
 	http.StatusBadGateway:            page("502 Bad Gateway", "The service did not answer properly."),
 	http.StatusServiceUnavailable:    page("503 Service Unavailable", "The service has no replica ready; retry in a moment."),
 	http.StatusGatewayTimeout:        page("504 Gateway Timeout", "The service did not answer in time."),

@@ -103,3 +103,32 @@ func TestHTTP2RequestHead(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectIsRefused: CONNECT asks for a tunnel, which an ingress does
+// not open. It used to be forwarded as "CONNECT / HTTP/1.1" (a request
+// target CONNECT cannot have), and an upstream that answered it with a
+// 2xx would turn a pooled connection into a tunnel (RFC 9112 section
+// 6.3: a 2xx to CONNECT has no body, whatever its headers say).
+func TestConnectIsRefused(t *testing.T) {
+	ca := newTestCA(t, "app.test")
+	heads := make(chan string, 10)
+	tab := oneRoute("app.test", "", rawResponderSeeing(t, heads, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false))
+	_, httpAddr, httpsAddr := tlsProxy(t, ca, tab)
+
+	t.Run("http/1.1", func(t *testing.T) {
+		resp := rawExchange(t, httpAddr, "CONNECT app.test:80 HTTP/1.1\r\nHost: app.test:80\r\nConnection: close\r\n\r\n")
+		if got, want := statusOf(resp), "HTTP/1.1 501 Not Implemented"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	})
+	t.Run("http/2", func(t *testing.T) {
+		if got := h2Request(t, httpsAddr, ca, [][2]string{{":method", "CONNECT"}, {":authority", "app.test:443"}}); got != "501" {
+			t.Errorf("status: got %s, want 501", got)
+		}
+	})
+	select {
+	case head := <-heads:
+		t.Errorf("the upstream got %q", head)
+	default:
+	}
+}
