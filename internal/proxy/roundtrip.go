@@ -158,13 +158,14 @@ func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, u *upstream, c 
 }
 
 // waitHead waits for the first byte of the response head within the
-// header timeout, quietly for watchAfter, then watching the client.
-func (p *Proxy) waitHead(c *conn) error {
+// header timeout, quietly for watchAfter, then watching the client. It
+// returns the end of the header timeout.
+func (p *Proxy) waitHead(c *conn) (deadline time.Time, err error) {
 	now := time.Now()
-	deadline := now.Add(p.cfg.UpstreamHeaderTimeout)
+	deadline = now.Add(p.cfg.UpstreamHeaderTimeout)
 	quick := now.Add(min(watchAfter, p.cfg.UpstreamHeaderTimeout))
 	c.nc.SetReadDeadline(quick)
-	_, err := c.br.Peek(1)
+	_, err = c.br.Peek(1)
 	if err != nil && isTimeout(err) && quick.Before(deadline) {
 		c.arm()
 		c.nc.SetReadDeadline(deadline)
@@ -175,11 +176,11 @@ func (p *Proxy) waitHead(c *conn) error {
 		if !headBuffered(c.br) {
 			c.nc.SetReadDeadline(deadline) // the rest of the head may take a while
 		}
-		return nil
+		return deadline, nil
 	case isTimeout(err):
-		return fmt.Errorf("%w: %w", errHeaderTimeout, err)
+		return deadline, fmt.Errorf("%w: %w", errHeaderTimeout, err)
 	}
-	return fmt.Errorf("%w: %w", errResetBefore, err)
+	return deadline, fmt.Errorf("%w: %w", errResetBefore, err)
 }
 
 // headBuffered reports whether a whole response head is in br's buffer.
@@ -215,10 +216,11 @@ func (p *Proxy) roundTrip(w http.ResponseWriter, r *http.Request, c *conn, ri *r
 	}
 
 	h := &c.head
+	var deadline time.Time // of the header timeout; zero with ab
 	for first := true; ; first = false {
 		var err error
 		if first && ab == nil {
-			err = p.waitHead(c)
+			deadline, err = p.waitHead(c)
 		}
 		if err == nil {
 			err = readHead(c.br, h)
@@ -243,10 +245,12 @@ func (p *Proxy) roundTrip(w http.ResponseWriter, r *http.Request, c *conn, ri *r
 			break
 		}
 		// 100 Continue, 103 Early Hints: not relayed. The final head may
-		// take the rest of the header timeout.
+		// take the rest of the header timeout, not a new one: an
+		// upstream sending 1xx responses forever would hold the request
+		// forever. (With ab, startBody set the deadline.)
 		if ab == nil {
 			c.arm()
-			c.nc.SetReadDeadline(time.Now().Add(p.cfg.UpstreamHeaderTimeout))
+			c.nc.SetReadDeadline(deadline)
 		}
 	}
 	if ab != nil {

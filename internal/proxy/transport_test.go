@@ -67,13 +67,36 @@ func TestStaleKeepAliveConnections(t *testing.T) {
 }
 
 func TestUpstreamHeaderTimeout(t *testing.T) {
+	wantHeaderTimeout(t, func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // the proxy gave up and closed the connection
+	})
+}
+
+// TestInformationalResponsesDoNotExtendTheTimeout: an upstream that
+// sends 1xx responses (102 Processing, 103 Early Hints) every second
+// does not hold the request past the header timeout: the final head is
+// due within it, counted from the request.
+func TestInformationalResponsesDoNotExtendTheTimeout(t *testing.T) {
+	wantHeaderTimeout(t, func(w http.ResponseWriter, r *http.Request) {
+		for range 60 {
+			w.WriteHeader(http.StatusProcessing)
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+		io.WriteString(w, "late")
+	})
+}
+
+// wantHeaderTimeout checks that a request to upstream h gets a 504 once
+// the header timeout (7 s) has passed, not before, not later.
+func wantHeaderTimeout(t *testing.T, h http.HandlerFunc) {
+	t.Helper()
 	synctest.Test(t, func(t *testing.T) {
 		var net memNet
-		release := make(chan struct{})
-		defer net.serve("slow:80", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			<-release
-		}))()
-		defer close(release)
+		defer net.serve("slow:80", h)()
 		p := newTestProxy(t, Config{UpstreamHeaderTimeout: 7 * time.Second})
 		p.useMemNet(&net)
 		defer p.closePools()
