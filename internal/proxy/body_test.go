@@ -335,6 +335,7 @@ func TestUpstreamResponses(t *testing.T) {
 		{"conflicting lengths", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", false, 502, "", nil},
 		{"space before colon", "HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\nabc", false, 502, "", nil},
 		{"folded header", "HTTP/1.1 200 OK\r\nX-A: 1\r\n  2\r\nContent-Length: 0\r\n\r\n", false, 502, "", nil},
+		{"nul in a value", "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok", false, 502, "", nil},
 		{"not http", "SSH-2.0-OpenSSH_9.2\r\n\r\n", true, 502, "", nil},
 	}
 	for _, tt := range tests {

@@ -162,6 +162,14 @@ func (h *respHead) addField(line []byte) error {
 	}
 	k1 := len(h.arena)
 	v := bytes.Trim(line[i+1:], " \t")
+	for _, c := range v {
+		// NUL, a bare CR or another control: RFC 9110 section 5.5 has
+		// an intermediary refuse or clean them; Go's own client
+		// refuses them, and so does this one.
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return fmt.Errorf("%w: control character in the value of %q", errProtocol, clip(line[:i]))
+		}
+	}
 	h.arena = append(h.arena, v...)
 	f := hfield{k0: int32(k0), k1: int32(k1), v0: int32(k1), v1: int32(len(h.arena))}
 	f.key = internedKeys[string(h.arena[k0:k1])]
