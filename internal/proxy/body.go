@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // syncBodyMax: a request body of known length up to this size is written
@@ -257,6 +258,41 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (l *limitedBody) Close() error { return l.r.Close() }
+
+// stallBody gives up a request body that sends nothing for timeout, so a
+// client that stops mid-body cannot hold its connection and an upstream
+// one forever (the server has no ReadTimeout: a long upload must not be
+// cut). Before each read it moves the connection's read deadline, through
+// net/http's ResponseController (HTTP/1 and HTTP/2 alike). finish clears
+// the deadline once the body was read whole, so that it cannot fire later
+// while the response is awaited (net/http's HTTP/1 server also clears it
+// when a body ends). After a failed read the deadline stays: net/http
+// then cannot wait on the rest of the body either, and closes the
+// connection. net/http cancels the request when the read times out; the
+// client still gets its 408 (failAfter).
+type stallBody struct {
+	r       io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (s *stallBody) Read(p []byte) (int, error) {
+	_ = s.rc.SetReadDeadline(time.Now().Add(s.timeout))
+	n, err := s.r.Read(p)
+	if err != nil && isTimeout(err) {
+		err = fmt.Errorf("%w: nothing for %s: %w", errBodyStalled, s.timeout, err)
+	}
+	return n, err
+}
+
+func (s *stallBody) Close() error { return s.r.Close() }
+
+// finish clears the read deadline; s may be nil (no body).
+func (s *stallBody) finish() {
+	if s != nil {
+		_ = s.rc.SetReadDeadline(time.Time{})
+	}
+}
 
 // clientSide reports whether err is a *copyError on the client's side.
 func clientSide(err error) bool {

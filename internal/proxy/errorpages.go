@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -62,8 +63,15 @@ func (p *Proxy) failAfter(w http.ResponseWriter, r *http.Request, out outcome) o
 		status = http.StatusRequestEntityTooLarge
 	case kindClient:
 		out.status = statusClientClosed
-		if r.Context().Err() == nil {
-			res := p.fail(w, http.StatusBadRequest)
+		// A stalled body still gets its 408: net/http cancelled the
+		// request when the read timed out, but the client is there.
+		stalled := errors.Is(out.err, errBodyStalled)
+		if stalled || r.Context().Err() == nil {
+			status := http.StatusBadRequest
+			if stalled {
+				status = http.StatusRequestTimeout
+			}
+			res := p.fail(w, status)
 			out.status, out.bytes = res.status, res.bytes
 		}
 		return out

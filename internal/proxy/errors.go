@@ -17,4 +17,5 @@ var (
 	errHeaderTimeout = errors.New("proxy: upstream response header timeout")
 	errProtocol      = errors.New("proxy: malformed upstream response")
 	errBodyTooLarge  = errors.New("proxy: request body too large")
+	errBodyStalled   = errors.New("proxy: request body stalled")
 )

@@ -107,6 +107,10 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, ri *reqInfo, start
 	ri.retryable = ri.bodyLen == 0 && idempotent(r.Method)
 	ri.upgrade = r.ProtoMajor == 1 && len(r.Header["Upgrade"]) > 0 && r.Header["Upgrade"][0] != "" &&
 		hasToken(r.Header["Connection"], "upgrade")
+	if ri.bodyLen != 0 && !ri.upgrade {
+		ri.stall = &stallBody{r: r.Body, rc: http.NewResponseController(w), timeout: p.cfg.BodyReadTimeout}
+		r.Body = ri.stall
+	}
 
 	rt.m.inflight.Inc()
 	defer rt.m.inflight.Dec()

@@ -19,6 +19,7 @@ type reqInfo struct {
 	retryable bool  // idempotent and nothing to replay: safe to resend
 	upgrade   bool  // a protocol upgrade (WebSocket) request
 	bodyLen   int64
+	stall     *stallBody // the request body's read timeout; nil without a body
 }
 
 // idempotent methods may be sent twice.

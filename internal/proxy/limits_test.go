@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -151,4 +152,114 @@ func TestSlowClients(t *testing.T) {
 			t.Errorf("idle connection: got %v, want EOF (closed by the proxy)", err)
 		}
 	})
+}
+
+// TestStalledRequestBody: a client that stops in the middle of its
+// request body gets a 408 and its connection closed after BodyReadTimeout
+// without a byte; a slow body that keeps coming, and an upstream slower
+// than the timeout once the body is in, are not cut.
+func TestStalledRequestBody(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	var waiting atomic.Int32 // upstream handlers in progress
+	be := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		waiting.Add(1)
+		defer waiting.Add(-1)
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		if r.URL.Path == "/slow-answer" {
+			time.Sleep(3 * timeout)
+		}
+		w.Write(b)
+	})
+	p := newTestProxy(t, Config{HTTPAddr: "127.0.0.1:0", BodyReadTimeout: timeout})
+	p.Update(oneRoute("app.test", "", be))
+	addr, _ := runProxy(t, p)
+	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+
+	t.Run("stalled", func(t *testing.T) {
+		c, br := dial(t)
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nabc")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no response to a stalled body: %v", err)
+		}
+		rb, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("status %d %q, want 408", resp.StatusCode, rb)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Errorf("after the 408: got %v, want the connection closed", err)
+		}
+		// The upstream got nothing (a small body is sent whole or not
+		// at all) or saw its connection close: none waits for the rest.
+		waitFor(t, "no upstream handler waiting for the rest of the body", func() bool { return waiting.Load() == 0 })
+	})
+	t.Run("stalled large body", func(t *testing.T) {
+		c, br := dial(t)
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 200000\r\n\r\n")
+		c.Write(make([]byte, 100000)) // sent to the upstream as it comes
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no response to a stalled body: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("status %d, want 408", resp.StatusCode)
+		}
+		waitFor(t, "the upstream handler to see its connection closed", func() bool { return waiting.Load() == 0 })
+	})
+	for _, path := range []string{"/", "/slow-answer"} {
+		t.Run("trickling to "+path, func(t *testing.T) {
+			c, br := dial(t)
+			io.WriteString(c, "POST "+path+" HTTP/1.1\r\nHost: app.test\r\nContent-Length: 8\r\n\r\n")
+			for _, b := range "trickled" { // 8 bytes over more than twice the timeout
+				time.Sleep(timeout / 4)
+				io.WriteString(c, string(b))
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || string(b) != "trickled" {
+				t.Errorf("got %d %q, want 200 \"trickled\"", resp.StatusCode, b)
+			}
+		})
+	}
+}
+
+// TestStalledRequestBodyHTTP2: the same over HTTP/2, where the read
+// deadline is the stream's.
+func TestStalledRequestBodyHTTP2(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	ca := newTestCA(t, "app.test")
+	be := backend(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	tab := oneRoute("app.test", "", be)
+	tab.Routes[0].TLS = true
+	_, _, httpsAddr := tlsProxyWith(t, ca, tab, Config{BodyReadTimeout: timeout})
+	c := h2Client(t, ca, httpsAddr, 20*time.Second)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go io.WriteString(pw, "abc") // then nothing
+	req, _ := http.NewRequest("POST", "https://app.test/", pr)
+	req.ContentLength = 10
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("no response to a stalled body: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("got %s %d, want HTTP/2 408", resp.Proto, resp.StatusCode)
+	}
 }

@@ -32,6 +32,7 @@ type Config struct {
 	ReadHeaderTimeout     time.Duration // default 10s
 	IdleTimeout           time.Duration // client keep-alive; default 2m
 	UpstreamHeaderTimeout time.Duration // default 60s
+	BodyReadTimeout       time.Duration // a request body that sends nothing this long gets a 408; default 60s
 	HoldTimeout           time.Duration // no ready replica: wait this long before 503; default 5s
 	DrainTimeout          time.Duration // Drain gives up after this; default 30s
 
@@ -46,6 +47,7 @@ const (
 	DefaultReadHeaderTimeout     = 10 * time.Second
 	DefaultIdleTimeout           = 2 * time.Minute
 	DefaultUpstreamHeaderTimeout = time.Minute
+	DefaultBodyReadTimeout       = time.Minute
 	DefaultHoldTimeout           = 5 * time.Second
 	DefaultDrainTimeout          = 30 * time.Second
 	DefaultMaxHeaderBytes        = 1 << 20
@@ -60,6 +62,7 @@ func (c *Config) setDefaults() {
 	def(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	def(&c.UpstreamHeaderTimeout, DefaultUpstreamHeaderTimeout)
+	def(&c.BodyReadTimeout, DefaultBodyReadTimeout)
 	def(&c.HoldTimeout, DefaultHoldTimeout)
 	def(&c.DrainTimeout, DefaultDrainTimeout)
 	if c.MaxHeaderBytes <= 0 {

@@ -86,13 +86,14 @@ type asyncBody struct {
 	head bool // the response head was read: leave the deadline alone
 }
 
-func (p *Proxy) startBody(c *conn, r *http.Request, length int64) *asyncBody {
+func (p *Proxy) startBody(c *conn, r *http.Request, length int64, stall *stallBody) *asyncBody {
 	ab := &asyncBody{done: make(chan error, 1)}
 	go func() {
 		err := writeBody(c.bw, r.Body, length)
 		if clientSide(err) {
 			c.nc.Close() // do not let the upstream wait for the rest
 		} else if err == nil {
+			stall.finish()
 			ab.mu.Lock()
 			if !ab.head {
 				c.nc.SetReadDeadline(time.Now().Add(p.cfg.UpstreamHeaderTimeout))
@@ -145,7 +146,9 @@ func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, u *upstream, c 
 	out, stale, reuse := p.roundTrip(w, r, c, ri)
 	if c.disarm() {
 		reuse, stale = false, false
-		if out.kind != kindNone || !out.wrote {
+		// net/http cancels the request when a body read fails, a
+		// stalled body included: that one keeps its error (a 408).
+		if (out.kind != kindNone || !out.wrote) && !errors.Is(out.err, errBodyStalled) {
 			out.kind, out.err = kindClient, r.Context().Err()
 		}
 	}
@@ -208,11 +211,12 @@ func (p *Proxy) roundTrip(w http.ResponseWriter, r *http.Request, c *conn, ri *r
 		if err := writeBody(c.bw, r.Body, length); err != nil {
 			return bodyFailed(err), false, false
 		}
+		ri.stall.finish()
 	default:
 		// The header timeout starts once the body is sent (startBody).
 		c.nc.SetReadDeadline(time.Time{})
 		c.arm()
-		ab = p.startBody(c, r, length)
+		ab = p.startBody(c, r, length, ri.stall)
 	}
 
 	h := &c.head

@@ -86,12 +86,34 @@ func (c *testCA) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) boo
 // tlsProxy runs a proxy with both listeners and the test CA.
 func tlsProxy(t *testing.T, ca *testCA, table *Table) (p *Proxy, httpAddr, httpsAddr string) {
 	t.Helper()
-	p = New(Config{HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
-		Deps{Log: testLog(t), Certs: ca})
+	return tlsProxyWith(t, ca, table, Config{})
+}
+
+// tlsProxyWith is tlsProxy with cfg's other settings.
+func tlsProxyWith(t *testing.T, ca *testCA, table *Table, cfg Config) (p *Proxy, httpAddr, httpsAddr string) {
+	t.Helper()
+	cfg.HTTPAddr, cfg.HTTPSAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	p = New(cfg, Deps{Log: testLog(t), Certs: ca})
 	t.Cleanup(p.closePools)
 	p.Update(table)
 	httpAddr, httpsAddr = runProxy(t, p)
 	return p, httpAddr, httpsAddr
+}
+
+// h2Client is an HTTPS client trusting ca that reaches every host at
+// httpsAddr, speaking HTTP/2.
+func h2Client(t *testing.T, ca *testCA, httpsAddr string, timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: ca.pool},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", httpsAddr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 func TestHTTP2OverTLS(t *testing.T) {
@@ -104,16 +126,7 @@ func TestHTTP2OverTLS(t *testing.T) {
 	tab.Routes[0].TLS = true
 	_, _, httpsAddr := tlsProxy(t, ca, tab)
 
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: ca.pool},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", httpsAddr)
-		},
-	}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	c := h2Client(t, ca, httpsAddr, 30*time.Second)
 	for _, tt := range []struct {
 		method string
 		body   io.Reader
