@@ -293,7 +293,8 @@ func (a *Agent) finished(ctx context.Context, id string) {
 
 // scanOrphans tears down containers of this node whose task is not
 // assigned (and has no supervisor): left by a task deleted while the agent
-// was down, or by a crash.
+// was down, or by a crash. Then it removes the files of tasks with no
+// supervisor (see removeStaleFiles).
 func (a *Agent) scanOrphans(ctx context.Context) {
 	if !a.synced {
 		return
@@ -318,6 +319,7 @@ func (a *Agent) scanOrphans(ctx context.Context) {
 			ID: id, Node: a.cfg.NodeID, Project: c.Labels[runtime.LabelProject], Service: c.Labels[runtime.LabelService],
 		}}, true)
 	}
+	a.removeStaleFiles()
 }
 
 // route hands an engine event to the supervisor of its task.

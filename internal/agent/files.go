@@ -99,3 +99,31 @@ func (a *Agent) removeFiles(taskID string) error {
 	}
 	return nil
 }
+
+// removeStaleFiles deletes the directories of tasks that have no
+// supervisor: a task deleted while the agent was down, whose container
+// was already gone (it failed before its container was made, or the agent
+// stopped between removing the container and its files), has no container
+// for the orphan scan to find, and its secrets would stay on disk for
+// good. Run's loop calls it after an orphan scan, when every task with a
+// container here has a supervisor; only supervisors write in these
+// directories.
+func (a *Agent) removeStaleFiles() {
+	entries, err := os.ReadDir(filepath.Join(a.cfg.DataDir, "run"))
+	if err != nil {
+		if !os.IsNotExist(err) {
+			a.log.Warn("task files: listing failed", "err", err)
+		}
+		return
+	}
+	for _, e := range entries {
+		if _, ok := a.sups[e.Name()]; ok || !e.IsDir() {
+			continue
+		}
+		if err := a.removeFiles(e.Name()); err != nil {
+			a.log.Warn("task files of a task gone", "task", e.Name(), "err", err)
+			continue
+		}
+		a.log.Info("removed the files of a task no longer assigned", "task", e.Name())
+	}
+}
