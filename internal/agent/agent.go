@@ -314,6 +314,12 @@ func (a *Agent) scanOrphans(ctx context.Context) {
 		if _, ok := a.sups[id]; ok {
 			continue
 		}
+		if !isTaskID(id) {
+			// No agent made it: its teardown would remove the files of
+			// <DataDir>/run/<label>, a path the label chooses.
+			a.log.Warn("leaving alone a container whose task label is no task ID", "container", c.Name, "label", id)
+			continue
+		}
 		a.log.Info("removing orphan container", "task", id, "container", c.Name)
 		a.spawn(ctx, store.TaskRecord{Replica: client.Replica{
 			ID: id, Node: a.cfg.NodeID, Project: c.Labels[runtime.LabelProject], Service: c.Labels[runtime.LabelService],

@@ -6,11 +6,19 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/runtime"
 	"github.com/ruche-platform/ruche/internal/store"
 )
+
+// isTaskID reports whether id can name a task's directory: one path
+// element, not "." or "..". Task IDs from the managers are made of
+// validated names; a container's task label is whatever the engine holds.
+func isTaskID(id string) bool {
+	return id != "" && id != "." && id != ".." && !strings.ContainsAny(id, "/\\\x00")
+}
 
 // taskDir holds a task's files: <DataDir>/run/<task-id>.
 func (a *Agent) taskDir(taskID string) string {
