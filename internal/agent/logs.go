@@ -207,8 +207,15 @@ func (l *lockedWriter) prefixed(prefix string) *lineWriter {
 	return &lineWriter{out: l, prefix: []byte(prefix)}
 }
 
+// maxLogLine bounds the partial line a lineWriter keeps: a longer line is
+// cut into lines of this length. A replica writing for hours without a
+// newline (a progress bar redrawn with \r, binary output) would otherwise
+// grow the agent's memory for as long as its logs are followed.
+const maxLogLine = 64 << 10
+
 // lineWriter prefixes each complete line; a partial line waits for its end
-// (or for flush) so lines of different replicas never mix.
+// (or for flush, or until it reaches maxLogLine) so lines of different
+// replicas never mix.
 type lineWriter struct {
 	out    *lockedWriter
 	prefix []byte
@@ -220,12 +227,23 @@ func (lw *lineWriter) Write(p []byte) (int, error) {
 	var batch []byte
 	for {
 		i := bytes.IndexByte(lw.buf, '\n')
-		if i < 0 {
+		if i < 0 && len(lw.buf) < maxLogLine {
 			break
 		}
 		batch = append(batch, lw.prefix...)
+		if i < 0 || i > maxLogLine {
+			batch = append(batch, lw.buf[:maxLogLine]...)
+			batch = append(batch, '\n')
+			lw.buf = lw.buf[maxLogLine:]
+			continue
+		}
 		batch = append(batch, lw.buf[:i+1]...)
 		lw.buf = lw.buf[i+1:]
+	}
+	if cap(lw.buf) > 2*maxLogLine {
+		// Keep the partial line in a buffer of its own, not in the far
+		// larger one it was cut from.
+		lw.buf = append([]byte(nil), lw.buf...)
 	}
 	if len(batch) > 0 {
 		lw.out.mu.Lock()

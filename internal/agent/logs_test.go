@@ -52,6 +52,42 @@ func TestLineWriter(t *testing.T) {
 	}
 }
 
+// TestLineWriterLongLine: output without a newline is cut into lines of
+// maxLogLine instead of growing the buffer for as long as it lasts.
+func TestLineWriterLongLine(t *testing.T) {
+	var out strings.Builder
+	lw := (&lockedWriter{w: &out}).prefixed("web.1 | ")
+	chunk := strings.Repeat("x", 1000)
+	for range 1000 { // a megabyte, no newline
+		lw.Write([]byte(chunk))
+		if len(lw.buf) >= maxLogLine || cap(lw.buf) > 2*maxLogLine {
+			t.Fatalf("partial line kept: %d bytes (capacity %d), want under %d", len(lw.buf), cap(lw.buf), maxLogLine)
+		}
+	}
+	lw.Write([]byte("end\n"))
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if got, want := len(lines), 1000*1000/maxLogLine+1; got != want {
+		t.Fatalf("lines: got %d, want %d", got, want)
+	}
+	var joined strings.Builder
+	for i, l := range lines {
+		rest, ok := strings.CutPrefix(l, "web.1 | ")
+		if !ok || len(rest) > maxLogLine {
+			t.Fatalf("line %d: %d bytes, prefixed %v; want prefixed and at most %d after the prefix", i, len(l), ok, maxLogLine)
+		}
+		joined.WriteString(rest)
+	}
+	if got, want := joined.String(), strings.Repeat(chunk, 1000)+"end"; got != want {
+		t.Errorf("output lost or changed bytes: got %d bytes, want %d", len(got), len(want))
+	}
+	// A line of exactly maxLogLine bytes stays one line.
+	out.Reset()
+	lw.Write([]byte(strings.Repeat("y", maxLogLine) + "\n"))
+	if got, want := out.String(), "web.1 | "+strings.Repeat("y", maxLogLine)+"\n"; got != want {
+		t.Errorf("a line of maxLogLine bytes: got %d bytes, want %d", len(got), len(want))
+	}
+}
+
 // followed collects the output of a followed Logs call.
 type followed struct {
 	mu  sync.Mutex
