@@ -83,7 +83,7 @@ func newBackupRestoreCmd(g *globals) *cobra.Command {
 		Short: "Make a new single-manager data dir from a backup (offline: no ruche needs to run)",
 		Long: `restore verifies FILE, restores its snapshot into a new store with etcd's own restore code,
 writes the cluster CA and secret key, and a fresh admin client config (admin.conf). The data dir
-must not hold a store already. Then start the manager with: ruche up --data-dir D (and the
+must hold none of these (store/, pki/, secret.key, admin.conf). Then start the manager with: ruche up --data-dir D (and the
 --api-addr and --store-peer-addr given here, if any)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -93,7 +93,7 @@ must not hold a store already. Then start the manager with: ruche up --data-dir 
 			}
 			defer f.Close()
 			res, err := backup.Restore(cmd.Context(), f, cfg)
-			if errors.Is(err, backup.ErrInvalid) {
+			if errors.Is(err, backup.ErrInvalid) || errors.Is(err, backup.ErrDataDirInUse) {
 				return fmt.Errorf("%s: %w; nothing was written", args[0], err)
 			}
 			if err != nil {

@@ -42,8 +42,9 @@ const (
 var (
 	// ErrInvalid is a file that is not a complete, intact ruche backup.
 	ErrInvalid = errors.New("not a valid ruche backup")
-	// ErrDataDirInUse is a restore target that already holds a manager's state.
-	ErrDataDirInUse = errors.New("data dir already holds a ruche store")
+	// ErrDataDirInUse is a restore target that already holds a manager's
+	// files (its store, keys, certificates or admin.conf).
+	ErrDataDirInUse = errors.New("data dir already holds a manager's files")
 )
 
 // Meta is meta.json: what the backup holds and how to check it.

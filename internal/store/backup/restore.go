@@ -132,10 +132,16 @@ func Restore(ctx context.Context, r io.Reader, cfg RestoreConfig) (Result, error
 	return Result{Meta: a.Meta, AdminConf: filepath.Join(dataDir, "admin.conf")}, nil
 }
 
-// checkTarget refuses a data dir that holds a manager's state.
+// restoredEntries are what a restore puts into the data dir.
+var restoredEntries = []string{"admin.conf", "pki", "secret.key", "store"}
+
+// checkTarget refuses a data dir that holds any entry the restore puts
+// there: a manager's state (store/, secret.key, pki/), or another
+// cluster's admin.conf or certificates, which the restore would replace,
+// or (a directory) fail to move into place after writing the rest.
 func checkTarget(dir string) error {
-	for _, name := range []string{"store", "secret.key", filepath.Join("pki", "ca.key"), filepath.Join("pki", "ca.crt")} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+	for _, name := range restoredEntries {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			return fmt.Errorf("%w: %s exists (restore into a new data dir)", ErrDataDirInUse, filepath.Join(dir, name))
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("restore: %w", err)
