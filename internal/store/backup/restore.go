@@ -47,8 +47,8 @@ type Result struct {
 }
 
 // Restore builds a new single-member manager data directory from the
-// backup read from r. Everything is staged in a temporary directory next
-// to DataDir and moved into place only once the archive has been verified,
+// backup read from r. Everything is staged in a temporary directory inside
+// DataDir and moved into place only once the archive has been verified,
 // the snapshot restored by etcd's own restore code, opened, and the admin
 // token written: a damaged file or any failure writes nothing into DataDir.
 func Restore(ctx context.Context, r io.Reader, cfg RestoreConfig) (Result, error) {
@@ -68,10 +68,22 @@ func Restore(ctx context.Context, r io.Reader, cfg RestoreConfig) (Result, error
 	if err := checkTarget(dataDir); err != nil {
 		return Result{}, err
 	}
-	if err := os.MkdirAll(filepath.Dir(dataDir), 0o755); err != nil {
+	// Staged inside the data dir, on its file system: the entries are
+	// renamed into place at the end, and a data dir may be a mount point
+	// (staged next to it, the renames failed: "invalid cross-device link").
+	_, statErr := os.Stat(dataDir)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
-	staging, err := os.MkdirTemp(filepath.Dir(dataDir), ".ruche-restore-")
+	done := false
+	if errors.Is(statErr, os.ErrNotExist) {
+		defer func() {
+			if !done {
+				os.Remove(dataDir) // made here: a failed restore leaves none
+			}
+		}()
+	}
+	staging, err := os.MkdirTemp(dataDir, ".ruche-restore-")
 	if err != nil {
 		return Result{}, fmt.Errorf("restore: %w", err)
 	}
@@ -129,6 +141,7 @@ func Restore(ctx context.Context, r io.Reader, cfg RestoreConfig) (Result, error
 	if err := moveInto(newDir, dataDir); err != nil {
 		return Result{}, err
 	}
+	done = true
 	return Result{Meta: a.Meta, AdminConf: filepath.Join(dataDir, "admin.conf")}, nil
 }
 

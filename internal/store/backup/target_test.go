@@ -3,7 +3,9 @@ package backup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -67,5 +69,50 @@ func TestRestoreRefusesWhatItWouldReplace(t *testing.T) {
 				t.Errorf("%s was changed: %q", name, b)
 			}
 		})
+	}
+}
+
+// TestRestoreIntoAMountPoint: a data dir that is a file system of its own
+// (a disk mounted at /var/lib/ruche) is restored into. The restore stages
+// its files in the data dir itself: staged next to it, on the parent's file
+// system, they could not be renamed into place ("invalid cross-device
+// link"). Mounting needs root.
+func TestRestoreIntoAMountPoint(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	file := backupFile(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		// Lazily: etcd keeps its log file (store/etcd.log) open after
+		// the restore's member is closed.
+		if out, err := exec.Command("umount", "--lazy", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	in, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := backup.Restore(context.Background(), in, backup.RestoreConfig{DataDir: dir, PeerAddr: testports.Free(t)}); err != nil {
+		t.Fatalf("restore into a mount point: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := "[admin.conf pki secret.key store]"; fmt.Sprint(names) != want {
+		t.Errorf("data dir holds %v, want %s", names, want)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(dir)); len(left) != 1 {
+		t.Errorf("next to the data dir: %v, want nothing left", left)
 	}
 }
