@@ -333,8 +333,18 @@ func (m *managers) Remove(ctx context.Context, name string, force bool) error {
 	} else if err != nil {
 		return err
 	}
-	_, err = m.st.Txn(ctx, nil, store.Delete(store.ManagerKey(name)))
-	return err
+	// The member is out: what follows is tidying. The record is on its
+	// manager's lease and goes within seconds anyway. A manager removing
+	// itself cannot write any more (its member stopped once the removal
+	// was applied), and after removing the store's leader a write may
+	// meet the election: neither may turn a done removal into an error.
+	if name == m.self {
+		return nil
+	}
+	if _, err := m.st.Txn(ctx, nil, store.Delete(store.ManagerKey(name))); err != nil {
+		m.log.Warn("manager removed; its record stays until its lease ends", "manager", name, "err", err)
+	}
+	return nil
 }
 
 // canRemove says whether name may leave the store membership ms: never

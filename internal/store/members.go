@@ -100,6 +100,18 @@ func (e *Etcd) RemoveMember(ctx context.Context, name string) error {
 	return fmt.Errorf("%w: %s", ErrNoMember, name)
 }
 
+// RemoveMember removes the member named name (Etcd.RemoveMember). A member
+// removing itself stops as soon as it has applied the removal, at times
+// before it answers ("etcdserver: server stopped"): that removal is done,
+// not an error, when this member knows itself removed.
+func (m *Embedded) RemoveMember(ctx context.Context, name string) error {
+	err := m.Etcd.RemoveMember(ctx, name)
+	if err != nil && name == m.e.Config().Name && m.e.Server.IsIDRemoved(m.MemberID()) {
+		return nil
+	}
+	return err
+}
+
 // SetPeerURL makes member id advertise peerURL (a single manager that
 // first ran on loopback and now has an advertise address).
 func (e *Etcd) SetPeerURL(ctx context.Context, id uint64, peerURL string) error {
