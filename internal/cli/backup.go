@@ -103,6 +103,8 @@ must hold none of these (store/, pki/, secret.key, admin.conf). Then start the m
 			fmt.Fprintf(g.stdout, "restored cluster %s (revision %d, %d keys, taken %s) into %s\n",
 				res.Meta.ClusterID, res.Meta.Revision, res.Meta.Keys, res.Meta.Created.Local().Format("2006-01-02 15:04:05"), dir)
 			fmt.Fprintf(g.stdout, "admin config: %s\n", res.AdminConf)
+			fmt.Fprintln(g.stdout, "the store is as it was then: tokens revoked since then work again (ruche token ls, ruche token rm),")
+			fmt.Fprintln(g.stdout, "projects deployed since then are gone, and their containers are removed as orphans (named volumes are kept)")
 			up := "ruche up --data-dir " + dir
 			for _, name := range []string{"api-addr", "store-peer-addr"} { // where admin.conf and the store expect it
 				if fl := cmd.Flags().Lookup(name); fl.Changed {

@@ -82,6 +82,9 @@ func TestBackupCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "now run: ruche up --data-dir "+target+" --store-peer-addr "+peer+"\n") {
 		t.Fatalf("restore: exit %d: %s", code, out)
 	}
+	if !strings.Contains(out, "tokens revoked since then work again") {
+		t.Errorf("restore does not say that revoked tokens work again: %s", out)
+	}
 	code, out = run("backup", "restore", file, "--data-dir", target, "--store-peer-addr", peer)
 	if code == 0 || !strings.Contains(out, "admin.conf exists") || !strings.Contains(out, "nothing was written") {
 		t.Fatalf("restore into a restored data dir: exit %d: %s", code, out)
