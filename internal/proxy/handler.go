@@ -70,6 +70,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, ri *reqInfo, start
 		// A tunnel to r.Host: not what an ingress does (see README).
 		return nil, p.fail(w, http.StatusNotImplemented), 0
 	}
+	if hasDotSegment(r.URL.Path) {
+		return nil, p.fail(w, http.StatusBadRequest), 0
+	}
 	if r.TLS == nil && p.certs != nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
 		if p.certs.HandleHTTPChallenge(w, r) {
 			return nil, outcome{status: http.StatusOK}, 0

@@ -62,6 +62,31 @@ func (r *route) matches(path string) bool {
 	return len(path) == len(r.prefix) || path[len(r.prefix)] == '/'
 }
 
+// hasDotSegment reports whether the (decoded) path holds a "." or ".."
+// segment. Such a request is refused rather than routed: prefixes are
+// matched on the path as received, and an upstream that resolves the dot
+// segments would read /api/../admin, routed to /api, as /admin. A
+// backslash also separates segments and ";..." parameters are ignored
+// (servers that read them so exist: `..\x`, `..;/x`).
+func hasDotSegment(path string) bool {
+	for path != "" {
+		i := strings.IndexAny(path, "/\\")
+		seg := path
+		if i >= 0 {
+			seg, path = path[:i], path[i+1:]
+		} else {
+			path = ""
+		}
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			seg = seg[:j]
+		}
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
 // lookup finds the route for a Host header and a path. It does not
 // allocate, whatever the case of host.
 func (t *table) lookup(hostport, path string) *route {

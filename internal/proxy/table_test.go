@@ -114,3 +114,46 @@ func TestUpdateKeepsUpstreamState(t *testing.T) {
 		t.Errorf("states of t0: got %d, want 2", n)
 	}
 }
+
+// TestDotSegmentsAreRefused: a path with a "." or ".." segment, written
+// plainly or percent-encoded, is a 400. Routing matches prefixes on the
+// path as received, while the upstream resolves the dot segments: routed
+// as is, /api/../admin would reach the /api route's service as /admin,
+// a path that route does not cover.
+func TestDotSegmentsAreRefused(t *testing.T) {
+	p := newTestProxy(t, Config{})
+	p.Update(&Table{Version: 1, Routes: []Route{
+		{Name: "p/web", Host: "app.example.org", Upstreams: []Upstream{{ID: "w", Addr: backend(t, named("web"))}}},
+		{Name: "p/api", Host: "app.example.org", PathPrefix: "/api", Upstreams: []Upstream{{ID: "a", Addr: backend(t, named("api"))}}},
+	}})
+	tests := []struct {
+		path     string
+		want     int
+		upstream string
+	}{
+		{"/api/x", http.StatusOK, "api"},
+		{"/%61pi/x", http.StatusOK, "api"}, // routed on the decoded path, as the upstream reads it
+		{"/apix", http.StatusOK, "web"},
+		{"/a..b/x", http.StatusOK, "web"},
+		{"/api/x..y", http.StatusOK, "api"},
+		{"/api/../admin", http.StatusBadRequest, ""},
+		{"/api/..", http.StatusBadRequest, ""},
+		{"/api/%2e%2e/admin", http.StatusBadRequest, ""},
+		{"/api%2F..%2Fadmin", http.StatusBadRequest, ""},
+		{"/api/..;/admin", http.StatusBadRequest, ""},
+		{"/api/..%5Cadmin", http.StatusBadRequest, ""},
+		{"/./api/x", http.StatusBadRequest, ""},
+		{"/x/../api/x", http.StatusBadRequest, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			w := do(p, "GET", "http://app.example.org"+tt.path, "")
+			if w.Code != tt.want {
+				t.Fatalf("status: got %d, want %d", w.Code, tt.want)
+			}
+			if got := w.Header().Get("X-Backend"); got != tt.upstream {
+				t.Errorf("upstream: got %q, want %q", got, tt.upstream)
+			}
+		})
+	}
+}
