@@ -91,6 +91,46 @@ func skipRequestHeader(k string) bool {
 	return false
 }
 
+// dropForwarding reports whether a client header that names itself a
+// forwarding header (X-Forwarded-*, X-Real-IP) is dropped: from an
+// untrusted peer all of them (X-Forwarded-Port, -Prefix, -Ssl... are
+// believed by frameworks behind a proxy as much as X-Forwarded-Proto), and
+// from anyone the spellings with "_" for "-", which CGI-style servers
+// (PHP, WSGI, Rack) read as the same variable as the real header.
+func dropForwarding(k string, trusted bool) bool {
+	if !cgiHasPrefix(k, "x-forwarded-") && !cgiEqual(k, "x-real-ip") {
+		return false
+	}
+	return !trusted || strings.IndexByte(k, '_') >= 0
+}
+
+// cgiHasPrefix reports whether s starts with the lower-case prefix,
+// ignoring case and reading "_" as "-".
+func cgiHasPrefix(s, prefix string) bool {
+	return len(s) >= len(prefix) && cgiEqual(s[:len(prefix)], prefix)
+}
+
+// cgiEqual reports whether s is the lower-case name, ignoring case and
+// reading "_" as "-".
+func cgiEqual(s, name string) bool {
+	if len(s) != len(name) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != name[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // requestTarget is the request-target to send upstream: the client's own
 // when it is a plain origin-form (no re-encoding), else a rebuilt one.
 func requestTarget(r *http.Request) string {
@@ -121,7 +161,7 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, ri *reqInfo, length int
 
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if skipRequestHeader(k) || (len(conn) > 0 && hasToken(conn, k)) {
+		if skipRequestHeader(k) || (len(conn) > 0 && hasToken(conn, k)) || dropForwarding(k, ri.trusted) {
 			continue
 		}
 		for _, v := range vv {

@@ -59,6 +59,30 @@ func TestForwardedHeaders(t *testing.T) {
 			},
 		},
 		{
+			name:   "untrusted client's other forwarding headers are dropped",
+			remote: "192.0.2.7:4711",
+			in: map[string]string{
+				"X-Forwarded-Port": "8443", "X-Forwarded-Prefix": "/evil", "X-Forwarded-Server": "evil.test",
+				"X-Forwarded-Ssl": "on", "X-Forwarded-Uri": "/admin", "X_Forwarded_For": "1.2.3.4",
+				"X_Real_IP": "1.2.3.4", "x_forwarded_host": "evil.test",
+			},
+			want: map[string]string{
+				"X-Forwarded-Port": "", "X-Forwarded-Prefix": "", "X-Forwarded-Server": "", "X-Forwarded-Ssl": "",
+				"X-Forwarded-Uri": "", "X_Forwarded_For": "", "X_Real_IP": "", "x_forwarded_host": "",
+				"X-Forwarded-For": "192.0.2.7", "X-Real-Ip": "192.0.2.7",
+			},
+		},
+		{
+			name:   "trusted proxy's other forwarding headers are kept, but not underscore spellings",
+			remote: "10.1.2.3:4711",
+			in: map[string]string{
+				"X-Forwarded-Port": "443", "X-Forwarded-Prefix": "/app", "X_Forwarded_For": "1.2.3.4",
+			},
+			want: map[string]string{
+				"X-Forwarded-Port": "443", "X-Forwarded-Prefix": "/app", "X_Forwarded_For": "", "X-Forwarded-For": "10.1.2.3",
+			},
+		},
+		{
 			name:   "trusted proxy without headers",
 			remote: "10.1.2.3:4711",
 			tls:    true,
