@@ -105,12 +105,21 @@ func Build(in Input, rev int64) *Table {
 			t.Routes = append(t.Routes, route)
 		}
 	}
+	// Ordered in full, down to the service: when two projects route one
+	// host and path (deploys that raced past the API server's check), the
+	// proxy serves the first, and every node and rebuild must agree.
 	sort.Slice(t.Routes, func(i, j int) bool {
 		a, b := t.Routes[i], t.Routes[j]
 		if a.Host != b.Host {
 			return a.Host < b.Host
 		}
-		return a.PathPrefix < b.PathPrefix
+		if a.PathPrefix != b.PathPrefix {
+			return a.PathPrefix < b.PathPrefix
+		}
+		if a.Project != b.Project {
+			return a.Project < b.Project
+		}
+		return a.Service < b.Service
 	})
 	return t
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"testing/synctest"
 
@@ -190,5 +191,27 @@ func TestRemotePort(t *testing.T) {
 				t.Errorf("got %d %v, want %d", got, ok, tt.want)
 			}
 		})
+	}
+}
+
+// TestBuildOrdersClaimsOfOneHostAndPath: two projects routing the same
+// host and path (deploys that raced past the API server's check) come
+// out in one order, whatever the map order of the services: the proxy
+// serves the first, and every node and every rebuild must pick the same.
+func TestBuildOrdersClaimsOfOneHostAndPath(t *testing.T) {
+	route := client.RouteSpec{Host: "pad.example.org", PathPrefix: "/api", Port: 8080}
+	in := Input{Services: map[string]store.ServiceRecord{}, DefaultTLS: client.TLSNone}
+	for _, key := range []string{"zeta/web", "alpha/web", "mid/api", "mid/web", "beta/web", "omega/web"} {
+		in.Services[key] = svc(route)
+	}
+	want := []string{"alpha/web", "beta/web", "mid/api", "mid/web", "omega/web", "zeta/web"}
+	for range 20 {
+		var got []string
+		for _, r := range Build(in, 1).Routes {
+			got = append(got, r.Project+"/"+r.Service)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("order: got %v, want %v", got, want)
+		}
 	}
 }
