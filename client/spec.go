@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -173,6 +174,13 @@ type RouteSpec struct {
 	// Source says where the route came from, for messages:
 	// "x-ruche.routes[0]", "label ruche.route", "traefik router web".
 	Source string `json:"source,omitempty"`
+}
+
+// Claim is the host and path a route takes, as the proxy matches it: a
+// trailing "/" of the path is dropped ("/api/" is "/api") and "/" is no
+// path. Two routes with the same Claim are one route served twice.
+func (r RouteSpec) Claim() string {
+	return r.Host + strings.TrimRight(r.PathPrefix, "/")
 }
 
 // PortSpec publishes a container port on the node. Published 0 asks for an

@@ -717,9 +717,9 @@ func (v *validator) routeConflicts() {
 			use := routeUse{service: name, index: i, source: r.Source, tls: r.TLS, cert: r.Cert}
 			host := r.Host // lowercase, or routeHost reported it
 			// The proxy matches prefixes on segment boundaries: "/api/"
-			// is "/api", and "/" is every path, as no prefix is.
+			// is "/api", and "/" is every path, as no prefix is (Claim).
 			prefix := strings.TrimRight(r.PathPrefix, "/")
-			key := host + prefix
+			key := r.Claim()
 			if prev, dup := paths[key]; dup {
 				what := "host " + host
 				if prefix != "" {

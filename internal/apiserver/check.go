@@ -59,7 +59,7 @@ func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current,
 			}
 		}
 		for _, r := range spec.Routes {
-			if owner, ok := routeOwners[r.Host+r.PathPrefix]; ok {
+			if owner, ok := routeOwners[r.Claim()]; ok {
 				problems = append(problems, fmt.Sprintf("service %s: route %s%s is already served by %s", c.Service, r.Host, r.PathPrefix, owner))
 			}
 		}
@@ -123,7 +123,7 @@ func (s *Server) owners(ctx context.Context, project string) (map[portKey]string
 			out[k] = p + "/" + svc
 		}
 		for _, r := range rec.Spec.Routes {
-			routes[r.Host+r.PathPrefix] = p + "/" + svc
+			routes[r.Claim()] = p + "/" + svc
 		}
 	}
 	return out, routes, nil

@@ -428,3 +428,24 @@ func TestRouteToNewPort(t *testing.T) {
 		t.Errorf("cluster, routes removed: got %s, version %d; want routes, version 2", kind, v)
 	}
 }
+
+// TestRouteConflictAcrossProjectsSpelledApart: a host and path is one
+// claim however its prefix is spelled ("/api/" is "/api", "/" is no
+// path), as the proxy reads it.
+func TestRouteConflictAcrossProjectsSpelledApart(t *testing.T) {
+	e := newEnv(t)
+	withRoute := func(project, prefix string) client.ProjectSpec {
+		return client.ProjectSpec{Name: project, Services: map[string]client.ServiceSpec{
+			"web": {Name: "web", Image: "hello:1", Replicas: 1, Routes: []client.RouteSpec{{Host: "pad.example.org", PathPrefix: prefix, Port: 8080}}},
+		}}
+	}
+	for _, tc := range []struct{ first, second string }{{"/api", "/api/"}, {"", "/"}, {"/docs/", "/docs"}} {
+		if code, body := e.deploy(withRoute("one", tc.first), false); code != 200 {
+			t.Fatalf("first %q: %d %s", tc.first, code, body)
+		}
+		code, body := e.deploy(withRoute("two", tc.second), false)
+		if code != 400 || !strings.Contains(string(body), "already served by one/web") {
+			t.Errorf("%q after %q in another project: got %d %s, want 400 naming one/web", tc.second, tc.first, code, body)
+		}
+	}
+}
