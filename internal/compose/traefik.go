@@ -445,7 +445,12 @@ func (tp *traefikProject) rule(svc, key, rule string) ([][2]string, bool) {
 					hosts = append(hosts, h)
 				}
 			case "pathprefix":
-				if !slices.Contains(prefixes, m.value) {
+				if m.value == "" {
+					// Traefik refuses it; read as no path, it would
+					// route the whole host.
+					tp.problem(svc, key, "%s() needs a path starting with / (is a variable unset?)", m.name)
+					ok = false
+				} else if !slices.Contains(prefixes, m.value) {
 					prefixes = append(prefixes, m.value)
 				}
 			default:

@@ -189,6 +189,16 @@ func TestTraefikRoutes(t *testing.T) {
 			},
 		},
 		{
+			name:   "an empty PathPrefix is a problem, not a route for the whole host",
+			labels: map[string]string{rule: "Host(`a.org`) && PathPrefix()", port: "80"},
+			msgs:   []string{"traefik.http.routers.r.rule: PathPrefix() needs a path starting with / (is a variable unset?)"},
+		},
+		{
+			name:   "an empty PathPrefix value too",
+			labels: map[string]string{rule: "Host(`a.org`) && PathPrefix(``)", port: "80"},
+			msgs:   []string{"traefik.http.routers.r.rule: PathPrefix() needs a path starting with / (is a variable unset?)"},
+		},
+		{
 			name: "a router that does not name one of several services",
 			labels: map[string]string{
 				rule: "Host(`a.org`)", port: "80",
