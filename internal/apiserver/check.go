@@ -38,7 +38,7 @@ func publishedPorts(spec client.ServiceSpec) []portKey {
 // every problem.
 func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current, changes []client.Change) error {
 	var problems []string
-	owners, routeOwners, err := s.owners(ctx, p.Name)
+	owners, routeOwners, hostOwners, err := s.owners(ctx, p.Name)
 	if err != nil {
 		return err
 	}
@@ -61,6 +61,12 @@ func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current,
 		for _, r := range spec.Routes {
 			if owner, ok := routeOwners[r.Claim()]; ok {
 				problems = append(problems, fmt.Sprintf("service %s: route %s%s is already served by %s", c.Service, r.Host, r.PathPrefix, owner))
+			}
+			for _, o := range hostOwners[r.Host] {
+				if tlsDisagree(r.TLS, o.tls) {
+					problems = append(problems, fmt.Sprintf("service %s: host %s has tls %s here but %s on %s: the routes of a host share its certificate", c.Service, r.Host, r.TLS, o.tls, o.owner))
+					break
+				}
 			}
 		}
 		old, had := cur.services[c.Service]
@@ -102,14 +108,33 @@ func containsPort(ks []portKey, k portKey) bool {
 	return false
 }
 
+// hostUse is a route of another project on a host, for the TLS check.
+type hostUse struct {
+	owner string // "project/service"
+	tls   string
+}
+
+// tlsDisagree reports whether two routes of one host, in different
+// projects, cannot share its certificate: explicit modes that differ, or
+// certificate files on both (a host has one FilesRecord, which names one
+// project). TLS "" (the platform's default) goes with any mode, as within
+// a project (client.ProjectSpec.Validate).
+func tlsDisagree(a, b string) bool {
+	if a == client.TLSAuto || b == client.TLSAuto {
+		return false
+	}
+	return a != b || a == client.TLSFiles
+}
+
 // owners maps each host port published, and each route (host+path)
-// served, by a service of another project to "project/service".
-func (s *Server) owners(ctx context.Context, project string) (map[portKey]string, map[string]string, error) {
+// served, by a service of another project to "project/service", and each
+// host to the routes other projects have on it.
+func (s *Server) owners(ctx context.Context, project string) (map[portKey]string, map[string]string, map[string][]hostUse, error) {
 	kvs, _, err := s.d.Store.List(ctx, store.ServicesPrefix)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	out, routes := map[portKey]string{}, map[string]string{}
+	out, routes, hosts := map[portKey]string{}, map[string]string{}, map[string][]hostUse{}
 	for _, kv := range kvs {
 		p, svc, ok := store.SplitService(kv.Key)
 		if !ok || p == project {
@@ -117,16 +142,17 @@ func (s *Server) owners(ctx context.Context, project string) (map[portKey]string
 		}
 		var rec store.ServiceRecord
 		if err := store.Decode(kv, &rec); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, k := range publishedPorts(rec.Spec) {
 			out[k] = p + "/" + svc
 		}
 		for _, r := range rec.Spec.Routes {
 			routes[r.Claim()] = p + "/" + svc
+			hosts[r.Host] = append(hosts[r.Host], hostUse{owner: p + "/" + svc, tls: r.TLS})
 		}
 	}
-	return out, routes, nil
+	return out, routes, hosts, nil
 }
 
 func (s *Server) readyNodes(ctx context.Context) (int, error) {

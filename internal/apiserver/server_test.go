@@ -326,17 +326,24 @@ func TestRouteConflictAcrossProjects(t *testing.T) {
 	}
 }
 
-func TestTLSFilesKeyIsSealed(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
+// testLeaf returns a certificate for host from a fresh CA, and its key.
+func testLeaf(t *testing.T, host string) (certPEM, keyPEM []byte) {
+	t.Helper()
 	ca, err := pki.LoadOrCreateCA(t.TempDir(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM, err := ca.Leaf([]string{"files.example.org"}, time.Hour)
+	certPEM, keyPEM, err = ca.Leaf([]string{host}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return certPEM, keyPEM
+}
+
+func TestTLSFilesKeyIsSealed(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	certPEM, keyPEM := testLeaf(t, "files.example.org")
 	spec := func() client.ProjectSpec {
 		return client.ProjectSpec{Name: "shop", Services: map[string]client.ServiceSpec{
 			"web": {Name: "web", Image: "hello:1", Replicas: 1, Routes: []client.RouteSpec{
@@ -447,5 +454,47 @@ func TestRouteConflictAcrossProjectsSpelledApart(t *testing.T) {
 		if code != 400 || !strings.Contains(string(body), "already served by one/web") {
 			t.Errorf("%q after %q in another project: got %d %s, want 400 naming one/web", tc.second, tc.first, code, body)
 		}
+	}
+}
+
+// TestTLSFilesOfAHostAcrossProjects: a host has one certificate record,
+// so a project may not route with its own certificate a host another
+// project routes, nor route a host whose certificate file is another
+// project's: the second deploy replaced (and its removal deleted) the
+// first project's certificate.
+func TestTLSFilesOfAHostAcrossProjects(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	certPEM, keyPEM := testLeaf(t, "pad.example.org")
+	spec := func(project, prefix, tls string) client.ProjectSpec {
+		r := client.RouteSpec{Host: "pad.example.org", PathPrefix: prefix, Port: 8080, TLS: tls}
+		if tls == client.TLSFiles {
+			r.Cert, r.Key = certPEM, keyPEM
+		}
+		return client.ProjectSpec{Name: project, Services: map[string]client.ServiceSpec{
+			"web": {Name: "web", Image: "hello:1", Replicas: 1, Routes: []client.RouteSpec{r}},
+		}}
+	}
+	if code, body := e.deploy(spec("one", "", client.TLSFiles), false); code != 200 {
+		t.Fatalf("first: %d %s", code, body)
+	}
+	for _, tls := range []string{client.TLSFiles, client.TLSInternal} {
+		code, body := e.deploy(spec("two", "/other", tls), false)
+		if code != 400 || !strings.Contains(string(body), "one/web") {
+			t.Errorf("tls %s on another project's host with a certificate file: got %d %s, want 400 naming one/web", tls, code, body)
+		}
+	}
+	kv, err := e.st.Get(ctx, certs.FilesKey("pad.example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec certs.FilesRecord
+	json.Unmarshal(kv.Value, &rec)
+	if rec.Project != "one" {
+		t.Errorf("the certificate record of pad.example.org is project %q's, want one's", rec.Project)
+	}
+	// The default TLS goes with a certificate file, as within a project.
+	if code, body := e.deploy(spec("two", "/other", client.TLSAuto), false); code != 200 {
+		t.Errorf("tls default on a host with a certificate file: %d %s", code, body)
 	}
 }
