@@ -97,21 +97,30 @@ func (p *pass) evacuate(ro *rollout) {
 					t.name(), t.rec.Node, p.v.key))
 				continue
 			}
-			if !p.room(1+len(dead), 1+len(dead)) || !p.create(s.n, true) {
-				continue // no node (the note says why), or another pass follows
+			if !p.room(1+len(dead), 1+len(dead)) {
+				continue // another pass follows
+			}
+			if !p.create(s.n, true) {
+				p.waiting(t, fmt.Sprintf("%s cannot be replaced (%s): %s", t.name(), nodeGoneWhy(t), p.placeError(s.n)))
+				continue
 			}
 			s.placed = true
 		}
 		for _, t := range dead {
-			why := "node " + t.rec.Node + " is down"
-			if !t.nodeDown {
-				why = "node " + t.rec.Node + " was removed"
-			}
-			p.shutdown(t, why+"; replaced elsewhere")
+			p.shutdown(t, nodeGoneWhy(t)+"; replaced elsewhere")
 			s.cur, s.old = without(s.cur, t), without(s.old, t)
 			s.down = append(s.down, t)
 		}
 	}
+}
+
+// nodeGoneWhy says what happened to the node of t, a task of a down or
+// removed node: "node n2 is down".
+func nodeGoneWhy(t *task) string {
+	if t.nodeDown {
+		return "node " + t.rec.Node + " is down"
+	}
+	return "node " + t.rec.Node + " was removed"
 }
 
 // move gives a successor to the slots whose only replicas leave their

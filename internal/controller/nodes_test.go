@@ -93,6 +93,32 @@ func (c *cluster) kill(id string) {
 	<-n.done
 }
 
+// down kills node id and waits until the monitor marks it down.
+func (c *cluster) down(id string) {
+	c.t.Helper()
+	c.kill(id)
+	c.waitFor(id+" down", 15*time.Second, func(world) bool { return c.nodeStatus(id) == client.NodeDown })
+}
+
+// settle lets d of fake time pass, waits for the bubble to be idle and
+// returns the store.
+func (c *cluster) settle(d time.Duration) world {
+	time.Sleep(d)
+	synctest.Wait()
+	return c.world()
+}
+
+// waitingEvents are the `replica waiting` events, as "web.2: message".
+func waitingEvents(w world) []string {
+	var out []string
+	for _, ev := range w.events {
+		if ev.Action == "waiting" {
+			out = append(out, ev.Replica+": "+ev.Message)
+		}
+	}
+	return out
+}
+
 func (c *cluster) setNode(id string, edit func(*client.Node)) {
 	c.t.Helper()
 	key := store.NodeKey(id)
@@ -194,23 +220,15 @@ func TestNodeDownVolumeBoundWaits(t *testing.T) {
 		c.deploy(web("app:1", 3, spreadMax, vol))
 		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
 		bound := onNode(w, "web", "n2")[0]
-		c.kill("n2")
-		c.waitFor("n2 down", 15*time.Second, func(world) bool { return c.nodeStatus("n2") == client.NodeDown })
-		time.Sleep(30 * time.Second)
-		synctest.Wait()
-		w = c.world()
+		c.down("n2")
+		w = c.settle(30 * time.Second)
 		if got := w.tasks[bound.ID]; got.DesiredState != client.DesiredRunning {
 			t.Fatalf("volume-bound replica on the down node: got %s, want it kept running", got.DesiredState)
 		}
 		if got := len(w.running("web")); got != 3 {
 			t.Fatalf("running: got %d, want 3 (no replacement for the bound one)", got)
 		}
-		var waits []string
-		for _, ev := range w.events {
-			if ev.Action == "waiting" {
-				waits = append(waits, ev.Replica+": "+ev.Message)
-			}
-		}
+		waits := waitingEvents(w)
 		if want := bound.Name() + ": " + bound.Name() + " waits for node n2 (down)"; len(waits) != 1 || !strings.HasPrefix(waits[0], want) {
 			t.Errorf("waiting events: got %q, want one saying %q", waits, want)
 		}
@@ -254,8 +272,7 @@ func TestNodeDownVolumeBoundForcedMove(t *testing.T) {
 		c.deploy(web("app:1", 3, spreadMax, vol))
 		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
 		bound := onNode(w, "web", "n2")[0]
-		c.kill("n2")
-		c.waitFor("n2 down", 15*time.Second, func(world) bool { return c.nodeStatus("n2") == client.NodeDown })
+		c.down("n2")
 		// What `ruche rebalance shop/web --force` writes.
 		bound.Moving = "forced by ruche rebalance --force"
 		c.put(store.TaskKey("n2", bound.ID), bound)
@@ -454,5 +471,36 @@ func TestNodeDownDuringUpdate(t *testing.T) {
 				t.Errorf("%s on %s at version %d, want version 2 off n2", r.Replica.Name(), r.Node, r.Version)
 			}
 		}
+	})
+}
+
+// A down node's replica that no other node can run (its host port is taken
+// everywhere else) stays where it is, and a `replica waiting` event says
+// why, once: not a silent "completed" with a replica missing.
+func TestNodeDownNoNodeSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		port := func(s *client.ServiceSpec) {
+			s.Ports = []client.PortSpec{{Target: 80, Published: 8080, Protocol: "tcp"}}
+		}
+		c.deploy(web("app:1", 3, port))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		stuck := onNode(w, "web", "n2")[0]
+		c.down("n2")
+		w = c.settle(30 * time.Second)
+		if got := w.tasks[stuck.ID].DesiredState; got != client.DesiredRunning || len(w.running("web")) != 3 {
+			t.Fatalf("replica of the down node: got %s with %d running, want it kept (nowhere to go)", got, len(w.running("web")))
+		}
+		waits := waitingEvents(w)
+		want := stuck.Name() + ": " + stuck.Name() + " cannot be replaced (node n2 is down): no node can run shop/" + stuck.Name() + ": "
+		if len(waits) != 1 || !strings.HasPrefix(waits[0], want) || !strings.Contains(waits[0], "host port 8080/tcp in use") {
+			t.Fatalf("waiting events: got %q, want one starting %q and naming the port", waits, want)
+		}
+		// The node comes back: the replica runs on where it was.
+		c.start("n2")
+		c.waitFor("web ready on n2 again", 15*time.Second, func(w world) bool {
+			return w.ready("web") == 3 && w.tasks[stuck.ID].DesiredState == client.DesiredRunning
+		})
 	})
 }
