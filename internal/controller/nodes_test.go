@@ -504,3 +504,33 @@ func TestNodeDownNoNodeSaysWhy(t *testing.T) {
 		})
 	})
 }
+
+// A label change moves no running replica (nodes/README.md): the
+// replicas of a node that no longer matches their constraint run on
+// there, and the next version is placed by the new labels.
+func TestLabelChangeMovesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(nil))
+		defer c.close()
+		zoneA := func(s *client.ServiceSpec) { s.Placement.Constraints = []string{"node.labels.zone == a"} }
+		c.setNode("n2", func(n *client.Node) { n.Labels = map[string]string{"zone": "a"} })
+		c.deploy(web("app:1", 2, zoneA))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		if got := placement(w, "web"); got != "n2:2" {
+			t.Fatalf("placement: got %q, want n2:2", got)
+		}
+		c.setNode("n2", func(n *client.Node) { n.Labels = map[string]string{"zone": "b"} })
+		c.setNode("n3", func(n *client.Node) { n.Labels = map[string]string{"zone": "a"} })
+		if got := placement(c.settle(30*time.Second), "web"); got != "n2:2" {
+			t.Fatalf("placement after the label change: got %q, want n2:2 (nothing moves)", got)
+		}
+		c.deploy(web("app:2", 2, zoneA))
+		w = c.waitFor("version 2 completed", time.Minute, func(w world) bool {
+			st := w.svcStatus["web"]
+			return st.Version == 2 && st.State == client.UpdateCompleted
+		})
+		if got := placement(w, "web"); got != "n3:2" {
+			t.Fatalf("placement of version 2: got %q, want n3:2", got)
+		}
+	})
+}
