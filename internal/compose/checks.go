@@ -3,11 +3,14 @@ package compose
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/format"
+	"github.com/compose-spec/compose-go/v2/paths"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/ruche-platform/ruche/client"
 	"gopkg.in/yaml.v3"
@@ -39,6 +42,79 @@ func checkNeedsFiles(w *walker, e entry) bool {
 		return false
 	}
 	return true
+}
+
+// checkEnvFiles checks env_file and label_file. In LoadBytes they name
+// the client's files. In Load each file must be there, unless an env file
+// says required: false: compose-go would stop at the first one missing,
+// with no line to show, and every missing file is reported here instead.
+func checkEnvFiles(w *walker, e entry) bool {
+	if !checkNeedsFiles(w, e) {
+		return false
+	}
+	kind := "env file"
+	if strings.HasSuffix(e.pattern, ".label_file") {
+		kind = "label file"
+	}
+	switch e.value.Kind {
+	case yaml.ScalarNode:
+		w.checkEnvFile(e, kind, e.value, true)
+	case yaml.SequenceNode:
+		for _, ie := range w.listEntries(e) {
+			if ie.value.Kind != yaml.MappingNode {
+				w.checkEnvFile(ie, kind, ie.value, true)
+				continue
+			}
+			p, ok := child(ie.value, "path", ie.path)
+			if !ok {
+				continue // compose-go's schema reports it
+			}
+			required := true
+			if r, ok := child(ie.value, "required", ie.path); ok {
+				if s, ok := w.interp(r.value); ok {
+					required, _ = strconv.ParseBool(s)
+				}
+			}
+			w.checkEnvFile(ie, kind, p.value, required)
+		}
+	}
+	return true
+}
+
+// checkEnvFile reports, and prunes, entry e when the file it names at
+// node file is missing (and required) or is a directory. The path is
+// resolved as compose-go resolves it: ~ is the home directory, a relative
+// path is under the working directory.
+func (w *walker) checkEnvFile(e entry, kind string, file *yaml.Node, required bool) {
+	p, ok := w.interp(file)
+	if !ok || p == "" {
+		return // compose-go reports it
+	}
+	if p = paths.ExpandUser(p); !filepath.IsAbs(p) {
+		p = filepath.Join(w.dir, p)
+	}
+	fi, err := os.Stat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && required:
+		w.problem(e, "%s %s not found", kind, p)
+	case err == nil && fi.IsDir():
+		w.problem(e, "%s %s is a directory", kind, p)
+	default:
+		return
+	}
+	w.prune(e)
+}
+
+// listEntries returns the items of the list at e, each recorded with
+// its line.
+func (w *walker) listEntries(e entry) []entry {
+	var out []entry
+	for i, item := range e.value.Content {
+		ie := entry{parent: e.value, node: item, value: resolve(item), path: fmt.Sprintf("%s[%d]", e.path, i), line: item.Line}
+		w.index[ie.path] = loc{w.file, ie.line}
+		out = append(out, ie)
+	}
+	return out
 }
 
 // child returns the value of key in mapping m, with its entry.
@@ -295,9 +371,7 @@ func checkTmpfs(w *walker, e entry) bool {
 		one(e)
 	case yaml.SequenceNode:
 		w.list(e.value, e.path)
-		for i, item := range e.value.Content {
-			ie := entry{parent: e.value, node: item, value: resolve(item), path: fmt.Sprintf("%s[%d]", e.path, i), line: item.Line}
-			w.index[ie.path] = loc{w.file, ie.line}
+		for _, ie := range w.listEntries(e) {
 			one(ie)
 		}
 	}

@@ -133,7 +133,7 @@ func (l *load) run(ctx context.Context, inputs []input, explicitName, dirName st
 		syntax   bool
 	)
 	for _, in := range inputs {
-		w := newWalker(in.name, l.mode, l.env, l.index, l.items)
+		w := newWalker(in.name, l.mode, l.workingDir, l.env, l.index, l.items)
 		docs, err := parseYAML(in.data)
 		if err != nil {
 			l.problems = append(l.problems, syntaxProblem(in.name, err))

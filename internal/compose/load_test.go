@@ -362,3 +362,47 @@ services:
 		t.Errorf("extended service: got %+v", got)
 	}
 }
+
+// TestLoadMissingFiles checks that an env_file or label_file that is not
+// there is reported at the line that names it, every one of them, and
+// that required: false makes an env file optional, as in compose.
+func TestLoadMissingFiles(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"compose.yml": `name: shop
+services:
+  web:
+    image: nginx
+    env_file: ./web.env
+  api:
+    image: nginx
+    env_file:
+      - present.env
+      - ${ENV_DIR}/api.env
+      - path: optional.env
+        required: false
+      - path: needed.env
+        required: "${NEEDED:-true}"
+    label_file: [labels.txt]
+  worker:
+    image: nginx
+    env_file: conf
+`,
+		"present.env": "A=1\n",
+		"conf/x":      "",
+	})
+	_, err := Load(context.Background(), Options{Files: []string{filepath.Join(dir, "compose.yml")}, Env: map[string]string{"ENV_DIR": "envs"}})
+	var got []string
+	for _, l := range problemLines(t, err) {
+		got = append(got, strings.ReplaceAll(l, dir, "<dir>"))
+	}
+	want := []string{
+		"<dir>/compose.yml:5: services.web.env_file: env file <dir>/web.env not found",
+		"<dir>/compose.yml:10: services.api.env_file[1]: env file <dir>/envs/api.env not found",
+		"<dir>/compose.yml:13: services.api.env_file[3]: env file <dir>/needed.env not found",
+		"<dir>/compose.yml:15: services.api.label_file[0]: label file <dir>/labels.txt not found",
+		"<dir>/compose.yml:18: services.worker.env_file: env file <dir>/conf is a directory",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems:\ngot  %q\nwant %q", got, want)
+	}
+}

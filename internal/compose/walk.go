@@ -34,6 +34,7 @@ type loc struct {
 type walker struct {
 	file  string // as the user named it
 	mode  mode
+	dir   string // the working directory, for the files of readFiles
 	env   map[string]string
 	index map[string]loc // concrete path -> where it was written, shared by all files
 	// items maps "list[i]", i counted after pruning, to the path of the
@@ -66,8 +67,8 @@ type entry struct {
 
 type prune struct{ parent, node *yaml.Node }
 
-func newWalker(file string, m mode, env map[string]string, index map[string]loc, items map[string]string) *walker {
-	return &walker{file: file, mode: m, env: env, index: index, items: items,
+func newWalker(file string, m mode, dir string, env map[string]string, index map[string]loc, items map[string]string) *walker {
+	return &walker{file: file, mode: m, dir: dir, env: env, index: index, items: items,
 		seqAt: map[*yaml.Node]string{}, itemAt: map[*yaml.Node]string{}, warnedVars: map[string]bool{}}
 }
 
