@@ -117,6 +117,21 @@ func (w *walker) listEntries(e entry) []entry {
 	return out
 }
 
+// checkDependsOn records where each dependency of the list form was
+// written, as "services.web.depends_on.<service>" like the keys of the
+// mapping form, so that a problem about it is at its own line rather
+// than at depends_on:'s.
+func checkDependsOn(w *walker, e entry) bool {
+	if e.value.Kind == yaml.SequenceNode {
+		for _, item := range e.value.Content {
+			if s, ok := w.interp(resolve(item)); ok {
+				w.index[e.path+"."+s] = loc{w.file, item.Line}
+			}
+		}
+	}
+	return true
+}
+
 // child returns the value of key in mapping m, with its entry.
 func child(m *yaml.Node, key, path string) (entry, bool) {
 	if m.Kind != yaml.MappingNode {

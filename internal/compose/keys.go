@@ -151,7 +151,7 @@ var rules = map[string]rule{
 	"services.*.healthcheck.disable":        {},
 	"services.*.healthcheck.start_interval": {refuse: "start_interval needs Docker 25; ruche supports Docker 20.10"},
 
-	"services.*.depends_on":             {},
+	"services.*.depends_on":             {check: checkDependsOn},
 	"services.*.depends_on.*":           {},
 	"services.*.depends_on.*.condition": {},
 	"services.*.depends_on.*.required":  {},

@@ -169,6 +169,28 @@ services:
 			want: []string{"posted.yml:8: secrets.token.environment: variable TOKEN is not set"},
 		},
 		{
+			name: "a dependency is reported at the line naming it, in both forms",
+			doc: `name: shop
+services:
+  web:
+    image: nginx
+    depends_on:
+      - db
+      - cache
+  api:
+    image: nginx
+    depends_on:
+      queue:
+        condition: service_started
+  db:
+    image: postgres
+`,
+			want: []string{
+				`posted.yml:7: services.web.depends_on.cache: service "cache" does not exist in the project`,
+				`posted.yml:11: services.api.depends_on.queue: service "queue" does not exist in the project`,
+			},
+		},
+		{
 			name:        "an empty document",
 			doc:         "",
 			projectName: "shop",
