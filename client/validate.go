@@ -210,9 +210,9 @@ func (v *validator) service(key string, s ServiceSpec) {
 	v.restartPolicy(at+".deploy.restart_policy", s.RestartPolicy)
 	v.updateConfig(at+".deploy.update_config", s.UpdateConfig, false)
 	v.updateConfig(at+".deploy.rollback_config", s.RollbackConfig, true)
-	for _, c := range s.Placement.Constraints {
+	for i, c := range s.Placement.Constraints {
 		if msg := checkConstraint(c); msg != "" {
-			v.addf(at+".deploy.placement.constraints", "%q: %s", c, msg)
+			v.addf(fmt.Sprintf("%s.deploy.placement.constraints[%d]", at, i), "%q: %s", c, msg)
 		}
 	}
 	v.routes(at, s.Routes)

@@ -284,10 +284,10 @@ func TestValidate(t *testing.T) {
 				s.Ruche.Spread = "everywhere"
 			})
 		}, []string{
-			`services.web.deploy.placement.constraints: "zone=home": a constraint reads <attribute> == <value> or <attribute> != <value>`,
-			`services.web.deploy.placement.constraints: "node.color == red": "node.color" is not node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<name>`,
-			`services.web.deploy.placement.constraints: "node.labels.zone ==": the value is missing or malformed`,
-			`services.web.deploy.placement.constraints: "node.labels.a == b == c": the value is missing or malformed`,
+			`services.web.deploy.placement.constraints[0]: "zone=home": a constraint reads <attribute> == <value> or <attribute> != <value>`,
+			`services.web.deploy.placement.constraints[1]: "node.color == red": "node.color" is not node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<name>`,
+			`services.web.deploy.placement.constraints[2]: "node.labels.zone ==": the value is missing or malformed`,
+			`services.web.deploy.placement.constraints[3]: "node.labels.a == b == c": the value is missing or malformed`,
 			`services.web.x-ruche.spread: "everywhere" is not a spread mode (use "max_availability" or leave it out)`,
 		}},
 		{"other service fields", func(p *ProjectSpec) {

@@ -132,6 +132,16 @@ func checkDependsOn(w *walker, e entry) bool {
 	return true
 }
 
+// checkItems records where each item of a list of strings was written,
+// so that a problem about one item is at its own line.
+func checkItems(w *walker, e entry) bool {
+	if e.value.Kind == yaml.SequenceNode {
+		w.list(e.value, e.path)
+		w.listEntries(e)
+	}
+	return true
+}
+
 // child returns the value of key in mapping m, with its entry.
 func child(m *yaml.Node, key, path string) (entry, bool) {
 	if m.Kind != yaml.MappingNode {

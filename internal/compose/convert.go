@@ -203,6 +203,8 @@ func (l *load) service(name string, s types.ServiceConfig, tp *traefikProject) c
 		out.UpdateConfig = updateConfig(d.UpdateConfig)
 		out.RollbackConfig = updateConfig(d.RollbackConfig)
 		out.Placement.Constraints = d.Placement.Constraints
+		constraints := path + ".deploy.placement.constraints"
+		l.renameItems(constraints, 0, constraints, len(out.Placement.Constraints), true)
 	}
 	out.Ruche = l.rucheExtension(path, s.Extensions["x-ruche"])
 	out.Routes = l.routes(name, s, out.Ports, tp)

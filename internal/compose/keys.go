@@ -216,7 +216,7 @@ var rules = map[string]rule{
 	"services.*.deploy.rollback_config.max_failure_ratio":        {},
 	"services.*.deploy.rollback_config.order":                    {},
 	"services.*.deploy.placement":                                {},
-	"services.*.deploy.placement.constraints":                    {free: true},
+	"services.*.deploy.placement.constraints":                    {free: true, check: checkItems},
 	"services.*.deploy.placement.preferences":                    {refuse: "use x-ruche: {spread: max_availability} to spread replicas over nodes"},
 	"services.*.deploy.placement.max_replicas_per_node":          {refuse: "use x-ruche: {spread: max_availability} to put replicas on distinct nodes"},
 	"services.*.deploy.labels":                                   {refuse: "ruche has no service object to label; put labels (traefik.* routing labels too) under the service's labels:, where ruche reads them"},

@@ -191,6 +191,22 @@ services:
 			},
 		},
 		{
+			name: "a placement constraint is reported at its own line",
+			doc: `name: shop
+services:
+  web:
+    image: nginx
+    deploy:
+      placement:
+        constraints:
+          - node.role == worker
+          - node.label.zone == east
+`,
+			want: []string{
+				`posted.yml:9: services.web.deploy.placement.constraints[1]: "node.label.zone == east": "node.label.zone" is not node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<name>`,
+			},
+		},
+		{
 			name:        "an empty document",
 			doc:         "",
 			projectName: "shop",
