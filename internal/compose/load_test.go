@@ -299,6 +299,22 @@ func TestLoadOverrideFileProblems(t *testing.T) {
 	}
 }
 
+// loadWarnings loads dir/compose.yml, which must load, and returns its
+// warnings with paths relative to dir.
+func loadWarnings(t *testing.T, dir string) []string {
+	t.Helper()
+	var got []string
+	_, err := Load(context.Background(), Options{
+		Files: []string{filepath.Join(dir, "compose.yml")},
+		Env:   map[string]string{},
+		Warn:  func(p Problem) { got = append(got, strings.TrimPrefix(p.String(), dir+"/")) },
+	})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return got
+}
+
 func TestLoadWarnings(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"compose.yml": `version: "3.9"
@@ -312,15 +328,7 @@ services:
       - ./data:/data:z
 `,
 	})
-	var got []string
-	_, err := Load(context.Background(), Options{
-		Files: []string{filepath.Join(dir, "compose.yml")},
-		Env:   map[string]string{},
-		Warn:  func(p Problem) { got = append(got, strings.TrimPrefix(p.String(), dir+"/")) },
-	})
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
+	got := loadWarnings(t, dir)
 	want := []string{
 		"compose.yml:1: version: the version key is obsolete and ignored",
 		"compose.yml:9: services.web.volumes[0]: SELinux option :z dropped: ruche does not relabel mounts",
@@ -442,5 +450,31 @@ services:
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("problems:\ngot  %q\nwant %q", got, want)
+	}
+}
+
+// TestLoadXRucheTypo checks that an extension under a service whose name
+// is close to x-ruche is not ignored in silence: its routes and settings
+// would be lost.
+func TestLoadXRucheTypo(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"compose.yml": `name: shop
+services:
+  web:
+    image: nginx
+    x-ruch:
+      routes: [shop.example.org:80]
+    x-rouche: {public: true}
+    x-route: other tools' extension
+    x-backup: {schedule: daily}
+`,
+	})
+	got := loadWarnings(t, dir)
+	want := []string{
+		"compose.yml:5: services.web.x-ruch: an extension, ignored: did you mean x-ruche?",
+		"compose.yml:7: services.web.x-rouche: an extension, ignored: did you mean x-ruche?",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\ngot  %q\nwant %q", got, want)
 	}
 }

@@ -248,13 +248,15 @@ func (w *walker) mapping(m *yaml.Node, pattern, path string) {
 		w.index[e.path] = loc{w.file, e.line}
 
 		if strings.HasPrefix(k, "x-") && !userDefined[pattern] {
-			if k == "x-ruche" {
-				if pattern == "services.*" {
-					w.xruche(e)
-				} else {
-					w.problem(e, "x-ruche is read under a service only")
-					w.prune(e)
-				}
+			switch {
+			case k == "x-ruche" && pattern == "services.*":
+				w.xruche(e)
+			case k == "x-ruche":
+				w.problem(e, "x-ruche is read under a service only")
+				w.prune(e)
+			case pattern == "services.*" && distance(k, "x-ruche") <= 2:
+				// A typo would lose the routes and settings in silence.
+				w.warn(e, "an extension, ignored: did you mean x-ruche?")
 			}
 			continue // an extension: compose and ruche ignore it by definition
 		}
