@@ -534,3 +534,26 @@ func TestLabelChangeMovesNothing(t *testing.T) {
 		}
 	})
 }
+
+// A failed replica that no node can run any more (its node's labels
+// changed since it was placed) says why it is not replaced, as a down
+// node's replica does.
+func TestFailedNoNodeSaysWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, byImage(map[string][]step{"app:fails": append(becomesReady(time.Second),
+			step{20 * time.Second, client.ReplicaStatus{State: client.StateFailed, ExitCode: 1, Message: "exited with code 1"}})}))
+		defer c.close()
+		zoneA := func(s *client.ServiceSpec) { s.Placement.Constraints = []string{"node.labels.zone == a"} }
+		c.setNode("n2", func(n *client.Node) { n.Labels = map[string]string{"zone": "a"} })
+		c.deploy(web("app:fails", 1, zoneA))
+		w := c.waitStatus("web", time.Minute, client.UpdateCompleted)
+		failing := onNode(w, "web", "n2")[0]
+		c.setNode("n2", func(n *client.Node) { n.Labels = map[string]string{"zone": "b"} })
+		w = c.settle(time.Minute)
+		waits := waitingEvents(w)
+		want := failing.Name() + ": " + failing.Name() + " cannot be replaced ("
+		if len(waits) != 1 || !strings.HasPrefix(waits[0], want) || !strings.Contains(waits[0], "no node can run shop/") {
+			t.Fatalf("waiting events: got %q, want one starting %q and saying no node can run it", waits, want)
+		}
+	})
+}

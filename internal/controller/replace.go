@@ -159,7 +159,10 @@ func (p *pass) replace(s *slot, dead []*task) {
 	}
 	evs := len(p.events)
 	if !p.create(s.n, true) {
-		return // no node: the note says why
+		// No node can run it: the service's note says why while a
+		// rollout shows it; the event says it at any time.
+		p.waiting(t, fmt.Sprintf("%s cannot be replaced (%s): %s", t.name(), outcome(t), p.placeError(s.n)))
+		return
 	}
 	b.attempts++
 	b.gaveUp = false
