@@ -368,8 +368,8 @@ func (s *Server) markMoving(ctx context.Context, snap *snapshot, moves []client.
 }
 
 // nodeDownMessage is what `ruche ps` shows for a replica wanted running on
-// a down node: the controller replaces it elsewhere, unless a named volume
-// binds it to its node.
+// a down node: the controller replaces it elsewhere if a node can run it,
+// unless a named volume binds it to its node.
 func (snap *snapshot) nodeDownMessage(t client.Replica) string {
 	for _, rec := range snap.records {
 		if rec.ID != t.ID {
@@ -382,5 +382,7 @@ func (snap *snapshot) nodeDownMessage(t client.Replica) string {
 			}
 		}
 	}
-	return "node " + t.Node + " is down; being replaced elsewhere"
+	// The API does not know whether a node can run it; the controller
+	// says so in a "replica waiting" event when none can.
+	return "node " + t.Node + " is down; replaced elsewhere if a node can run it (ruche events says why not)"
 }
