@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -30,6 +31,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// observe records a request. The method label is one of the standard
+// methods or "other": a route without a method in its pattern (the
+// catch-all under /v1/agent/) takes any method a client makes up, and
+// each would otherwise be a new series.
 func (m *metrics) observe(method, route string, code int, d time.Duration) {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+	default:
+		method = "other"
+	}
 	m.latency.WithLabelValues(method, route, strconv.Itoa(code)).Observe(d.Seconds())
 }
