@@ -2,7 +2,6 @@ package certs
 
 import (
 	"crypto/x509"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,8 +31,8 @@ func newMetrics(m *Manager) *metrics {
 		}),
 		certs: prometheus.NewDesc("ruche_certs_certificates",
 			"Wanted hosts with a certificate ready to serve, by TLS mode.", []string{"mode"}, nil),
-		expiry: prometheus.NewDesc("ruche_certs_expiry_days",
-			"Days until the served certificate of a host expires.", []string{"host", "mode"}, nil),
+		expiry: prometheus.NewDesc("ruche_certs_expiry_seconds",
+			"When the served certificate of a host expires (Unix time).", []string{"host", "mode"}, nil),
 	}
 }
 
@@ -52,12 +51,11 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (x *metrics) Collect(ch chan<- prometheus.Metric) {
-	now := time.Now()
 	count := map[string]int{client.TLSACME: 0, client.TLSInternal: 0, client.TLSFiles: 0}
 	for _, s := range x.m.served() {
 		count[s.mode]++
 		ch <- prometheus.MustNewConstMetric(x.expiry, prometheus.GaugeValue,
-			s.leaf.NotAfter.Sub(now).Hours()/24, s.host, s.mode)
+			float64(s.leaf.NotAfter.Unix()), s.host, s.mode)
 	}
 	for mode, n := range count {
 		ch <- prometheus.MustNewConstMetric(x.certs, prometheus.GaugeValue, float64(n), mode)

@@ -193,16 +193,19 @@ func TestMetrics(t *testing.T) {
 				got[mf.GetName()+labels(mm)] = value(mm)
 			}
 		}
+		// Expiry is a Unix time in seconds (Prometheus's base unit): the
+		// certificates end 10 and 90 days from now, within 15 minutes.
+		now := float64(time.Now().Unix())
 		want := map[string]float64{
-			`ruche_certs_certificates{mode="internal"}`:                     2,
-			`ruche_certs_certificates{mode="files"}`:                        1,
-			`ruche_certs_certificates{mode="acme"}`:                         0,
-			`ruche_certs_expiry_days{host="a.example.org",mode="internal"}`: 10,
-			`ruche_certs_expiry_days{host="shop.example.org",mode="files"}`: 90,
-			`ruche_certs_internal_issued_total`:                             2,
+			`ruche_certs_certificates{mode="internal"}`:                        2,
+			`ruche_certs_certificates{mode="files"}`:                           1,
+			`ruche_certs_certificates{mode="acme"}`:                            0,
+			`ruche_certs_expiry_seconds{host="a.example.org",mode="internal"}`: now + 10*86400,
+			`ruche_certs_expiry_seconds{host="shop.example.org",mode="files"}`: now + 90*86400,
+			`ruche_certs_internal_issued_total`:                                2,
 		}
 		for k, w := range want {
-			if g, ok := got[k]; !ok || g < w-0.01 || g > w+0.01 {
+			if g, ok := got[k]; !ok || g < w-900 || g > w+900 {
 				t.Errorf("%s: got %v (present %v), want %v", k, g, ok, w)
 			}
 		}
