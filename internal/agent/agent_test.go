@@ -431,6 +431,12 @@ func TestShutdown(t *testing.T) {
 		if _, err := h.st.Get(context.Background(), store.TaskStatusKey(tk.ID)); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("status after delete: got %v, want not found", err)
 		}
+		// The removed replica is counted in no state any more.
+		for _, state := range allStates {
+			if got := metricValue(t, h.reg, "ruche_replicas", state); got != 0 {
+				t.Errorf("ruche_replicas{state=%s} after delete: got %v, want 0", state, got)
+			}
+		}
 	})
 }
 
