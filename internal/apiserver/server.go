@@ -226,7 +226,11 @@ func (s *Server) handleAuth(pattern string, auth func(*http.Request) error, h ha
 					writeError(rec, errors.New("internal error"))
 				}
 			}
-			s.m.observe(r.Method, route, rec.status, time.Since(start))
+			end := time.Now()
+			if !rec.flushed.IsZero() {
+				end = rec.flushed // a stream: the time until it started, not how long it stayed open
+			}
+			s.m.observe(r.Method, route, rec.status, end.Sub(start))
 		}()
 		if auth != nil {
 			if err := auth(r); err != nil {
@@ -279,8 +283,9 @@ func HashToken(tok string) string {
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
-	wrote  bool
+	status  int
+	wrote   bool
+	flushed time.Time // first Flush: a streaming answer (watches, follows, drains) has started
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -296,6 +301,9 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (r *statusRecorder) Flush() {
+	if r.flushed.IsZero() {
+		r.flushed = time.Now()
+	}
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
