@@ -62,7 +62,17 @@ type HeartbeatReply struct {
 	// Managers are the API URLs of the live managers (empty: unknown);
 	// the agent adds new ones to the list it talks to.
 	Managers []string `json:"managers,omitempty"`
+	// Resync: the managers have the node marked down, so its replicas may
+	// have moved while it could not hear of it; the agent reopens its
+	// streams at once rather than when their backoff or idle timeout
+	// ends. Older agents ignore it.
+	Resync bool `json:"resync,omitempty"`
 }
+
+// resyncEvery bounds how often heartbeat answers reopen the streams: every
+// manager answers Resync to the same beat, and to the next ones until the
+// monitor has marked the node ready.
+const resyncEvery = 5 * time.Second
 
 // RemoteConfig configures a RemoteConn.
 type RemoteConfig struct {
@@ -103,6 +113,8 @@ type RemoteConn struct {
 	cur      int             // index of the manager that answered last
 	managers []string        // cfg.Managers, and those heartbeats learn of
 	beating  map[string]bool // managers with a heartbeat in flight
+	resynced time.Time       // when a heartbeat answer last reopened the streams
+	kick     chan struct{}   // closed (and replaced) to reopen the streams
 
 	events chan struct{} // bounds the event sends in flight
 }
@@ -125,7 +137,7 @@ func NewRemoteConn(cfg RemoteConfig) *RemoteConn {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &RemoteConn{cfg: cfg, log: log.With("component", "remoteconn"), events: make(chan struct{}, 8),
-		managers: slices.Clone(cfg.Managers), beating: map[string]bool{}, removal: newRemoval(cfg.RemovedAfter)}
+		managers: slices.Clone(cfg.Managers), beating: map[string]bool{}, kick: make(chan struct{}), removal: newRemoval(cfg.RemovedAfter)}
 	c.hcp.Store(newHTTPClient(cfg))
 	return c
 }
@@ -456,7 +468,30 @@ func (c *RemoteConn) beatOne(ctx context.Context, manager, node string, body []b
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
+	if out.Resync {
+		c.resync()
+	}
 	return nil
+}
+
+// resync reopens the streams at once (see HeartbeatReply.Resync), at most
+// once per resyncEvery.
+func (c *RemoteConn) resync() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := time.Now(); c.resynced.IsZero() || now.Sub(c.resynced) >= resyncEvery {
+		c.resynced = now
+		close(c.kick)
+		c.kick = make(chan struct{})
+		c.log.Info("the managers had this node down; reopening the streams from them")
+	}
+}
+
+// kicked returns a channel closed at the next resync.
+func (c *RemoteConn) kicked() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.kick
 }
 
 // learnManagers adds managers a heartbeat answer named.
@@ -507,9 +542,10 @@ func (c *RemoteConn) WatchCleanups(ctx context.Context, node string) (<-chan []s
 }
 
 // watchRemote follows an NDJSON set stream, reopening it with backoff when
-// it breaks or stays silent longer than StreamIdle. Every (re)connection
-// starts with the full set, so the channel stays level-triggered like
-// watchSet's: it holds at most one set, the latest.
+// it breaks or stays silent longer than StreamIdle, and at once when a
+// heartbeat answer asks for a resync. Every (re)connection starts with the
+// full set, so the channel stays level-triggered like watchSet's: it holds
+// at most one set, the latest.
 func watchRemote[T any](ctx context.Context, c *RemoteConn, path string) <-chan []T {
 	out := make(chan []T, 1)
 	go func() {
@@ -517,7 +553,8 @@ func watchRemote[T any](ctx context.Context, c *RemoteConn, path string) <-chan 
 		bo := backoff{min: 200 * time.Millisecond, max: 10 * time.Second}
 		failing := false
 		for {
-			got, err := streamOnce(ctx, c, path, func(set []T) {
+			kick := c.kicked()
+			got, err := streamOnce(ctx, c, path, kick, func(set []T) {
 				select {
 				case <-out:
 				default:
@@ -530,23 +567,51 @@ func watchRemote[T any](ctx context.Context, c *RemoteConn, path string) <-chan 
 			if got {
 				bo.reset()
 			}
+			if isClosed(kick) { // reopen now, without a warning
+				bo.reset()
+				failing = false
+				continue
+			}
 			if !failing || got {
 				c.log.Warn("stream from the managers broke; reconnecting", "path", path, "err", err)
 			}
 			failing = !got
-			if !sleep(ctx, bo.next()) {
+			t := time.NewTimer(bo.next())
+			select {
+			case <-t.C:
+			case <-kick: // reopen now: the managers may have moved replicas
+				bo.reset()
+			case <-ctx.Done():
+				t.Stop()
 				return
 			}
+			t.Stop()
 		}
 	}()
 	return out
 }
 
-// streamOnce reads one connection of a set stream; got reports whether a
-// set arrived.
-func streamOnce[T any](ctx context.Context, c *RemoteConn, path string, fn func([]T)) (got bool, err error) {
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// streamOnce reads one connection of a set stream, until it breaks or
+// kick is closed; got reports whether a set arrived.
+func streamOnce[T any](ctx context.Context, c *RemoteConn, path string, kick <-chan struct{}, fn func([]T)) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-kick:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return false, err

@@ -254,9 +254,19 @@ func (s *Server) agentCleanupDone(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
+// agentHeartbeat takes a node's beat. While the node's record says it is
+// down, the answer asks the agent to reopen its streams (Resync): its
+// replicas may have been moved meanwhile, and a stream that went through
+// the partition may be dead without the agent knowing it yet.
 func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	var load client.NodeLoad
 	if err := decodeBody(r, &load, "node load"); err != nil {
+		return err
+	}
+	// Read before the beat: the beat wakes the monitor, which marks the
+	// node ready again.
+	down, err := s.nodes.down(r.Context(), r.PathValue("node"))
+	if err != nil {
 		return err
 	}
 	d, err := s.local.Heartbeat(r.Context(), r.PathValue("node"), load)
@@ -264,7 +274,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	io.Copy(io.Discard, r.Body)
-	writeJSON(w, http.StatusOK, agent.HeartbeatReply{Interval: client.Duration(d), Managers: s.heartbeatManagers(r.Context())})
+	writeJSON(w, http.StatusOK, agent.HeartbeatReply{Interval: client.Duration(d), Managers: s.heartbeatManagers(r.Context()), Resync: down})
 	return nil
 }
 

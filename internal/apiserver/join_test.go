@@ -578,3 +578,49 @@ func TestJoinBadBody(t *testing.T) {
 		t.Fatalf("the token after refused joins: got %d %s, want 200", code, body)
 	}
 }
+
+// TestAgentHeartbeatAsksForResyncWhileDown: while its record says the node
+// is down (its replicas may have moved), the heartbeat answer tells the
+// agent to reopen its streams; once it is ready again, it does not.
+func TestAgentHeartbeatAsksForResyncWhileDown(t *testing.T) {
+	e := newTLSEnv(t, nil)
+	cert := e.mustJoin("n2")
+	setStatus := func(status string) {
+		var n client.Node
+		rev, err := store.GetJSON(context.Background(), e.st, store.NodeKey("n2"), &n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Status = status
+		if _, err := e.st.Txn(context.Background(), []store.Cmp{store.ModRevisionIs(store.NodeKey("n2"), rev)}, store.Put(store.NodeKey("n2"), store.Encode(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The answer follows the record (through the node cache's watch).
+	waitResync := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			code, body := e.do(e.httpClient(cert), "POST", "/v1/agent/nodes/n2/heartbeat", "", client.NodeLoad{})
+			if code != http.StatusOK {
+				t.Fatalf("heartbeat: got %d %s", code, body)
+			}
+			var r agent.HeartbeatReply
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Resync == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("resync: got %v, want %v (answer %s)", r.Resync, want, body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitResync(false)
+	setStatus(client.NodeDown)
+	waitResync(true)
+	setStatus(client.NodeReady)
+	waitResync(false)
+}

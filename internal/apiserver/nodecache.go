@@ -27,10 +27,11 @@ type nodeCache struct {
 
 // nodeSerials are the certificate serials a node record accepts: the
 // current one and the one it was renewed from, as of the record's
-// revision rev.
+// revision rev; down is whether the record says the node is down.
 type nodeSerials struct {
 	cur, prev string
 	rev       int64
+	down      bool
 }
 
 // match is want when the record accepts it, else the current serial.
@@ -64,6 +65,23 @@ func (c *nodeCache) serial(ctx context.Context, node string, want string) (seria
 		return "", false, err
 	}
 	return nodeSerials{cur: n.CertSerial, prev: n.CertSerialPrev}.match(want), true, nil
+}
+
+// down reports whether node's record says it is down (a store read when
+// the cache does not know the node).
+func (c *nodeCache) down(ctx context.Context, node string) (bool, error) {
+	c.mu.Lock()
+	ns, ok := c.serials[node]
+	ready := c.ready
+	c.mu.Unlock()
+	if ready && ok {
+		return ns.down, nil
+	}
+	var n client.Node
+	if _, err := store.GetJSON(ctx, c.st, store.NodeKey(node), &n); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	return n.Status == client.NodeDown, nil
 }
 
 // changes returns a channel closed at the next change of any node record.
@@ -144,7 +162,7 @@ func (c *nodeCache) learn(node string, n client.Node, rev int64) {
 	if old, ok := c.serials[node]; ok && old.rev > rev {
 		return
 	}
-	c.serials[node] = nodeSerials{cur: n.CertSerial, prev: n.CertSerialPrev, rev: rev}
+	c.serials[node] = nodeSerials{cur: n.CertSerial, prev: n.CertSerialPrev, rev: rev, down: n.Status == client.NodeDown}
 }
 
 // wrote is learn for a record this manager has just written.
