@@ -6,12 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -360,126 +358,5 @@ func TestHeartbeatRefusalOutranksAnUnreachableManager(t *testing.T) {
 	_, err := rc.Heartbeat(context.Background(), "n2", client.NodeLoad{})
 	if !errors.Is(err, agent.ErrNodeRemoved) {
 		t.Fatalf("got %v, want ErrNodeRemoved", err)
-	}
-}
-
-// partitionedManager is a manager the node is cut off from and then
-// reaches again. Its task stream sends the current set when opened and
-// then nothing (what a partition lets through of a stream opened before
-// it), or, while cut, refuses new streams; its heartbeat answers say
-// whether the node is marked down.
-type partitionedManager struct {
-	srv    *httptest.Server
-	opened atomic.Int32 // task streams answered
-	failed atomic.Int32 // task streams refused while cut
-	cut    atomic.Bool
-	down   atomic.Bool
-	set    atomic.Value // the node's task set, JSON
-}
-
-func newPartitionedManager(t *testing.T) *partitionedManager {
-	m := &partitionedManager{}
-	m.set.Store(`[{"id":"t1","node":"n2"}]`)
-	m.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case m.cut.Load():
-			if strings.HasSuffix(r.URL.Path, "/tasks") {
-				m.failed.Add(1)
-			}
-			http.Error(w, "unreachable", http.StatusBadGateway)
-		case strings.HasSuffix(r.URL.Path, "/heartbeat"):
-			fmt.Fprintf(w, `{"interval":"1s","resync":%v}`, m.down.Load())
-		case strings.HasSuffix(r.URL.Path, "/tasks"):
-			m.opened.Add(1)
-			fmt.Fprintf(w, `{"set":%s}`+"\n", m.set.Load())
-			w.(http.Flusher).Flush()
-			<-r.Context().Done()
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(m.srv.Close)
-	return m
-}
-
-// TestRemoteResyncAfterPartition: a node cut off from the managers long
-// enough to be marked down has its replicas moved elsewhere; when it
-// reaches them again, its first heartbeat answer (resync) reopens the task
-// stream at once, so the agent learns within moments that the replicas it
-// still runs are no longer its own. Without it, the agent ran them next to
-// their replacements until its stream noticed by itself: StreamIdle (35s
-// by default) for a stream the partition left silent, the reconnection
-// backoff (up to 10s) for one that broke.
-func TestRemoteResyncAfterPartition(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		// partition cuts the node off; it returns once the agent would
-		// not try its stream again for a good while by itself.
-		partition func(t *testing.T, m *partitionedManager)
-	}{
-		{"the stream goes silent", func(t *testing.T, m *partitionedManager) { m.cut.Store(true) }},
-		{"the stream breaks", func(t *testing.T, m *partitionedManager) {
-			m.cut.Store(true)
-			m.srv.CloseClientConnections()
-			// Four refused reconnections (after 0.2s, 0.4s, 0.8s, 1.6s):
-			// the next waits 3.2s.
-			deadline := time.Now().Add(10 * time.Second)
-			for m.failed.Load() < 4 {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d reconnections refused in 10s, want 4", m.failed.Load())
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := newPartitionedManager(t)
-			pool := x509.NewCertPool()
-			pool.AddCert(m.srv.Certificate())
-			rc := agent.NewRemoteConn(agent.RemoteConfig{Managers: []string{m.srv.URL}, RootCAs: pool, StreamIdle: 35 * time.Second})
-			defer rc.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			tasks, _ := rc.WatchTasks(ctx, "n2")
-			if set := next(t, tasks); len(set) != 1 {
-				t.Fatalf("first set: got %d tasks, want 1", len(set))
-			}
-
-			// A heartbeat of a node that is not down changes nothing.
-			if _, err := rc.Heartbeat(ctx, "n2", client.NodeLoad{}); err != nil {
-				t.Fatal(err)
-			}
-			tc.partition(t, m)
-			// Meanwhile the node is marked down and t1 moves elsewhere.
-			m.down.Store(true)
-			m.set.Store(`[]`)
-			m.cut.Store(false)
-
-			healed := time.Now()
-			if _, err := rc.Heartbeat(ctx, "n2", client.NodeLoad{}); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case set := <-tasks:
-				if len(set) != 0 {
-					t.Fatalf("set after the partition: got %d tasks, want none", len(set))
-				}
-			case <-time.After(2 * time.Second):
-				t.Fatal("the agent still had t1 2s after it reached the managers again")
-			}
-			t.Logf("the agent had the new set %s after it reached the managers again", time.Since(healed).Round(time.Millisecond))
-			if n := m.opened.Load(); n != 2 {
-				t.Fatalf("task streams opened: got %d, want 2", n)
-			}
-			// Every manager answers resync until the node is marked ready:
-			// the streams are not reopened for each answer.
-			if _, err := rc.Heartbeat(ctx, "n2", client.NodeLoad{}); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(200 * time.Millisecond)
-			if n := m.opened.Load(); n != 2 {
-				t.Fatalf("task streams opened after a second resync answer: got %d, want 2", n)
-			}
-		})
 	}
 }
