@@ -151,7 +151,7 @@ func (s *Server) agentWatchCleanups(w http.ResponseWriter, r *http.Request) erro
 // client goes, or when the node loses its right to the agent API.
 func streamSets[T any](s *Server, w http.ResponseWriter, r *http.Request, sets <-chan []T) error {
 	ctx := r.Context()
-	out := newNDJSON(w)
+	out := s.newNDJSON(w)
 	tick := time.NewTicker(s.cfg.AgentKeepalive)
 	defer tick.Stop()
 	// Held across iterations: a change while a set is being sent is seen

@@ -47,6 +47,10 @@ type Config struct {
 	// AgentKeepalive is the interval of keep-alive lines on agent streams
 	// (default 10s).
 	AgentKeepalive time.Duration
+	// StreamWriteTimeout bounds each write of an NDJSON stream (events,
+	// project watches, agent streams): a client that accepts nothing for
+	// that long is dropped (default 1m).
+	StreamWriteTimeout time.Duration
 }
 
 // Sealer encrypts secret contents before they are stored.
@@ -143,6 +147,9 @@ func New(cfg Config, d Deps) *Server {
 	s.m = newMetrics(reg)
 	if s.cfg.AgentKeepalive <= 0 {
 		s.cfg.AgentKeepalive = 10 * time.Second
+	}
+	if s.cfg.StreamWriteTimeout <= 0 {
+		s.cfg.StreamWriteTimeout = time.Minute
 	}
 	s.local = agent.NewLocalConn(d.Store, d.Opener)
 	s.local.Beats = d.Heartbeats
@@ -308,3 +315,7 @@ func (r *statusRecorder) Flush() {
 		f.Flush()
 	}
 }
+
+// Unwrap lets http.ResponseController reach the connection (write
+// deadlines of streams).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

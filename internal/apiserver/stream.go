@@ -13,27 +13,33 @@ import (
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
-// ndjson writes one JSON value per line and flushes it.
+// ndjson writes one JSON value per line and flushes it. Each value must
+// be taken by the client within the write timeout: a client that stops
+// reading is dropped rather than holding its handler, and the store watch
+// behind it (etcd's client buffers a watch's events without bound while
+// they are not read), for as long as its connection lives.
 type ndjson struct {
-	w   http.ResponseWriter
-	enc *json.Encoder
+	rc      *http.ResponseController
+	enc     *json.Encoder
+	timeout time.Duration
 }
 
-func newNDJSON(w http.ResponseWriter) *ndjson {
+func (s *Server) newNDJSON(w http.ResponseWriter) *ndjson {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	return &ndjson{w: w, enc: json.NewEncoder(w)}
+	return &ndjson{rc: http.NewResponseController(w), enc: json.NewEncoder(w), timeout: s.cfg.StreamWriteTimeout}
 }
 
 func (n *ndjson) send(v any) error {
+	// net/http clears the deadline once the response is finished.
+	if err := n.rc.SetWriteDeadline(time.Now().Add(n.timeout)); err != nil {
+		return err
+	}
 	if err := n.enc.Encode(v); err != nil {
 		return err
 	}
-	if f, ok := n.w.(http.Flusher); ok {
-		f.Flush()
-	}
-	return nil
+	return n.rc.Flush()
 }
 
 // watchProject is GET /v1/projects/{project}/watch: the project's view now,
@@ -46,7 +52,7 @@ func (s *Server) watchProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := newNDJSON(w)
+	out := s.newNDJSON(w)
 	var last []byte
 	sendView := func() error {
 		snap, err := s.loadSnapshot(ctx)
@@ -138,7 +144,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := newNDJSON(w)
+	out := s.newNDJSON(w)
 	emit := func(kv store.KV) error {
 		var ev client.Event
 		if store.Decode(kv, &ev) != nil || ev.Time.Before(since) || (project != "" && ev.Project != project) {

@@ -1,0 +1,85 @@
+package apiserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/secret"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// stuckEnv is an API server whose connection closes are reported on
+// closed.
+func stuckEnv(t *testing.T, cfg Config) (*store.Memory, string, <-chan struct{}) {
+	t.Helper()
+	st := store.NewMemory()
+	t.Cleanup(st.Close)
+	ctx := context.Background()
+	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
+	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
+	log := slog.New(slog.DiscardHandler)
+	s := New(cfg, Deps{Store: st, Secrets: box, Log: log, Events: events.NewRecorder(st, log)})
+	srv := httptest.NewUnstartedServer(s.Handler())
+	closed := make(chan struct{}, 16)
+	srv.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
+		if cs == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return st, srv.Listener.Addr().String(), closed
+}
+
+// TestStuckStreamReaderDropped: a client that stops reading a stream
+// (events -f here; project watches and agent streams write the same way) while the server has more to send is
+// dropped after the write timeout. Before, the handler waited in its write
+// for as long as the connection lived, with its store watch open: with
+// etcd, the client library buffers every event for a watcher that is not
+// read, so the manager's memory grew with each write to the store.
+func TestStuckStreamReaderDropped(t *testing.T) {
+	for _, path := range []string{"/v1/events?follow=true"} {
+		t.Run(path, func(t *testing.T) {
+			st, addr, closed := stuckEnv(t, Config{StreamWriteTimeout: 300 * time.Millisecond})
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path, token)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				// Writes the stream has to send: events of 16 KiB, until
+				// the test ends.
+				msg := strings.Repeat("x", 16<<10)
+				for i := 0; ctx.Err() == nil; i++ {
+					ev := client.Event{Time: time.Now(), Type: "project", Project: "shop", Action: "test", Message: msg}
+					st.Txn(ctx, nil, store.Put(fmt.Sprintf("%s%020d", store.EventsPrefix, i), store.Encode(ev)))
+					time.Sleep(2 * time.Millisecond)
+				}
+			}()
+			// Read the status line, then never read again.
+			if l, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.Contains(l, " 200 ") {
+				t.Fatalf("status line: %q %v", l, err)
+			}
+			select {
+			case <-closed:
+			case <-time.After(15 * time.Second):
+				t.Fatal("a client that reads nothing is still served after 15s (write timeout 300ms)")
+			}
+		})
+	}
+}
