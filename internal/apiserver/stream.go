@@ -28,7 +28,11 @@ func (s *Server) newNDJSON(w http.ResponseWriter) *ndjson {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	return &ndjson{rc: http.NewResponseController(w), enc: json.NewEncoder(w), timeout: s.cfg.StreamWriteTimeout}
+	n := &ndjson{rc: http.NewResponseController(w), enc: json.NewEncoder(w), timeout: s.cfg.StreamWriteTimeout}
+	// The status goes out now: a follower with nothing to read yet (events
+	// -f on a quiet cluster) knows its stream is open.
+	_ = n.rc.Flush()
+	return n
 }
 
 func (n *ndjson) send(v any) error {

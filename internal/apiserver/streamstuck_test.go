@@ -83,3 +83,22 @@ func TestStuckStreamReaderDropped(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamHeadersAtOnce: a stream's status line goes out when it opens,
+// not with its first value: events -f on a quiet cluster knows it is
+// following.
+func TestStreamHeadersAtOnce(t *testing.T) {
+	_, addr, _ := stuckEnv(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/v1/events?follow=true&since=1ns", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no status line within 5 s of opening a quiet stream: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d, want 200", resp.StatusCode)
+	}
+}
