@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -28,9 +29,14 @@ type countingConn struct {
 	*LocalConn
 	mu     sync.Mutex
 	writes map[string][]client.ReplicaStatus
+	// failReports makes status reports fail, as with no manager in reach.
+	failReports atomic.Bool
 }
 
 func (c *countingConn) ReportStatus(ctx context.Context, id, node string, st client.ReplicaStatus) error {
+	if c.failReports.Load() {
+		return errors.New("no manager answered")
+	}
 	err := c.LocalConn.ReportStatus(ctx, id, node, st)
 	if err == nil {
 		c.mu.Lock()
@@ -818,6 +824,31 @@ func TestOtherClusterOnSharedEngine(t *testing.T) {
 		_, got, ok := rt.container(mine.ID)
 		if !ok || got.Labels[runtime.LabelCluster] != "c1" {
 			t.Fatalf("own container labels: %v", got.Labels)
+		}
+	})
+}
+
+// TestFailedReportsDoNotHoldAShutdown: a node whose status reports have
+// been failing (no manager in reach) acts at once on a desired shutdown.
+// The reports' retry backoff (grown to 16 s here) held every step back,
+// so a replica the managers had moved away ran on until the next report.
+func TestFailedReportsDoNotHoldAShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, newFakeRuntime(testImage))
+		h.start()
+		defer h.stop()
+		h.conn.failReports.Store(true)
+		tk := task(1, "a1", client.ServiceSpec{})
+		h.put(tk)
+		advance(20 * time.Second) // reports fail and back off: 1, 2, 4, 8, 16 s
+		if c, _, ok := h.rt.container(tk.ID); !ok || !c.Running {
+			t.Fatal("the replica does not run")
+		}
+		tk.DesiredState = client.DesiredShutdown
+		h.put(tk)
+		advance(time.Second)
+		if _, _, ok := h.rt.container(tk.ID); ok {
+			t.Fatal("the replica still runs 1 s after its desired shutdown: the failed reports' retry held it")
 		}
 	})
 }

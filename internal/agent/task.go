@@ -42,6 +42,8 @@ type supervisor struct {
 	due       time.Time // pending restart
 	retryAt   time.Time // pending retry of a failed engine or store call
 	retryBO   backoff
+	reportAt  time.Time // pending retry of a failed status report
+	reportBO  backoff
 	terminal  bool // failed or complete: no more restarts
 	removed   bool // desired shutdown done
 	wasReady  bool
@@ -52,9 +54,10 @@ type supervisor struct {
 func newSupervisor(a *Agent, t store.TaskRecord, gone bool) *supervisor {
 	return &supervisor{
 		a: a, id: t.ID, rec: t, gone: gone,
-		log:     a.log.With("task", t.ID),
-		wake:    make(chan struct{}, 1),
-		retryBO: backoff{min: time.Second, max: 30 * time.Second},
+		log:      a.log.With("task", t.ID),
+		wake:     make(chan struct{}, 1),
+		retryBO:  backoff{min: time.Second, max: 30 * time.Second},
+		reportBO: backoff{min: time.Second, max: 30 * time.Second},
 	}
 }
 
@@ -98,7 +101,7 @@ func (s *supervisor) run(ctx context.Context) {
 			return
 		}
 		var tc <-chan time.Time
-		if next := earliest(s.due, s.retryAt); !next.IsZero() {
+		if next := earliest(s.due, s.retryAt, s.reportAt); !next.IsZero() {
 			timer.Reset(time.Until(next))
 			tc = timer.C
 		}
@@ -154,6 +157,9 @@ func (s *supervisor) step(ctx context.Context) bool {
 	case !s.terminal:
 		s.converge(ctx, rec)
 	}
+	if s.retryAt.IsZero() {
+		s.retryBO.reset() // the engine and store calls of this step went through
+	}
 	s.report(ctx, rec)
 	return false
 }
@@ -175,12 +181,21 @@ func (s *supervisor) set(st client.ReplicaStatus) {
 	s.a.m.setState(s.id, st.State)
 }
 
-// report writes the status if it changed since the last write.
+// report writes the status if it changed since the last write. A failed
+// report is retried with a backoff of its own, which never holds the
+// convergence back: a node that could not reach the managers for a while
+// (its reports failing, the backoff grown to 30 s) must act at once on
+// the task set it gets when it reaches them again (a replica the managers
+// moved away is stopped, not left running until the next report).
 func (s *supervisor) report(ctx context.Context, rec store.TaskRecord) {
 	st := s.status
 	if st.State == "" || (s.reported != nil && reflect.DeepEqual(*s.reported, st)) {
 		return
 	}
+	if !s.reportAt.IsZero() && time.Now().Before(s.reportAt) {
+		return // the run loop wakes at reportAt
+	}
+	s.reportAt = time.Time{}
 	w := st
 	w.UpdatedAt = time.Now()
 	err := s.a.conn.ReportStatus(ctx, s.id, s.a.cfg.NodeID, w)
@@ -188,11 +203,15 @@ func (s *supervisor) report(ctx context.Context, rec store.TaskRecord) {
 	case errors.Is(err, ErrTaskGone):
 		// The controller deleted the task; its removal is on its way.
 	case err != nil:
-		s.retry(ctx, "report status", err)
+		if ctx.Err() == nil {
+			d := s.reportBO.next()
+			s.log.Warn("report status failed; retrying", "err", err, "in", d)
+			s.reportAt = time.Now().Add(d)
+		}
 		return
 	}
 	s.reported = &st
-	s.retryBO.reset()
+	s.reportBO.reset()
 }
 
 // findContainer looks for the task's container in the engine (adoption).
