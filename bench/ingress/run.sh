@@ -534,6 +534,16 @@ run_load() {
 
 # --- 2. p99 added at half of each proxy's peak ------------------------------------------
 
+# added_pair SCENARIO I PROXY RATE: the proxy and the backend direct at
+# RATE, one after the other; which goes first alternates with I.
+added_pair() {
+	local sc=$1 i=$2 p=$3 rate=$4 order t
+	if [ $((i % 2)) = 0 ]; then order=("$p" direct); else order=(direct "$p"); fi
+	for t in "${order[@]}"; do
+		run_load "$sc/$p/$t" "$(addr_of "$t")" "$HOST" "$rate" "$HALF_SECONDS" 2 "$CONNS" "GET /bytes/1024"
+	done
+}
+
 if want half; then phase half; fi
 if want half; then
 	i=0
@@ -545,11 +555,7 @@ if want half; then
 		fi
 		rate=$((peak / 2))
 		log "half: $p at $rate req/s (half its median peak), then the backend direct at the same rate"
-		# Alternate which goes first.
-		if [ $((i % 2)) = 0 ]; then order=("$p" direct); else order=(direct "$p"); fi
-		for t in "${order[@]}"; do
-			run_load "half/$p/$t" "$(addr_of "$t")" "$HOST" "$rate" "$HALF_SECONDS" 2 "$CONNS" "GET /bytes/1024"
-		done
+		added_pair half "$i" "$p" "$rate"
 		i=$((i + 1))
 	done
 fi
@@ -566,10 +572,7 @@ if want same; then
 		for p in "${TARGETS[@]}"; do
 			[ "$p" != direct ] || continue
 			log "same: $p at $rate req/s (ruche's half peak), then the backend direct at the same rate"
-			if [ $((i % 2)) = 0 ]; then order=("$p" direct); else order=(direct "$p"); fi
-			for t in "${order[@]}"; do
-				run_load "same/$p/$t" "$(addr_of "$t")" "$HOST" "$rate" "$HALF_SECONDS" 2 "$CONNS" "GET /bytes/1024"
-			done
+			added_pair same "$i" "$p" "$rate"
 			i=$((i + 1))
 		done
 	fi
