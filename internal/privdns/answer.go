@@ -34,7 +34,7 @@ func (s *Server) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.write(w, req, s.forward(req, isTCP(w)))
 }
 
-// answerPrivate answers by rules 1 to 3: the name's records if it is ours,
+// answerPrivate answers by rules 1 to 4: the name's records if it is ours,
 // NXDOMAIN if it is private but nobody's, and nil if it is to be forwarded.
 func (s *Server) answerPrivate(req *dns.Msg, name string) *dns.Msg {
 	if name != "" {
@@ -49,6 +49,8 @@ func (s *Server) answerPrivate(req *dns.Msg, name string) *dns.Msg {
 		if addrs := s.cfg.Lookup(strings.TrimSuffix(name, "."+s.zone)); len(addrs) > 0 {
 			return s.records(req, addrs)
 		}
+	case name != "" && !strings.Contains(name, "."):
+		// A single label nobody here has: answered, not forwarded.
 	case !strings.HasSuffix(name, ".internal"):
 		return nil
 	}

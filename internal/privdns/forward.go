@@ -13,7 +13,7 @@ import (
 // upstreamTimeout bounds one exchange with one upstream.
 const upstreamTimeout = 2 * time.Second
 
-// forward asks the upstreams in turn (rule 4) and returns the first answer
+// forward asks the upstreams in turn (rule 5) and returns the first answer
 // that is not SERVFAIL or REFUSED, or SERVFAIL when there is none.
 func (s *Server) forward(req *dns.Msg, tcp bool) *dns.Msg {
 	for _, up := range s.upstreams {

@@ -18,7 +18,13 @@
 //     never leak to the host's resolvers.
 //  3. Otherwise, a name under "internal" gets an authoritative NXDOMAIN and is
 //     never forwarded either: it is another project's zone, or nobody's.
-//  4. Every other name is forwarded to the upstreams in order, over UDP with
+//  4. Otherwise, a single-label name ("db" in another project, or a typo)
+//     gets an authoritative NXDOMAIN too: the resolver in a container asks
+//     for it as an absolute name after the search suffix failed, and
+//     forwarding it would tell the host's resolvers the names a project
+//     looks for, for an answer that public DNS does not give (there are no
+//     single-label public names but the TLDs, which have no addresses).
+//  5. Every other name is forwarded to the upstreams in order, over UDP with
 //     a 2 s timeout each (over TCP when the client asked over TCP, and again
 //     over TCP when an upstream's UDP answer is truncated). The query goes
 //     out as the client sent it but under a fresh message ID, since the ID

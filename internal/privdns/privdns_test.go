@@ -44,6 +44,8 @@ func TestRules(t *testing.T) {
 		{"internal itself", "internal.", dns.TypeA, dns.RcodeSuccess, true, nil, false},
 		{"another project", "db.other.internal.", dns.TypeA, dns.RcodeNameError, true, nil, false},
 		{"another zone", "other.internal.", dns.TypeA, dns.RcodeNameError, true, nil, false},
+		{"rule 4: unknown short name", "nope.", dns.TypeA, dns.RcodeNameError, true, nil, false},
+		{"rule 4: unknown short name, AAAA", "nope.", dns.TypeAAAA, dns.RcodeNameError, true, nil, false},
 		{"public name", "example.com.", dns.TypeA, dns.RcodeSuccess, false, []string{"192.0.2.1"}, true},
 		{"public name ending like ours", "db.shop.internal.example.com.", dns.TypeA, dns.RcodeSuccess, false, []string{"192.0.2.1"}, true},
 		{"public AAAA", "example.com.", dns.TypeAAAA, dns.RcodeSuccess, false, nil, true},
