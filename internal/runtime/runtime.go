@@ -49,6 +49,9 @@ type Runtime interface {
 	// PullImage pulls ref, calling progress (if non-nil) with short
 	// human-readable progress lines. Errors wrap ErrPull.
 	PullImage(ctx context.Context, ref string, progress func(string)) error
+	// ImageCommand returns the entrypoint and command of an image in the
+	// engine's store, or an error wrapping ErrNotFound.
+	ImageCommand(ctx context.Context, ref string) (entrypoint, cmd []string, err error)
 
 	// EnsureNetwork creates the network if no network of that name
 	// exists. It is idempotent. A driver may remember the networks it
@@ -120,6 +123,15 @@ type NetworkInfo struct {
 	Created time.Time
 }
 
+// NetworkNamesOf returns the network names of attachments, in their order.
+func NetworkNamesOf(as []Attachment) []string {
+	names := make([]string, len(as))
+	for i, a := range as {
+		names[i] = a.Network
+	}
+	return names
+}
+
 // NetworkNames returns the names of nets, in their order.
 func NetworkNames(nets []NetworkInfo) []string {
 	names := make([]string, len(nets))
@@ -174,10 +186,16 @@ type ContainerSpec struct {
 	ExtraHosts []string
 	StopSignal string
 	// StopGrace is the container's default stop timeout.
-	StopGrace   time.Duration
-	Ports       []client.PortSpec
-	Mounts      []Mount
-	Networks    []Attachment
+	StopGrace time.Duration
+	Ports     []client.PortSpec
+	Mounts    []Mount
+	Networks  []Attachment
+	// NoNetwork: the container gets no engine network (only loopback);
+	// the agent wires it (privnet). Networks must then be empty.
+	NoNetwork   bool
+	DNS         []string // name servers for the container's resolv.conf
+	DNSSearch   []string
+	DNSOptions  []string
 	Healthcheck *client.HealthcheckSpec
 	NanoCPUs    int64
 	Memory      int64
@@ -217,6 +235,7 @@ type Container struct {
 	FinishedAt time.Time
 	Ports      []client.PortBinding
 	Addresses  map[string]string // network name -> IPv4 address
+	Pid        int               // the main process on the host, 0 when not running
 }
 
 // Event actions the agent reacts to.

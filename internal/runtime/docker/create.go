@@ -143,7 +143,14 @@ func containerConfig(spec runtime.ContainerSpec) (*container.Config, *container.
 			return nil, nil, nil, fmt.Errorf("mount %s: unknown type %q", m.Target, m.Type)
 		}
 	}
+	host.DNS, host.DNSSearch, host.DNSOptions = spec.DNS, spec.DNSSearch, spec.DNSOptions
 	netcfg := &network.NetworkingConfig{}
+	if spec.NoNetwork {
+		if len(spec.Networks) > 0 || len(spec.Ports) > 0 {
+			return nil, nil, nil, fmt.Errorf("a container without network has no networks or published ports")
+		}
+		host.NetworkMode = network.NetworkNone
+	}
 	if len(spec.Networks) > 0 {
 		first := spec.Networks[0]
 		host.NetworkMode = container.NetworkMode(first.Network)

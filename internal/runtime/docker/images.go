@@ -27,6 +27,20 @@ func (r *Runtime) ImagePresent(ctx context.Context, ref string) (bool, error) {
 	}
 }
 
+// ImageCommand returns the image's entrypoint and command.
+func (r *Runtime) ImageCommand(ctx context.Context, ref string) ([]string, []string, error) {
+	in, err := r.cli.ImageInspect(ctx, ref)
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return nil, nil, fmt.Errorf("image %s: %w", ref, runtime.ErrNotFound)
+	case err != nil:
+		return nil, nil, fmt.Errorf("inspect image %s: %w", ref, err)
+	case in.Config == nil:
+		return nil, nil, nil
+	}
+	return in.Config.Entrypoint, in.Config.Cmd, nil
+}
+
 // pullMessage is one line of the daemon's pull progress stream.
 type pullMessage struct {
 	Status      string `json:"status"`

@@ -72,6 +72,9 @@ func fromInspect(resp container.InspectResponse) runtime.Container {
 		if s := resp.State; s != nil {
 			c.Status = string(s.Status)
 			c.Running = s.Running
+			if s.Running {
+				c.Pid = s.Pid
+			}
 			c.ExitCode = s.ExitCode
 			c.Error = s.Error
 			c.OOMKilled = s.OOMKilled

@@ -54,6 +54,7 @@ func Run(t *testing.T, rt runtime.Runtime, cfg Config) {
 	t.Run("Mounts", s.testMounts)
 	t.Run("TwoNetworks", s.testTwoNetworks)
 	t.Run("NotFound", s.testNotFound)
+	t.Run("NoNetwork", s.testNoNetwork)
 }
 
 type suite struct {
@@ -155,6 +156,12 @@ func (s *suite) testImages(t *testing.T) {
 	ok, err = s.rt.ImagePresent(ctx, missing)
 	if err != nil || ok {
 		t.Errorf("ImagePresent(%s): got %v, %v; want false, nil", missing, ok, err)
+	}
+	if ep, cmd, err := s.rt.ImageCommand(ctx, s.cfg.Image); err != nil || len(ep)+len(cmd) == 0 || (len(ep) > 0 && ep[0] != "/hello") {
+		t.Errorf("ImageCommand(%s): got %v %v, %v; want the hello image's /hello", s.cfg.Image, ep, cmd, err)
+	}
+	if _, _, err := s.rt.ImageCommand(ctx, missing); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("ImageCommand(%s): got %v, want ErrNotFound", missing, err)
 	}
 	err = s.rt.PullImage(ctx, missing, nil)
 	if !errors.Is(err, runtime.ErrPull) {
@@ -507,6 +514,38 @@ func (s *suite) testTwoNetworks(t *testing.T) {
 	})
 	if err := s.rt.Remove(ctx, id); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testNoNetwork: a container without network (the agent wires it itself)
+// runs with no engine address, its process ID known, its name server set;
+// one with published ports is refused.
+func (s *suite) testNoNetwork(t *testing.T) {
+	ctx := s.ctx(t)
+	spec := s.spec("no-net")
+	spec.NoNetwork, spec.DNS, spec.DNSSearch = true, []string{"192.0.2.53"}, []string{"p.internal"}
+	id := s.create(t, spec)
+	if err := s.rt.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	s.eventually(t, "running", func() (bool, error) {
+		c, err := s.rt.Inspect(ctx, id)
+		return err == nil && c.Running, err
+	})
+	c, err := s.rt.Inspect(ctx, id)
+	if err != nil || c.Pid <= 0 || len(c.Addresses) != 0 {
+		t.Errorf("got pid %d addresses %v, %v; want a process and no address", c.Pid, c.Addresses, err)
+	}
+	if err := s.rt.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.rt.Inspect(ctx, id); err == nil && c.Pid != 0 {
+		t.Errorf("removed container: pid %d", c.Pid)
+	}
+	spec = s.spec("no-net-ports")
+	spec.NoNetwork, spec.Ports = true, []client.PortSpec{{Target: 8080}}
+	if _, err := s.rt.Create(ctx, spec); err == nil {
+		t.Error("no network with published ports: created")
 	}
 }
 
