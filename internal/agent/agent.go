@@ -15,6 +15,7 @@ import (
 
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/runtime"
 	"github.com/ruche-platform/ruche/internal/store"
 )
@@ -70,6 +71,11 @@ type Deps struct {
 	Metrics prometheus.Registerer // may be nil
 	Events  EventRecorder         // may be nil
 	Drainer Drainer               // may be nil: replicas are stopped without draining
+	// Networks, when set, gives replicas ruche's own networks instead of
+	// the engine's (privnet.go); InitBinary is then the static ruche
+	// binary bind-mounted into each container as its init.
+	Networks   *privnet.Manager
+	InitBinary string
 }
 
 // EventRecorder records the agent's replica events: *events.Recorder in
@@ -94,6 +100,8 @@ type Agent struct {
 	rt      Runtime
 	conn    Conn
 	drainer Drainer
+	pn      *privnet.Manager // nil: the engine's networks
+	initBin string
 	log     *slog.Logger
 	reg     prometheus.Registerer
 	events  EventRecorder
@@ -130,6 +138,8 @@ func New(cfg Config, deps Deps) *Agent {
 		rt:      deps.Runtime,
 		conn:    deps.Conn,
 		drainer: deps.Drainer,
+		pn:      deps.Networks,
+		initBin: deps.InitBinary,
 		log:     log.With("component", "agent", "node", cfg.NodeID),
 		reg:     deps.Metrics,
 		events:  deps.Events,
@@ -163,6 +173,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		return err
+	}
+	if a.pn != nil {
+		if err := a.adoptAddresses(ctx); err != nil {
+			return err
+		}
 	}
 	taskc, err := a.conn.WatchTasks(ctx, a.cfg.NodeID)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ruche-platform/ruche/client"
 	"github.com/ruche-platform/ruche/internal/events"
+	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/runtime"
 	"github.com/ruche-platform/ruche/internal/store"
 )
@@ -79,6 +80,8 @@ type harness struct {
 	cluster string
 	// advertise is the agent's AdvertiseAddr.
 	advertise string
+	// pn gives the agent ruche's own networks.
+	pn *privnet.Manager
 }
 
 func newHarness(t *testing.T, rt *fakeRuntime) *harness {
@@ -93,6 +96,7 @@ func (h *harness) start() {
 	log := slog.New(slog.DiscardHandler)
 	h.agent = New(Config{NodeID: "n1", ClusterID: h.cluster, Hostname: "host1", DataDir: h.dir, AdvertiseAddr: h.advertise}, Deps{
 		Runtime: h.rt, Conn: h.conn, Log: log, Metrics: h.reg, Events: events.NewRecorder(h.st, log), Drainer: h.drain,
+		Networks: h.pn, InitBinary: "/usr/local/bin/ruche",
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

@@ -108,6 +108,11 @@ func (a *Agent) cleanProject(ctx context.Context, r store.CleanupRecord) (bool, 
 	if len(cs) > 0 {
 		return false, nil
 	}
+	if a.pn != nil {
+		if err := a.removePrivnets(r.Project, nil); err != nil {
+			return false, err
+		}
+	}
 	nets, err := a.rt.Networks(ctx, projectLabels(r.Project))
 	if err != nil {
 		return false, err

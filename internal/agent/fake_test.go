@@ -188,6 +188,15 @@ func (f *fakeRuntime) PullImage(ctx context.Context, ref string, progress func(s
 	return nil
 }
 
+func (f *fakeRuntime) ImageCommand(ctx context.Context, ref string) ([]string, []string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.images[ref] {
+		return nil, nil, fmt.Errorf("image %s: %w", ref, runtime.ErrNotFound)
+	}
+	return nil, []string{"/hello"}, nil
+}
+
 func (f *fakeRuntime) EnsureNetwork(ctx context.Context, n runtime.Network) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -328,6 +337,7 @@ func (f *fakeRuntime) Start(ctx context.Context, id string) error {
 	fc.write(now.Add(-fakeStartSkew), false, env(fc.spec, "FAKE_LOG"))
 	fc.write(now.Add(-fakeStartSkew), true, "err line\n")
 	fc.c.Running, fc.c.Status, fc.c.StartedAt, fc.c.ExitCode = true, runtime.StatusRunning, now, 0
+	fc.c.Pid = 1000 + f.starts // a new process per start
 	fc.c.Health = ""
 	fc.c.Ports = nil
 	for i, p := range fc.spec.Ports {
@@ -385,6 +395,7 @@ func (f *fakeRuntime) exit(fc *fakeContainer, code int) {
 	now := time.Now()
 	fc.write(now.Add(fakeExitSkew), false, env(fc.spec, "FAKE_EXIT_LOG"))
 	fc.c.Running, fc.c.Status, fc.c.ExitCode, fc.c.FinishedAt = false, runtime.StatusExited, code, now
+	fc.c.Pid = 0
 	fc.c.Health = ""
 	fc.notify()
 	f.emitAt(fc, runtime.EventDie, "", now.Add(fakeDieLag))

@@ -40,6 +40,13 @@ func (a *Agent) sweepNetworks(ctx context.Context, busy map[string]bool) {
 	if a.cfg.NetworkIdle < 0 || a.cfg.ClusterID == "" {
 		return
 	}
+	if a.pn != nil {
+		// ruche's own: no address in use is enough (an address is taken
+		// before the container is created, so none is about to be used).
+		if err := a.removePrivnets("", busy); err != nil {
+			a.log.Warn("network sweep: removing an unused private network failed", "err", err)
+		}
+	}
 	nets, err := a.rt.Networks(ctx, map[string]string{runtime.LabelManaged: "true", runtime.LabelCluster: a.cfg.ClusterID})
 	if err != nil {
 		a.log.Warn("network sweep: listing networks failed", "err", err)

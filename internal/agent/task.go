@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/runtime"
 	"github.com/ruche-platform/ruche/internal/store"
 )
@@ -319,6 +320,7 @@ func (s *supervisor) teardown(ctx context.Context, rec store.TaskRecord, report 
 			}
 		}
 		s.log.Info("container removed", "container", ContainerName(rec))
+		s.forgetAddresses()
 		s.cid = ""
 	}
 	return s.a.removeFiles(s.id)
@@ -400,10 +402,13 @@ func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 		return err
 	}
 	spec := containerSpec(rec, files)
-	addRoutePorts(&spec, rec, s.a.cfg.AdvertiseAddr)
 	if s.a.cfg.ClusterID != "" {
 		spec.Labels[runtime.LabelCluster] = s.a.cfg.ClusterID
 	}
+	if s.a.pn != nil {
+		return s.createPrivnet(ctx, rec, spec)
+	}
+	addRoutePorts(&spec, rec, s.a.cfg.AdvertiseAddr)
 	id, err := s.a.rt.Create(ctx, spec)
 	if errors.Is(err, runtime.ErrNotFound) {
 		if err := s.pullMissing(ctx, rec); err != nil {
@@ -423,6 +428,9 @@ func (s *supervisor) create(ctx context.Context, rec store.TaskRecord) error {
 }
 
 func (s *supervisor) ensureNetworks(ctx context.Context, rec store.TaskRecord) error {
+	if s.a.pn != nil {
+		return nil // ruche's networks: ensured by Attach
+	}
 	for _, n := range engineNetworks(rec) {
 		if s.a.cfg.ClusterID != "" {
 			n.Labels[runtime.LabelCluster] = s.a.cfg.ClusterID // what the sweep goes by
@@ -463,6 +471,9 @@ func (s *supervisor) start(ctx context.Context, rec store.TaskRecord) {
 		if err = s.ensureNetworks(ctx, rec); err == nil {
 			err = s.a.rt.Start(ctx, s.cid)
 		}
+	}
+	if err == nil && s.a.pn != nil {
+		err = s.startWired(ctx, rec)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -505,10 +516,20 @@ func (s *supervisor) restarted(ctx context.Context, rec store.TaskRecord) {
 // observeRun reports a running container: ready when healthy or without
 // healthcheck.
 func (s *supervisor) observeRun(ctx context.Context, rec store.TaskRecord, c runtime.Container) {
+	addrs := c.Addresses
+	if s.a.pn != nil {
+		// Wired at start; this catches a container started by an agent
+		// that stopped before it wired it.
+		if err := s.wire(rec, c); err != nil {
+			s.retry(ctx, "wire", err)
+			return
+		}
+		addrs = privnet.Addresses(c.Labels)
+	}
 	s.runSeen = c.StartedAt
 	st := client.ReplicaStatus{
 		State: client.StateRunning, Ready: true, Health: c.Health, ContainerID: c.ID,
-		Ports: markRoutePorts(c.Labels, rec.Spec.Ports, c.Ports), Addresses: projectAddresses(rec, c.Addresses), StartedAt: c.StartedAt,
+		Ports: markRoutePorts(c.Labels, rec.Spec.Ports, c.Ports), Addresses: projectAddresses(rec, addrs), StartedAt: c.StartedAt,
 	}
 	switch c.Health {
 	case runtime.HealthStarting:
@@ -525,12 +546,18 @@ func (s *supervisor) observeRun(ctx context.Context, rec store.TaskRecord, c run
 	}
 	s.wasReady = st.Ready
 	s.set(st)
+	if s.a.pn != nil {
+		s.publish(rec, c, st.Ready)
+	}
 }
 
 // exited applies the restart policy to an exit seen for the first time.
 func (s *supervisor) exited(ctx context.Context, rec store.TaskRecord, c runtime.Container) {
 	s.exitSeen = c.FinishedAt
 	s.wasReady = false
+	if s.a.pn != nil {
+		s.a.pn.Unpublish(c.ID)
+	}
 	ranFor := c.FinishedAt.Sub(c.StartedAt)
 	d := decideExit(rec.Spec.RestartPolicy, c.ExitCode, ranFor, s.failures, c.OOMKilled)
 	s.failures = d.failures
@@ -558,6 +585,7 @@ func (s *supervisor) exited(ctx context.Context, rec store.TaskRecord, c runtime
 // vanished handles a container removed behind the agent's back: a new one
 // is created after the restart backoff.
 func (s *supervisor) vanished(ctx context.Context, rec store.TaskRecord) {
+	s.forgetAddresses()
 	s.cid = ""
 	s.wasReady = false
 	d := decideExit(rec.Spec.RestartPolicy, 1, 0, s.failures, false)

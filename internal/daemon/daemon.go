@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/ruche-platform/ruche/internal/nodeapi"
 	"github.com/ruche-platform/ruche/internal/nodes"
 	"github.com/ruche-platform/ruche/internal/pki"
+	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/runtime/docker"
 	"github.com/ruche-platform/ruche/internal/secret"
 	"github.com/ruche-platform/ruche/internal/store"
@@ -66,6 +68,11 @@ type Config struct {
 	Join, Token, CAHash string
 	// NoAgent runs a manager without the agent (`ruche server`).
 	NoAgent bool
+	// Networks is NetworksDocker (default) or NetworksRuche (privnet.go);
+	// PrivateRange is then where the subnets come from.
+	Networks     string
+	PrivateRange netip.Prefix
+	DNSUpstreams []string // where the networks' DNS forwards; default /etc/resolv.conf's
 	// StoreHeartbeatMs and StoreElectionMs are the embedded etcd's raft
 	// timing (0: etcd's 100 and 1000 ms).
 	StoreHeartbeatMs, StoreElectionMs uint
@@ -194,6 +201,18 @@ func Up(ctx context.Context, cfg Config) error {
 	clusterDrain := nodeapi.NewClusterDrain(nodeapi.ClusterDrainConfig{LocalNode: cfg.NodeID},
 		nodeapi.ClusterDrainDeps{Store: st, Local: drainer, Remote: nodeapi.NewKeypairClient(nodePair, ca.Pool()), Log: log})
 	var ag *agent.Agent
+	var pn *privnet.Manager
+	var initBin string
+	if !cfg.NoAgent && cfg.Networks == NetworksRuche {
+		if pn, initBin, err = openPrivnet(cfg, log); err != nil {
+			return err
+		}
+		defer func() {
+			if err := pn.Close(); err != nil {
+				log.Warn("private networks: closing", "err", err)
+			}
+		}()
+	}
 	if !cfg.NoAgent {
 		var others drainOthers
 		if cfg.AdvertiseAddr != "" { // other nodes may join
@@ -201,7 +220,8 @@ func Up(ctx context.Context, cfg Config) error {
 		}
 		ag = agent.New(agent.Config{NodeID: cfg.NodeID, ClusterID: clusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 			AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr},
-			agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, others, drainTimeout(cfg.Ingress), log)})
+			agent.Deps{Runtime: rt, Conn: localConn, Log: log, Metrics: reg, Events: rec, Drainer: crossNodeDrainer(drainer, others, drainTimeout(cfg.Ingress), log),
+				Networks: pn, InitBinary: initBin})
 	}
 	logs := newClusterLogs(ca, nodePair, cfg.NodeID, st, ag, log)
 	ctlCfg := controller.Config{}

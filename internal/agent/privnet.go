@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/privnet"
+	"github.com/ruche-platform/ruche/internal/runtime"
+	"github.com/ruche-platform/ruche/internal/store"
+)
+
+// ruche's own networks (Deps.Networks, see internal/privnet): a replica's
+// container runs with no engine network, ruche's init in front of its
+// command; once it runs, the agent wires it into its project networks'
+// bridges, and its names resolve while it is ready.
+
+// errPublishedPorts: Docker cannot publish the ports of a container
+// without a network, and ruche does not publish them itself yet.
+var errPublishedPorts = errors.New("published ports need Docker's networks: this node runs ruche's own networks (ruche up --networks ruche), which do not publish ports yet; use a route (x-ruche or a label) for HTTP, or run without --networks ruche")
+
+// privnetSpec turns a container spec made for engine networks into one for
+// ruche's: no engine network, addresses reserved (labels), name server,
+// and ruche's init as entrypoint. The caller releases the task's
+// addresses if the container is not created.
+func (s *supervisor) privnetSpec(ctx context.Context, rec store.TaskRecord, spec *runtime.ContainerSpec) error {
+	pn := s.a.pn
+	if len(spec.Ports) > 0 {
+		return errPublishedPorts
+	}
+	ep, cmd, err := s.a.rt.ImageCommand(ctx, spec.Image)
+	if errors.Is(err, runtime.ErrNotFound) {
+		if err := s.pullMissing(ctx, rec); err != nil {
+			return err
+		}
+		ep, cmd, err = s.a.rt.ImageCommand(ctx, spec.Image)
+	}
+	if err != nil {
+		return err
+	}
+	argv, err := privnet.Command(spec.Entrypoint, spec.Command, ep, cmd)
+	if err != nil {
+		return err
+	}
+	nets := runtime.NetworkNamesOf(spec.Networks)
+	ifaces, err := pn.Attach(s.id, rec.Project+".internal", privnetSpecs(rec, nets))
+	if err != nil {
+		return err
+	}
+	spec.Entrypoint, spec.Command = argv, nil
+	spec.Mounts = append(spec.Mounts, runtime.Mount{Type: client.MountBind, Source: s.a.initBin, Target: privnet.InitPath, ReadOnly: true})
+	spec.NoNetwork, spec.Networks = true, nil
+	spec.DNS = []string{ifaces[0].Gateway.String()}
+	spec.DNSSearch = []string{rec.Project + ".internal"}
+	maps.Copy(spec.Labels, privnet.Labels(nets, ifaces))
+	return nil
+}
+
+// privnetSpecs are the networks of a task for Attach, by engine name.
+func privnetSpecs(rec store.TaskRecord, engineNames []string) []privnet.NetSpec {
+	out := make([]privnet.NetSpec, len(engineNames))
+	prefix := NetworkName(rec.Project, "")
+	for i, name := range engineNames {
+		out[i] = privnet.NetSpec{Name: name, Project: rec.Project, Internal: rec.Networks[strings.TrimPrefix(name, prefix)].Internal}
+	}
+	return out
+}
+
+// wire puts a running container into its networks (once: a wired
+// container is left alone).
+func (s *supervisor) wire(rec store.TaskRecord, c runtime.Container) error {
+	pn := s.a.pn
+	if c.Pid == 0 {
+		return fmt.Errorf("wire %s: not running", c.Name)
+	}
+	if pn.Wired(c.ID, c.Pid) {
+		return nil
+	}
+	nets := engineNetworkNames(rec)
+	ifaces, err := pn.Ifaces(privnetSpecs(rec, nets), c.Labels)
+	if err != nil {
+		return fmt.Errorf("wire %s: %w", c.Name, err)
+	}
+	if err := pn.Wire(c.ID, c.Pid, ifaces); err != nil {
+		return fmt.Errorf("wire %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// engineNetworkNames are the engine names of the task's networks, in
+// taskNetworks' order (the first has the default route).
+func engineNetworkNames(rec store.TaskRecord) []string {
+	var out []string
+	for _, n := range taskNetworks(rec) {
+		out = append(out, NetworkName(rec.Project, n))
+	}
+	return out
+}
+
+// publish makes a ready replica's names resolve (the same names Docker's
+// networks give it as aliases), and hides those of one that is not.
+func (s *supervisor) publish(rec store.TaskRecord, c runtime.Container, ready bool) {
+	pn := s.a.pn
+	if !ready {
+		pn.Unpublish(c.ID)
+		return
+	}
+	if pn.Published(c.ID) {
+		return
+	}
+	names := map[string][]string{}
+	for _, a := range containerSpec(rec, nil).Networks {
+		names[a.Network] = a.Aliases
+	}
+	pn.Publish(c.ID, c.Labels, names)
+}
+
+// adoptAddresses records the addresses of this node's containers before
+// any replica gets one, so that none is given twice after a restart.
+func (a *Agent) adoptAddresses(ctx context.Context) error {
+	cs, err := a.rt.ListSummaries(ctx, a.nodeLabels())
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range cs {
+		a.pn.Adopt(c.Labels[runtime.LabelTask], c.Labels)
+	}
+	return nil
+}
+
+// removePrivnets removes the networks of a project (or, project empty,
+// of every project not in busy) that no container uses any more.
+func (a *Agent) removePrivnets(project string, busy map[string]bool) error {
+	for _, n := range a.pn.Unused(project) {
+		if busy[n.Project] {
+			continue
+		}
+		name := n.Name
+		if _, err := a.pn.Remove(name); err != nil {
+			return err
+		}
+		a.log.Info("removed an unused private network", "network", name)
+	}
+	return nil
+}
+
+// createPrivnet creates the container of a replica on ruche's networks.
+func (s *supervisor) createPrivnet(ctx context.Context, rec store.TaskRecord, spec runtime.ContainerSpec) error {
+	if err := s.privnetSpec(ctx, rec, &spec); err != nil {
+		return err
+	}
+	id, err := s.a.rt.Create(ctx, spec)
+	if err != nil {
+		s.a.pn.Release(s.id)
+		return err
+	}
+	s.cid = id
+	s.runSeen, s.exitSeen = time.Time{}, time.Time{}
+	return nil
+}
+
+// startWired wires a container just started. If it cannot be, the
+// container is stopped (its init would wait for a network that never
+// comes) and the start counts as failed.
+func (s *supervisor) startWired(ctx context.Context, rec store.TaskRecord) error {
+	c, err := s.a.rt.Inspect(ctx, s.cid)
+	if err == nil {
+		err = s.wire(rec, c)
+	}
+	if err != nil {
+		if serr := s.a.rt.Stop(ctx, s.cid, "KILL", 0); serr != nil {
+			s.log.Warn("stopping an unwired container failed", "err", serr)
+		}
+		return err
+	}
+	return nil
+}
+
+// forgetAddresses drops the names and addresses of the task's container,
+// which is gone.
+func (s *supervisor) forgetAddresses() {
+	if s.a.pn != nil {
+		s.a.pn.Unpublish(s.cid)
+		s.a.pn.Release(s.id)
+	}
+}

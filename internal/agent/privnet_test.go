@@ -1,0 +1,152 @@
+package agent
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/privnet"
+	"github.com/ruche-platform/ruche/internal/runtime"
+)
+
+// wireHost is a privnet.Host that records the wiring.
+type wireHost struct {
+	mu    sync.Mutex
+	wires []int // pids wired, in order
+	names map[string]bool
+}
+
+func (w *wireHost) Taken() ([]netip.Prefix, error)                { return nil, nil }
+func (w *wireHost) EnsureBridge(string, netip.Prefix, bool) error { return nil }
+func (w *wireHost) DeleteBridge(string, netip.Prefix) error       { return nil }
+func (w *wireHost) Close(bool) error                              { return nil }
+func (w *wireHost) Wired(prefix string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.names[prefix]
+}
+func (w *wireHost) Wire(pid int, prefix string, _ []privnet.Iface) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wires = append(w.wires, pid)
+	w.names[prefix] = true
+	return nil
+}
+
+func (w *wireHost) wired() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.wires)
+}
+
+// TestPrivnetReplica: on ruche's networks a replica's container has no
+// engine network, ruche's init in front of the image's command, the
+// network's name server; it is wired at each start (a new process each
+// time), its name resolves while it is ready, and its address is freed
+// with it.
+func TestPrivnetReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, newFakeRuntime(testImage))
+		wh := &wireHost{names: map[string]bool{}}
+		var lookup func(string) []netip.Addr
+		dns := func(addr, domain string, l func(string) []netip.Addr) (interface{ Close() error }, error) {
+			lookup = l
+			return nopCloser{}, nil
+		}
+		pn, err := privnet.New(privnet.Config{Range: netip.MustParsePrefix("10.208.0.0/16"), StateDir: t.TempDir(), Host: wh, DNS: dns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.pn = pn
+		h.start()
+		defer h.stop()
+		tk := task(1, "a1", client.ServiceSpec{Environment: map[string]string{"FAKE_EXIT_AFTER": "10s"},
+			RestartPolicy: client.RestartPolicy{Condition: client.RestartAny}})
+		h.put(tk)
+		st := h.waitState(tk.ID, client.StateRunning)
+		if st.Addresses["default"] != "10.208.0.2" {
+			t.Errorf("addresses: %v, want default 10.208.0.2", st.Addresses)
+		}
+		c, spec, _ := h.rt.container(tk.ID)
+		if !spec.NoNetwork || len(spec.Networks) != 0 {
+			t.Errorf("engine networks: NoNetwork %v, %+v", spec.NoNetwork, spec.Networks)
+		}
+		if !slices.Equal(spec.Entrypoint, []string{privnet.InitPath, "/hello"}) || len(spec.Command) != 0 {
+			t.Errorf("entrypoint %v command %v, want the init then the image's command", spec.Entrypoint, spec.Command)
+		}
+		if !slices.Contains(spec.Mounts, runtime.Mount{Type: client.MountBind, Source: "/usr/local/bin/ruche", Target: privnet.InitPath, ReadOnly: true}) {
+			t.Errorf("mounts %+v: no init", spec.Mounts)
+		}
+		if !slices.Equal(spec.DNS, []string{"10.208.0.1"}) || !slices.Equal(spec.DNSSearch, []string{"p.internal"}) {
+			t.Errorf("dns %v search %v", spec.DNS, spec.DNSSearch)
+		}
+		if c.Labels[privnet.LabelAddrPrefix+"ruche-p-default"] != "10.208.0.2" {
+			t.Errorf("labels %v: no address", c.Labels)
+		}
+		if got := wh.wired(); len(got) != 1 || got[0] != c.Pid {
+			t.Errorf("wired %v, want the process %d once", got, c.Pid)
+		}
+		for _, name := range []string{"web", "1.web"} {
+			if got := lookup(name); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.208.0.2")}) {
+				t.Errorf("%s = %v", name, got)
+			}
+		}
+
+		advance(10e9) // the container exits, and is restarted after a delay
+		for i := 0; i < 50 && h.status(tk.ID).State == client.StateRunning; i++ {
+			advance(1e8)
+		}
+		if got := lookup("web"); len(got) != 0 {
+			t.Errorf("web while the replica is down (%s) = %v", h.status(tk.ID).State, got)
+		}
+		st = h.waitState(tk.ID, client.StateRunning)
+		c, _, _ = h.rt.container(tk.ID)
+		if got := wh.wired(); len(got) != 2 || got[1] != c.Pid || st.Restarts != 1 {
+			t.Errorf("after a restart: wired %v (restarts %d), want the new process %d wired too", got, st.Restarts, c.Pid)
+		}
+		if got := lookup("web"); len(got) != 1 {
+			t.Errorf("web after the restart = %v", got)
+		}
+
+		h.del(tk)
+		advance(1e9)
+		if got := lookup("web"); len(got) != 0 {
+			t.Errorf("web after the removal = %v", got)
+		}
+		if u := pn.Unused("p"); len(u) != 1 {
+			t.Errorf("unused networks of p: %v, want the default network (its address freed)", u)
+		}
+	})
+}
+
+// TestPrivnetRefusesPublishedPorts: Docker cannot publish the ports of a
+// container without a network; the replica fails with a message saying so.
+func TestPrivnetRefusesPublishedPorts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, newFakeRuntime(testImage))
+		pn, err := privnet.New(privnet.Config{StateDir: t.TempDir(), Host: &wireHost{names: map[string]bool{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.pn = pn
+		h.start()
+		defer h.stop()
+		tk := task(1, "a1", client.ServiceSpec{Ports: []client.PortSpec{{Target: 8080, Published: 8080}}})
+		h.put(tk)
+		st := h.waitState(tk.ID, client.StateFailed)
+		if !strings.Contains(st.Message, "published ports") {
+			t.Errorf("message %q", st.Message)
+		}
+		if u := pn.Unused(""); len(u) != 0 {
+			t.Errorf("networks made for a replica that failed first: %v", u)
+		}
+	})
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }

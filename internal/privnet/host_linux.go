@@ -1,0 +1,362 @@
+package privnet
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// The firewall, in chains of ruche's own jumped to from the built-in ones
+// (first, so that Docker's DROP policy on FORWARD does not apply first):
+//
+//	RUCHE-FORWARD, per bridge B with subnet S (inserted at the top):
+//	    -i B ! -s S -j DROP            no spoofed source address
+//	    -i B -o B -j ACCEPT            within the network (bridged traffic
+//	                                   passes here with br_netfilter)
+//	then for every bridge:
+//	    -o ruchbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//	    -i ruchbr+ -o ruchbr+ -j DROP  no network reaches another
+//	    -i ruchbr+ -j ACCEPT           out to the world
+//	    -o ruchbr+ -j DROP             nothing else in
+//	RUCHE-INPUT (to the node itself): answers, and DNS on the gateway;
+//	    nothing else of the node is reachable from a container.
+//	nat RUCHE-POSTROUTING: -s Range ! -o ruchbr+ -j MASQUERADE
+//
+// The host reaches containers directly (its proxy, through OUTPUT).
+const (
+	chainForward = "RUCHE-FORWARD"
+	chainInput   = "RUCHE-INPUT"
+	chainNAT     = "RUCHE-POSTROUTING"
+)
+
+// NewHost returns the real Host: netlink for links, iptables for the
+// rules. It sets up the chains and their fixed rules for rng (flushing
+// what a previous run left; the rules of each bridge come back with
+// EnsureBridge).
+//
+// One process at a time owns the machine's networks (lockPath): the chains
+// and the bridges' names are the machine's, not a cluster's.
+func NewHost(rng netip.Prefix) (_ Host, err error) {
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("another ruche runs ruche's networks on this machine (it holds %s): one per machine", lockPath)
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
+	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(30))
+	if err != nil {
+		return nil, fmt.Errorf("iptables: %w", err)
+	}
+	h := &host{ipt: ipt, lock: lock}
+	for _, s := range chains(rng) {
+		if err := ipt.ClearChain(s.table, s.chain); err != nil { // creates it if absent
+			return nil, fmt.Errorf("iptables %s %s: %w", s.table, s.chain, err)
+		}
+		for _, r := range s.rules {
+			if err := ipt.Append(s.table, s.chain, r...); err != nil {
+				return nil, fmt.Errorf("iptables %s %s: %w", s.table, s.chain, err)
+			}
+		}
+		jump := []string{"-j", s.chain}
+		if ok, err := ipt.Exists(s.table, s.parent, jump...); err != nil {
+			return nil, fmt.Errorf("iptables %s %s: %w", s.table, s.parent, err)
+		} else if !ok {
+			if err := ipt.Insert(s.table, s.parent, 1, jump...); err != nil {
+				return nil, fmt.Errorf("iptables %s %s: %w", s.table, s.parent, err)
+			}
+		}
+	}
+	return h, nil
+}
+
+// lockPath is held by the process that owns the machine's networks.
+const lockPath = "/run/ruche-privnet.lock"
+
+type host struct {
+	ipt  *iptables.IPTables
+	lock *os.File
+}
+
+// chain is one of ruche's chains, jumped to from parent.
+type chain struct {
+	table, chain, parent string
+	rules                [][]string
+}
+
+// chains are ruche's chains with their fixed rules.
+func chains(rng netip.Prefix) []chain {
+	all := BridgePrefix + "+"
+	return []chain{
+		{"filter", chainForward, "FORWARD", [][]string{
+			{"-o", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+			{"-i", all, "-o", all, "-j", "DROP"},
+			{"-i", all, "-j", "ACCEPT"},
+			{"-o", all, "-j", "DROP"},
+		}},
+		{"filter", chainInput, "INPUT", [][]string{
+			{"-i", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+			{"-i", all, "-p", "udp", "--dport", "53", "-j", "ACCEPT"},
+			{"-i", all, "-p", "tcp", "--dport", "53", "-j", "ACCEPT"},
+			{"-i", all, "-j", "DROP"},
+		}},
+		{"nat", chainNAT, "POSTROUTING", [][]string{
+			{"-s", rng.String(), "!", "-o", all, "-j", "MASQUERADE"},
+		}},
+	}
+}
+
+func (h *host) Close(teardown bool) error {
+	defer h.lock.Close()
+	if !teardown {
+		return nil
+	}
+	var errs []error
+	for _, c := range chains(netip.Prefix{}) {
+		errs = append(errs, h.ipt.DeleteIfExists(c.table, c.parent, "-j", c.chain))
+		if ok, err := h.ipt.ChainExists(c.table, c.chain); err == nil && ok {
+			errs = append(errs, h.ipt.ClearAndDeleteChain(c.table, c.chain))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Taken lists the machine's routes (all tables but the default routes),
+// its addresses and the resolvers of /etc/resolv.conf.
+func (h *host) Taken() ([]netip.Prefix, error) {
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: 0}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue // default route
+		}
+		if p, ok := prefixOf(r.Dst); ok && p.Bits() > 0 && !isOurs(r.LinkIndex) {
+			out = append(out, p)
+		}
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && !isOurs(a.LinkIndex) {
+			out = append(out, p.Masked())
+		}
+	}
+	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "nameserver" {
+				if a, err := netip.ParseAddr(f[1]); err == nil && a.Is4() {
+					out = append(out, netip.PrefixFrom(a, 32))
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// isOurs reports whether a link is one of ruche's bridges (their routes
+// are the subnets the state file already holds).
+func isOurs(index int) bool {
+	l, err := netlink.LinkByIndex(index)
+	return err == nil && strings.HasPrefix(l.Attrs().Name, BridgePrefix)
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// bridgeRules are a bridge's own rules, in order; those of an internal
+// network end with a DROP of anything leaving it.
+func bridgeRules(name string, subnet netip.Prefix, internal bool) [][]string {
+	r := [][]string{
+		{"-i", name, "!", "-s", subnet.String(), "-j", "DROP"},
+		{"-i", name, "-o", name, "-j", "ACCEPT"},
+	}
+	if internal {
+		r = append(r, []string{"-i", name, "-j", "DROP"})
+	}
+	return r
+}
+
+func (h *host) EnsureBridge(name string, addr netip.Prefix, internal bool) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+		if l, err = netlink.LinkByName(name); err != nil {
+			return fmt.Errorf("bridge %s: %w", name, err)
+		}
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return fmt.Errorf("%s exists and is not a bridge", name)
+	}
+	has, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
+	found := false
+	for _, a := range has {
+		if p, ok := prefixOf(a.IPNet); ok && p == addr {
+			found = true
+		}
+	}
+	if !found {
+		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipnet(addr)}); err != nil {
+			return fmt.Errorf("bridge %s address %s: %w", name, addr, err)
+		}
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
+	// Inserted at the top in reverse, so they end in bridgeRules' order.
+	rules := bridgeRules(name, addr.Masked(), internal)
+	for i := len(rules) - 1; i >= 0; i-- {
+		ok, err := h.ipt.Exists("filter", chainForward, rules[i]...)
+		if err == nil && !ok {
+			err = h.ipt.Insert("filter", chainForward, 1, rules[i]...)
+		}
+		if err != nil {
+			return fmt.Errorf("bridge %s: iptables: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (h *host) DeleteBridge(name string, subnet netip.Prefix) error {
+	for _, r := range bridgeRules(name, subnet, true) {
+		if err := h.ipt.DeleteIfExists("filter", chainForward, r...); err != nil {
+			return fmt.Errorf("bridge %s: iptables: %w", name, err)
+		}
+	}
+	l, err := netlink.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
+	return nil
+}
+
+// Wire creates each veth pair with its container end directly in the
+// process's namespace (no rename, no move), then addresses it there.
+func (h *host) Wire(pid int, hostPrefix string, ifaces []Iface) error {
+	for i, ifc := range ifaces {
+		br, err := netlink.LinkByName(ifc.Bridge)
+		if err != nil {
+			return fmt.Errorf("bridge %s: %w", ifc.Bridge, err)
+		}
+		name := fmt.Sprintf("%s%d", hostPrefix, i)
+		veth := &netlink.Veth{
+			LinkAttrs:        netlink.LinkAttrs{Name: name, MasterIndex: br.Attrs().Index},
+			PeerName:         ifc.Name,
+			PeerNamespace:    netlink.NsPid(pid),
+			PeerHardwareAddr: MAC(ifc.Addr.Addr()),
+		}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("veth %s: %w", name, err)
+		}
+		if err := netlink.LinkSetUp(veth); err != nil {
+			return fmt.Errorf("veth %s: %w", name, err)
+		}
+	}
+	return inNamespace(pid, func(nh *netlink.Handle) error {
+		for _, ifc := range ifaces {
+			l, err := nh.LinkByName(ifc.Name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", ifc.Name, err)
+			}
+			if err := nh.AddrAdd(l, &netlink.Addr{IPNet: ipnet(ifc.Addr)}); err != nil {
+				return fmt.Errorf("%s address %s: %w", ifc.Name, ifc.Addr, err)
+			}
+			if err := nh.LinkSetUp(l); err != nil {
+				return fmt.Errorf("%s: %w", ifc.Name, err)
+			}
+		}
+		// The default route last: it is what the container's init waits
+		// for (see initwait.go).
+		for _, ifc := range ifaces {
+			if ifc.Gateway.IsValid() {
+				l, err := nh.LinkByName(ifc.Name)
+				if err != nil {
+					return err
+				}
+				if err := nh.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(ifc.Gateway.AsSlice())}); err != nil {
+					return fmt.Errorf("default route via %s: %w", ifc.Gateway, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// MAC is the hardware address of a container's interface, derived from
+// its IP address as Docker does: a container restarted with the same
+// address keeps it, so its peers' neighbour caches stay right (with a new
+// address each run, they would send to the old one until the entry goes
+// stale, seconds of lost packets).
+func MAC(a netip.Addr) net.HardwareAddr {
+	b := a.As4()
+	return net.HardwareAddr{0x02, 0x52, b[0], b[1], b[2], b[3]} // locally administered
+}
+
+// inNamespace runs fn with a netlink handle in the network namespace of
+// process pid; the calling thread never changes namespace.
+func inNamespace(pid int, fn func(*netlink.Handle) error) error {
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		return fmt.Errorf("namespace of process %d: %w", pid, err)
+	}
+	defer ns.Close()
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("namespace of process %d: %w", pid, err)
+	}
+	defer nh.Close()
+	return fn(nh)
+}
+
+func (h *host) Wired(hostPrefix string) bool {
+	_, err := netlink.LinkByName(hostPrefix + "0")
+	return err == nil
+}

@@ -1,0 +1,90 @@
+package privnet
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// InitPath is where the ruche binary is bind-mounted (read-only) into a
+// container on ruche's networks, as its entrypoint: the container's
+// process must not start before its network exists, and Docker starts it
+// before the agent can wire it. Run as InitPath, ruche is InitMain.
+const InitPath = "/.ruche-init"
+
+// initWait is how long InitMain waits for the network.
+const initWait = 60 * time.Second
+
+// InitMain waits until the container's namespace has a default route (the
+// last thing Wire adds), then executes args in its place: the process
+// keeps PID 1 (or its place under an init), its environment, signals and
+// exit code. args[0] without a slash is looked up in the container's PATH,
+// as the engine does.
+func InitMain(args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "ruche init: no command to run")
+		return 2
+	}
+	deadline := time.Now().Add(initWait)
+	for !hasDefaultRoute("/proc/net/route") {
+		if time.Now().After(deadline) {
+			fmt.Fprintf(stderr, "ruche init: no network after %s\n", initWait)
+			return 1
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	path := args[0]
+	if !strings.Contains(path, "/") {
+		p, err := exec.LookPath(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "ruche init: %v\n", err)
+			return 127
+		}
+		path = p
+	}
+	err := syscall.Exec(path, args, os.Environ())
+	fmt.Fprintf(stderr, "ruche init: exec %s: %v\n", path, err)
+	return 126
+}
+
+// hasDefaultRoute reads a /proc/net/route table.
+func hasDefaultRoute(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan() // header
+	for sc.Scan() {
+		if fs := strings.Fields(sc.Text()); len(fs) > 2 && fs[1] == "00000000" {
+			return true
+		}
+	}
+	return false
+}
+
+// Command is the entrypoint of a container on ruche's networks: the init,
+// then what the container would have run, from the compose file's
+// entrypoint and command and the image's, by the engine's rules (an
+// entrypoint given in the file drops the image's command).
+func Command(fileEntrypoint, fileCommand, imageEntrypoint, imageCmd []string) ([]string, error) {
+	var argv []string
+	switch {
+	case len(fileEntrypoint) > 0:
+		argv = append(append(argv, fileEntrypoint...), fileCommand...)
+	case len(fileCommand) > 0:
+		argv = append(append(argv, imageEntrypoint...), fileCommand...)
+	default:
+		argv = append(append(argv, imageEntrypoint...), imageCmd...)
+	}
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("no command: the image has none and the file gives none")
+	}
+	return append([]string{InitPath}, argv...), nil
+}

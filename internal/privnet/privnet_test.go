@@ -1,0 +1,321 @@
+package privnet
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeHost records what the manager asks of the machine.
+type fakeHost struct {
+	mu      sync.Mutex
+	taken   []netip.Prefix
+	bridges map[string]netip.Prefix // name -> gateway address
+	wired   map[string][]Iface      // host prefix -> interfaces
+	fail    error                   // returned by EnsureBridge
+	closed  []bool                  // Close's teardown arguments
+}
+
+func newFakeHost(taken ...string) *fakeHost {
+	h := &fakeHost{bridges: map[string]netip.Prefix{}, wired: map[string][]Iface{}}
+	for _, t := range taken {
+		h.taken = append(h.taken, netip.MustParsePrefix(t))
+	}
+	return h
+}
+
+func (h *fakeHost) Taken() ([]netip.Prefix, error) { return slices.Clone(h.taken), nil }
+
+func (h *fakeHost) EnsureBridge(name string, addr netip.Prefix, internal bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fail != nil {
+		return h.fail
+	}
+	h.bridges[name] = addr
+	return nil
+}
+
+func (h *fakeHost) DeleteBridge(name string, subnet netip.Prefix) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.bridges, name)
+	return nil
+}
+
+func (h *fakeHost) Wire(pid int, hostPrefix string, ifaces []Iface) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.wired[hostPrefix]; ok {
+		return errors.New("wired twice")
+	}
+	h.wired[hostPrefix] = ifaces
+	return nil
+}
+
+func (h *fakeHost) Wired(hostPrefix string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.wired[hostPrefix]
+	return ok
+}
+
+func (h *fakeHost) Close(teardown bool) error {
+	h.closed = append(h.closed, teardown)
+	return nil
+}
+
+// fakeDNS keeps each network's lookup function, by address.
+type fakeDNS struct {
+	mu      sync.Mutex
+	lookups map[string]func(string) []netip.Addr
+	domains map[string]string
+	closed  int
+}
+
+func (d *fakeDNS) start(addr, domain string, lookup func(string) []netip.Addr) (interface{ Close() error }, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lookups[addr], d.domains[addr] = lookup, domain
+	return closer{d}, nil
+}
+
+type closer struct{ d *fakeDNS }
+
+func (c closer) Close() error { c.d.closed++; return nil }
+
+func newManager(t *testing.T, h *fakeHost, dir, rng string) (*Manager, *fakeDNS) {
+	t.Helper()
+	d := &fakeDNS{lookups: map[string]func(string) []netip.Addr{}, domains: map[string]string{}}
+	m, err := New(Config{Range: netip.MustParsePrefix(rng), StateDir: dir, Host: h, DNS: d.start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, d
+}
+
+func spec(name string) NetSpec { return NetSpec{Name: name, Project: strings.Split(name, "-")[1]} }
+
+func TestAttachAddresses(t *testing.T) {
+	h := newFakeHost("10.208.0.0/24") // a route of the machine inside the range
+	m, dns := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	ifs, err := m.Attach("t1", "shop.internal", []NetSpec{spec("ruche-shop-front"), spec("ruche-shop-back")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Iface{
+		{Bridge: BridgeName("ruche-shop-front"), Name: "eth0", Addr: netip.MustParsePrefix("10.208.1.2/24"), Gateway: netip.MustParseAddr("10.208.1.1")},
+		{Bridge: BridgeName("ruche-shop-back"), Name: "eth1", Addr: netip.MustParsePrefix("10.208.2.2/24")},
+	}
+	if !slices.Equal(ifs, want) {
+		t.Fatalf("got %+v\nwant %+v (the machine's 10.208.0.0/24 skipped)", ifs, want)
+	}
+	if got := h.bridges[BridgeName("ruche-shop-front")]; got != netip.MustParsePrefix("10.208.1.1/24") {
+		t.Errorf("bridge address %s, want the gateway 10.208.1.1/24", got)
+	}
+	if dns.domains["10.208.1.1:53"] != "shop.internal" || dns.domains["10.208.2.1:53"] != "shop.internal" {
+		t.Errorf("name servers: %v, want one per gateway for shop.internal", dns.domains)
+	}
+	ifs2, err := m.Attach("t2", "shop.internal", []NetSpec{spec("ruche-shop-front")})
+	if err != nil || ifs2[0].Addr.Addr() != netip.MustParseAddr("10.208.1.3") {
+		t.Fatalf("second container: %+v, %v; want 10.208.1.3", ifs2, err)
+	}
+	m.Release("t1")
+	ifs3, err := m.Attach("t3", "shop.internal", []NetSpec{spec("ruche-shop-front")})
+	if err != nil || ifs3[0].Addr.Addr() != netip.MustParseAddr("10.208.1.2") {
+		t.Fatalf("after a release: %+v, %v; want the freed 10.208.1.2", ifs3, err)
+	}
+}
+
+// TestStateKeptAndAdopted: a restarted manager gives networks the subnets
+// they had, and addresses taken by existing containers (their labels) are
+// not given again.
+func TestStateKeptAndAdopted(t *testing.T) {
+	dir := t.TempDir()
+	h := newFakeHost()
+	m, _ := newManager(t, h, dir, "10.208.0.0/16")
+	nets := []NetSpec{spec("ruche-a-default")}
+	m.Attach("x", "a.internal", []NetSpec{spec("ruche-b-default")}) // b takes 10.208.0.0/24
+	ifs, err := m.Attach("t1", "a.internal", nets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := Labels([]string{"ruche-a-default"}, ifs)
+	if labels[LabelAddrPrefix+"ruche-a-default"] != "10.208.1.2" {
+		t.Fatalf("labels %v", labels)
+	}
+	m.Close()
+
+	m2, _ := newManager(t, newFakeHost(), dir, "10.208.0.0/16")
+	m2.Adopt("t1", labels)
+	m2.Adopt("t9", map[string]string{LabelAddrPrefix + "ruche-a-default": "192.0.2.1", LabelAddrPrefix + "nope": "10.208.1.9"}) // ignored
+	ifs2, err := m2.Attach("t2", "a.internal", nets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ifs2[0].Addr != netip.MustParsePrefix("10.208.1.3/24") {
+		t.Errorf("after a restart: %s, want 10.208.1.3/24 (same subnet, .2 adopted)", ifs2[0].Addr)
+	}
+	got, err := m2.Ifaces(nets, labels)
+	if err != nil || !slices.Equal(got, ifs) {
+		t.Errorf("Ifaces from labels: %+v, %v; want %+v", got, err, ifs)
+	}
+	if _, err := m2.Ifaces(nets, map[string]string{}); err == nil {
+		t.Error("Ifaces without a label: no error")
+	}
+}
+
+func TestAttachFailureReleases(t *testing.T) {
+	h := newFakeHost()
+	m, _ := newManager(t, h, t.TempDir(), "10.208.0.0/24") // room for one network
+	if _, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-one"), spec("ruche-a-two")}); err == nil || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("err = %v, want the range full", err)
+	}
+	ifs, err := m.Attach("t2", "a.internal", []NetSpec{spec("ruche-a-one")})
+	if err != nil || ifs[0].Addr.Addr() != netip.MustParseAddr("10.208.0.2") {
+		t.Errorf("got %+v, %v: the failed attach kept its address on the first network", ifs, err)
+	}
+}
+
+func TestRangeChecks(t *testing.T) {
+	if _, err := New(Config{Range: netip.MustParsePrefix("10.0.0.0/16"), StateDir: t.TempDir(), Host: newFakeHost("10.0.0.0/8")}); err == nil {
+		t.Error("a range inside a route of the machine: no error")
+	}
+	if _, err := New(Config{Range: netip.MustParsePrefix("10.0.0.0/25"), StateDir: t.TempDir(), Host: newFakeHost()}); err == nil {
+		t.Error("a range smaller than one subnet: no error")
+	}
+	m, _ := newManager(t, newFakeHost("10.208.0.0/16"), t.TempDir(), "10.208.0.0/16")
+	if _, err := m.Attach("t", "a.internal", []NetSpec{spec("ruche-a-default")}); err == nil {
+		t.Error("every subnet overlapping the machine's routes: no error")
+	}
+}
+
+// TestNames: a published container's names resolve on its networks only,
+// to its address, until it is unpublished.
+func TestNames(t *testing.T) {
+	h := newFakeHost()
+	m, dns := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	a := []NetSpec{spec("ruche-a-default")}
+	ifs1, _ := m.Attach("t1", "a.internal", a)
+	ifs2, _ := m.Attach("t2", "a.internal", a)
+	m.Attach("t3", "b.internal", []NetSpec{spec("ruche-b-default")})
+	l1, l2 := Labels([]string{"ruche-a-default"}, ifs1), Labels([]string{"ruche-a-default"}, ifs2)
+	m.Publish("c1", l1, map[string][]string{"ruche-a-default": {"db", "1.DB"}})
+	m.Publish("c2", l2, map[string][]string{"ruche-a-default": {"db", "2.db"}})
+	lookA, lookB := dns.lookups["10.208.0.1:53"], dns.lookups["10.208.1.1:53"]
+	if got := lookA("db"); len(got) != 2 {
+		t.Errorf("db = %v, want both replicas", got)
+	}
+	if got := lookA("1.db"); !slices.Equal(got, []netip.Addr{ifs1[0].Addr.Addr()}) {
+		t.Errorf("1.db = %v, want %s (names are lowercased)", got, ifs1[0].Addr.Addr())
+	}
+	if got := lookB("db"); len(got) != 0 {
+		t.Errorf("db on another project's network = %v, want nothing", got)
+	}
+	if !m.Published("c1") {
+		t.Error("c1 not published")
+	}
+	m.Unpublish("c1")
+	if got := lookA("db"); !slices.Equal(got, []netip.Addr{ifs2[0].Addr.Addr()}) {
+		t.Errorf("db after c1 left = %v, want only c2", got)
+	}
+	if got := lookA("1.db"); len(got) != 0 || m.Published("c1") {
+		t.Errorf("1.db after c1 left = %v", got)
+	}
+}
+
+func TestRemoveUnused(t *testing.T) {
+	h := newFakeHost()
+	dir := t.TempDir()
+	m, dns := newManager(t, h, dir, "10.208.0.0/16")
+	m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")})
+	m.Attach("t2", "b.internal", []NetSpec{spec("ruche-b-default")})
+	if got := m.Unused(""); len(got) != 0 {
+		t.Errorf("unused = %v, want none", got)
+	}
+	if ok, err := m.Remove("ruche-a-default"); ok || err != nil {
+		t.Errorf("removing a network in use: %v, %v", ok, err)
+	}
+	m.Release("t1")
+	if got := m.Unused("b"); len(got) != 0 {
+		t.Errorf("unused of b = %v, want none", got)
+	}
+	if got := m.Unused(""); len(got) != 1 || got[0] != (NetSpec{Name: "ruche-a-default", Project: "a"}) {
+		t.Fatalf("unused = %v, want ruche-a-default of a", got)
+	}
+	if ok, err := m.Remove("ruche-a-default"); !ok || err != nil {
+		t.Fatalf("remove: %v, %v", ok, err)
+	}
+	if _, ok := h.bridges[BridgeName("ruche-a-default")]; ok || dns.closed != 1 {
+		t.Errorf("bridge left, or name server not closed (%d)", dns.closed)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "privnet.json"))
+	if strings.Contains(string(b), "ruche-a-default") || !strings.Contains(string(b), "ruche-b-default") {
+		t.Errorf("state file after the removal: %s", b)
+	}
+	m.Close()
+	if !slices.Equal(h.closed, []bool{false}) {
+		t.Errorf("Close with a network left: teardown %v, want false", h.closed)
+	}
+}
+
+func TestWiredPerRun(t *testing.T) {
+	h := newFakeHost()
+	m, _ := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	ifs, _ := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")})
+	if err := m.Wire("c1", 100, ifs); err != nil || !m.Wired("c1", 100) {
+		t.Fatalf("wire: %v", err)
+	}
+	if m.Wired("c1", 101) {
+		t.Error("a restarted container (new process) counts as wired")
+	}
+	if len(VethPrefix("c1", 100)+"0") > 15 || len(BridgeName("ruche-a-very-long-project-name-default")) > 15 {
+		t.Error("interface names longer than Linux's 15 bytes")
+	}
+}
+
+func TestCommand(t *testing.T) {
+	tests := []struct {
+		name                   string
+		fileEP, fileCmd, ep, c []string
+		want                   []string
+	}{
+		{"image only", nil, nil, []string{"/hello"}, []string{"serve"}, []string{InitPath, "/hello", "serve"}},
+		{"file command", nil, []string{"x"}, []string{"/hello"}, []string{"serve"}, []string{InitPath, "/hello", "x"}},
+		{"file entrypoint drops the image's command", []string{"/bin/sh"}, nil, []string{"/hello"}, []string{"serve"}, []string{InitPath, "/bin/sh"}},
+		{"both from the file", []string{"sh", "-c"}, []string{"echo"}, []string{"/hello"}, nil, []string{InitPath, "sh", "-c", "echo"}},
+		{"command only image", nil, nil, nil, []string{"nginx"}, []string{InitPath, "nginx"}},
+	}
+	for _, tt := range tests {
+		got, err := Command(tt.fileEP, tt.fileCmd, tt.ep, tt.c)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := Command(nil, nil, nil, nil); err == nil {
+		t.Error("nothing to run: no error")
+	}
+}
+
+func TestHasDefaultRoute(t *testing.T) {
+	dir := t.TempDir()
+	for name, table := range map[string]string{
+		"none":    "Iface\tDestination\tGateway\n",
+		"subnet":  "Iface\tDestination\tGateway\neth0\t0000D00A\t00000000\n",
+		"default": "Iface\tDestination\tGateway\neth0\t0000D00A\t00000000\neth0\t00000000\t0100D00A\n",
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(table), 0o644)
+		if got := hasDefaultRoute(p); got != (name == "default") {
+			t.Errorf("%s: %v", name, got)
+		}
+	}
+	if hasDefaultRoute(filepath.Join(dir, "missing")) {
+		t.Error("missing file: true")
+	}
+}
