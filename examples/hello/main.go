@@ -12,6 +12,10 @@
 //	HELLO_EXIT         exit at once with this code
 //	HELLO_DATA_DIR     PUT/GET /data/<name> writes/reads files there
 //	HELLO_READ_FILES=1 GET /file?path=... returns that file
+//	HELLO_FETCH=1      GET /fetch?url=... fetches that URL from inside the
+//	                   container and answers with its status and body, and
+//	                   GET /resolve?name=... answers with the name's
+//	                   addresses (tests of the private networks)
 //	HELLO_QUIET=1      no log line per request (benchmarks: the line costs
 //	                   more than the answer once Docker carries it to disk)
 //
@@ -25,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -190,6 +195,10 @@ func newHandler() http.Handler {
 			serveFile(w, r.URL.Query().Get("path"))
 		})
 	}
+	if os.Getenv("HELLO_FETCH") == "1" {
+		mux.HandleFunc("GET /fetch", fetch)
+		mux.HandleFunc("GET /resolve", resolve)
+	}
 	if os.Getenv("HELLO_QUIET") == "1" {
 		return mux
 	}
@@ -222,4 +231,37 @@ func logRequests(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// fetch gets a URL (3 s at most) and relays the status and body; a
+// failure is a 502 naming the error.
+func fetch(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.URL.Query().Get("url"), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, "fetch: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	fmt.Fprintf(w, "%d ", resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+}
+
+// resolve answers with a name's addresses, one per line, sorted by the
+// resolver; a failure is a 502 naming the error.
+func resolve(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, r.URL.Query().Get("name"))
+	if err != nil {
+		http.Error(w, "resolve: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	fmt.Fprintln(w, strings.Join(addrs, "\n"))
 }
