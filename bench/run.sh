@@ -12,6 +12,10 @@
 #      wiring its containers itself (no Docker network, a veth pair, an
 #      address and a route by netlink, a waiter holding the command until
 #      then), what private networks would leave of a replica's start;
+#      and `ruche deploy` on a second `ruche up --networks ruche` (ruche's
+#      own networks, experimental), counted once every replica's network
+#      namespace has its default route (benchtool converge -network-ready):
+#      its containers start before ruche wires them;
 #   2. VmRSS of an idle `ruche up` running 50 replicas (and of dockerd).
 # Progress goes to stderr, the Markdown report to stdout and to
 # $BENCH_OUT/report.md with the logs.
@@ -26,7 +30,7 @@
 #
 # Knobs: BENCH_TRIALS (5), BENCH_IDLE_WAIT seconds (60),
 # BENCH_SCENARIOS ("docker-run docker-run-net docker-run-none wired ruche
-# swarm swarm-net rss"), BENCH_OUT
+# ruche-privnet swarm swarm-net rss"), BENCH_OUT
 # (a new /tmp dir), BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image,
 # BENCH_RUCHE_BIN=path to measure another ruche binary than bin/ruche (an
 # A/B of two builds: alternate runs, one per binary).
@@ -39,7 +43,7 @@ TRIALS=${BENCH_TRIALS:-5}
 REPLICAS=20
 IDLE_REPLICAS=50
 IDLE_WAIT=${BENCH_IDLE_WAIT:-60}
-SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none wired ruche swarm swarm-net rss"}
+SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none wired ruche ruche-privnet swarm swarm-net rss"}
 # The overlay network of swarm-net, a range no host route reaches or lies
 # in (checked before use): containers get addresses from it, in their own
 # namespaces only.
@@ -48,6 +52,7 @@ SWARMNET_SUBNET=10.213.77.0/24
 # address goes on the bridge, the containers' in their namespaces; no NAT,
 # no route out, and nothing sends traffic on it.
 WIRE_SUBNET=10.213.78.0/24
+PRIVNET_RANGE=10.213.80.0/24 # ruche up --networks ruche --private-range
 WIRE_BRIDGE=bench-wire0
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest
@@ -67,6 +72,8 @@ TOOL=$WORK/benchtool
 # --- cleanup: only what this run created, found by its bench- names -------
 
 RUCHE_PID=""
+PN_PID="" # the ruche up --networks ruche
+PN_CONFIG=$WORK/ruche-pn/admin.conf
 SWARM_OURS=0
 GWBRIDGE_EXISTED=1
 
@@ -93,25 +100,35 @@ leave_swarm() {
 	fi
 }
 
-stop_ruche() {
-	[ -n "$RUCHE_PID" ] || return 0
-	if kill -0 "$RUCHE_PID" 2>/dev/null; then
-		for p in bench-ruche bench-idle; do
-			timeout 90 "$RUCHE" rm "$p" --timeout 60s >>"$OUT/ruche-cli.log" 2>&1 || true
+# stop_one_ruche PID CONFIG PROJECT...: removes the projects, then stops
+# that ruche up.
+stop_one_ruche() {
+	local pid=$1 conf=$2
+	shift 2
+	[ -n "$pid" ] || return 0
+	if kill -0 "$pid" 2>/dev/null; then
+		for p in "$@"; do
+			timeout 90 "$RUCHE" --config "$conf" rm "$p" --timeout 60s >>"$OUT/ruche-cli.log" 2>&1 || true
 		done
-		log "stopping ruche up (pid $RUCHE_PID)"
-		kill -TERM "$RUCHE_PID" 2>/dev/null || true
+		log "stopping ruche up (pid $pid)"
+		kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 1 100); do
-			kill -0 "$RUCHE_PID" 2>/dev/null || break
+			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.3
 		done
-		if kill -0 "$RUCHE_PID" 2>/dev/null; then
-			log "ruche up did not stop on SIGTERM; killing pid $RUCHE_PID"
-			kill -KILL "$RUCHE_PID" 2>/dev/null || true
+		if kill -0 "$pid" 2>/dev/null; then
+			log "ruche up did not stop on SIGTERM; killing pid $pid"
+			kill -KILL "$pid" 2>/dev/null || true
 		fi
-		wait "$RUCHE_PID" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
 	fi
+}
+
+stop_ruche() {
+	stop_one_ruche "$RUCHE_PID" "$WORK/ruche/admin.conf" bench-ruche bench-idle
 	RUCHE_PID=""
+	stop_one_ruche "$PN_PID" "$PN_CONFIG" bench-ruchepn
+	PN_PID=""
 }
 
 cleanup() {
@@ -124,6 +141,7 @@ cleanup() {
 	remove_containers bench-runnet-
 	remove_containers bench-runnone-
 	remove_containers bench-ruche-
+	remove_containers bench-ruchepn-
 	remove_containers bench-idle-
 	[ ! -x "$WORK/netwire" ] || "$WORK/netwire" -cleanup -prefix bench-wire- -bridge "$WIRE_BRIDGE" || log "could not remove the wired prototype's containers or bridge $WIRE_BRIDGE"
 	if docker network inspect "$RUNNET" >/dev/null 2>&1; then
@@ -226,6 +244,7 @@ services:
 EOF
 }
 compose_file bench-ruche "$REPLICAS" >"$WORK/compose-bench-ruche.yml"
+compose_file bench-ruchepn "$REPLICAS" >"$WORK/compose-bench-ruchepn.yml"
 compose_file bench-idle "$IDLE_REPLICAS" >"$WORK/compose-bench-idle.yml"
 
 if want ruche || want rss; then
@@ -253,6 +272,20 @@ subnet_free() {
 	fi
 }
 if want swarm-net; then subnet_free "$SWARMNET_SUBNET" swarm-net; fi
+if want ruche-privnet; then
+	subnet_free "$PRIVNET_RANGE" ruche-privnet
+	mapfile -t PN_PORTS < <("$TOOL" ports 3)
+	log "starting ruche up --networks ruche (data dir $WORK/ruche-pn, API 127.0.0.1:${PN_PORTS[0]}, log $OUT/ruche-pn-up.log)"
+	"$RUCHE" up --data-dir "$WORK/ruche-pn" --node-name "bench-pn-$$" --networks ruche --private-range "$PRIVNET_RANGE" \
+		--api-addr "127.0.0.1:${PN_PORTS[0]}" --store-addr "127.0.0.1:${PN_PORTS[1]}" \
+		--store-peer-addr "127.0.0.1:${PN_PORTS[2]}" --http-addr "" --https-addr "" >"$OUT/ruche-pn-up.log" 2>&1 &
+	PN_PID=$!
+	for _ in $(seq 1 120); do
+		"$RUCHE" --config "$PN_CONFIG" status >/dev/null 2>&1 && break
+		kill -0 "$PN_PID" 2>/dev/null || { tail -n 20 "$OUT/ruche-pn-up.log" >&2; echo "ruche up --networks ruche exited" >&2; exit 1; }
+		sleep 0.5
+	done
+fi
 if want wired; then subnet_free "$WIRE_SUBNET" wired; fi
 if want swarm || want swarm-net; then
 	docker network inspect docker_gwbridge >/dev/null 2>&1 || GWBRIDGE_EXISTED=0
@@ -288,12 +321,19 @@ swarm_pulled() {
 
 declare -A BROKEN=()
 
-# measure SCENARIO TRIAL PREFIX -- command...: one converge measurement.
+# measure SCENARIO TRIAL PREFIX [converge flag...] -- command...: one
+# converge measurement.
 measure() {
 	local sc=$1 i=$2 prefix=$3
-	shift 4
+	shift 3
+	local flags=()
+	while [ "$1" != -- ]; do
+		flags+=("$1")
+		shift
+	done
+	shift
 	local out rc=0
-	out=$("$TOOL" converge -prefix "$prefix" -count "$REPLICAS" -timeout "$TRIAL_TIMEOUT" -- "$@" 2>>"$OUT/$sc.log") || rc=$?
+	out=$("$TOOL" converge -prefix "$prefix" -count "$REPLICAS" -timeout "$TRIAL_TIMEOUT" "${flags[@]}" -- "$@" 2>>"$OUT/$sc.log") || rc=$?
 	if [ "$rc" = 0 ]; then
 		printf 'converge\t%s\t%s\t%s\n' "$sc" "$i" "$out" >>"$RESULTS"
 		log "$sc trial $i: $(echo "$out" | awk '{ printf "first running after %.2f s, all after %.2f s, command returned after %.2f s", $3, $1, $2 }')"
@@ -350,6 +390,16 @@ trial_ruche() {
 	fi
 }
 
+trial_ruche_privnet() {
+	if [ -n "${BROKEN[ruche-privnet]:-}" ]; then skip ruche-privnet "$1"; return; fi
+	echo "--- trial $1" >>"$OUT/ruche-privnet.log"
+	measure ruche-privnet "$1" bench-ruchepn- -network-ready -- "$RUCHE" --config "$PN_CONFIG" deploy -f "$WORK/compose-bench-ruchepn.yml" --timeout "$TRIAL_TIMEOUT" || BROKEN[ruche-privnet]=1
+	if ! timeout 150 "$RUCHE" --config "$PN_CONFIG" rm bench-ruchepn --timeout 2m >>"$OUT/ruche-privnet.log" 2>&1 || [ -n "$(containers_named bench-ruchepn-)" ]; then
+		log "ruche rm bench-ruchepn did not finish cleanly; no more ruche-privnet trials"
+		BROKEN[ruche-privnet]=1
+	fi
+}
+
 trial_swarm() {
 	if [ -n "${BROKEN[swarm]:-}" ]; then skip swarm "$1"; return; fi
 	echo "--- trial $1" >>"$OUT/swarm.log"
@@ -379,7 +429,7 @@ trial_swarm_net() {
 	fi
 }
 
-ALL=(docker-run docker-run-net docker-run-none wired ruche swarm swarm-net)
+ALL=(docker-run docker-run-net docker-run-none wired ruche ruche-privnet swarm swarm-net)
 ACTIVE=()
 for sc in "${ALL[@]}"; do want "$sc" && ACTIVE+=("$sc"); done
 
@@ -405,6 +455,7 @@ for i in $(seq 1 "$TRIALS"); do
 		docker-run-none) trial_docker_run_none "$i" ;;
 		wired) trial_wired "$i" ;;
 		ruche) trial_ruche "$i" ;;
+		ruche-privnet) trial_ruche_privnet "$i" ;;
 		swarm) trial_swarm "$i" ;;
 		swarm-net) trial_swarm_net "$i" ;;
 		esac

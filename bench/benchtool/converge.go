@@ -20,6 +20,7 @@ import (
 type engine interface {
 	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 }
 
 type convergeOptions struct {
@@ -27,6 +28,11 @@ type convergeOptions struct {
 	Count   int           // how many must run at once
 	Timeout time.Duration // for the whole measurement
 	Args    []string      // the command that makes them run
+	// NetworkReady: a container counts as running once its process's
+	// network namespace has a default route (read in /proc/<pid>/net/route),
+	// for platforms that wire a container after Docker started it.
+	NetworkReady bool
+	ProcDir      string // default /proc
 }
 
 type convergeResult struct {
@@ -41,6 +47,7 @@ func convergeCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Prefix, "prefix", "", "container name prefix")
 	fs.IntVar(&o.Count, "count", 0, "containers that must be running")
 	fs.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up after")
+	fs.BoolVar(&o.NetworkReady, "network-ready", false, "count a container once its namespace has a default route, not at its start")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -102,9 +109,16 @@ func converge(ctx context.Context, eng engine, o convergeOptions) (convergeResul
 	tr := newTracker(o.Prefix, o.Count, launch)
 	var res convergeResult
 	cmdDone := false
+	ready := make(chan events.Message, o.Count)
 	for !cmdDone || tr.convergedAt.IsZero() {
 		select {
 		case m := <-msgs:
+			if o.NetworkReady && m.Action == events.ActionStart && tr.wants(m) {
+				go awaitRoute(ctx, eng, o.ProcDir, m, ready)
+				continue
+			}
+			tr.observe(m)
+		case m := <-ready:
 			tr.observe(m)
 		case err := <-errs:
 			if !cmdDone {
@@ -139,6 +153,45 @@ func converge(ctx context.Context, eng engine, o convergeOptions) (convergeResul
 		return res, fmt.Errorf("%w: %d of %d containers named %s* are running at the end", errNotConverged, n, o.Count, o.Prefix)
 	}
 	return res, nil
+}
+
+// awaitRoute sends m, stamped with the moment it happened, once the
+// started container's namespace has a default route; nothing if the
+// container stops first or ctx ends.
+func awaitRoute(ctx context.Context, eng engine, procDir string, m events.Message, ready chan<- events.Message) {
+	in, err := eng.ContainerInspect(ctx, m.Actor.ID)
+	name := m.Actor.Attributes["name"]
+	if err != nil || in.State == nil || in.State.Pid == 0 {
+		fmt.Fprintf(os.Stderr, "benchtool: %s not counted: no process to watch (%v)\n", name, err)
+		return
+	}
+	if procDir == "" {
+		procDir = "/proc"
+	}
+	routes := fmt.Sprintf("%s/%d/net/route", procDir, in.State.Pid)
+	for ctx.Err() == nil {
+		b, err := os.ReadFile(routes)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchtool: %s not counted: %v\n", name, err)
+			return // the process is gone
+		}
+		if hasDefaultRoute(string(b)) {
+			m.TimeNano = time.Now().UnixNano()
+			ready <- m
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// hasDefaultRoute reads a /proc/net/route table.
+func hasDefaultRoute(table string) bool {
+	for i, line := range strings.Split(table, "\n") {
+		if f := strings.Fields(line); i > 0 && len(f) > 2 && f[1] == "00000000" {
+			return true
+		}
+	}
+	return false
 }
 
 func notConverged(tr *tracker, o convergeOptions, cause error) error {

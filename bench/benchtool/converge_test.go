@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -56,6 +57,44 @@ func (f *fakeEngine) ContainerList(_ context.Context, opts container.ListOptions
 		out = append(out, container.Summary{Names: []string{"/" + n}, State: container.StateRunning})
 	}
 	return out, nil
+}
+
+// ContainerInspect gives container idN the process N+1.
+func (f *fakeEngine) ContainerInspect(_ context.Context, id string) (container.InspectResponse, error) {
+	var n int
+	if _, err := fmt.Sscanf(id, "id%d", &n); err != nil {
+		return container.InspectResponse{}, err
+	}
+	return container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{State: &container.State{Running: true, Pid: n + 1}}}, nil
+}
+
+// TestConvergeNetworkReady: with NetworkReady, containers count once their
+// namespace has a default route, not at their start.
+func TestConvergeNetworkReady(t *testing.T) {
+	three := []string{"bench-x-1", "bench-x-2", "bench-x-3"}
+	proc := t.TempDir()
+	noRoute := "Iface\tDestination\tGateway\nlo\t0000007F\t00000000\n"
+	withRoute := noRoute + "eth0\t00000000\t0100D00A\n"
+	for pid := 1; pid <= 3; pid++ {
+		os.MkdirAll(fmt.Sprintf("%s/%d/net", proc, pid), 0o755)
+		os.WriteFile(fmt.Sprintf("%s/%d/net/route", proc, pid), []byte(noRoute), 0o644)
+	}
+	const delay = 300 * time.Millisecond
+	go func() {
+		time.Sleep(delay)
+		for pid := 1; pid <= 3; pid++ {
+			os.WriteFile(fmt.Sprintf("%s/%d/net/route", proc, pid), []byte(withRoute), 0o644)
+		}
+	}()
+	eng := &fakeEngine{starts: three, running: three}
+	res, err := converge(context.Background(), eng, convergeOptions{Prefix: "bench-x-", Count: 3, Timeout: time.Minute, Args: []string{"true"},
+		NetworkReady: true, ProcDir: proc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Running < delay || res.First < delay {
+		t.Errorf("got %+v: converged before the routes existed (%s)", res, delay)
+	}
 }
 
 func TestConverge(t *testing.T) {

@@ -22,17 +22,21 @@ func newTracker(prefix string, want int, launch time.Time) *tracker {
 	return &tracker{prefix: prefix, want: want, launch: launch, running: map[string]bool{}}
 }
 
-func (t *tracker) observe(m events.Message) {
+// wants reports whether m is about a container the tracker follows, since
+// the launch.
+func (t *tracker) wants(m events.Message) bool {
 	if m.Type != "" && m.Type != events.ContainerEventType {
-		return
+		return false
 	}
-	if !strings.HasPrefix(m.Actor.Attributes["name"], t.prefix) {
+	// Before the launch: replayed by "since", before our command ran.
+	return strings.HasPrefix(m.Actor.Attributes["name"], t.prefix) && !time.Unix(0, m.TimeNano).Before(t.launch)
+}
+
+func (t *tracker) observe(m events.Message) {
+	if !t.wants(m) {
 		return
 	}
 	at := time.Unix(0, m.TimeNano)
-	if at.Before(t.launch) {
-		return // replayed by "since": before our command ran
-	}
 	switch m.Action {
 	case events.ActionStart:
 		t.running[m.Actor.ID] = true
