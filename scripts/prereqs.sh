@@ -26,9 +26,11 @@ fi
 
 # Packages the tests use as real parts: curl (client), pebble and
 # pebble-challtestsrv (a real ACME server, on loopback only),
-# python3-websockets (a WebSocket client, run by Debian's /usr/bin/python3).
+# python3-websockets (a WebSocket client, run by Debian's /usr/bin/python3),
+# dig (dnsutils: a DNS client, for the private networks' name servers).
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v dig >/dev/null 2>&1 || missing+=(dnsutils)
 command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 /usr/bin/python3 -c 'import websockets' >/dev/null 2>&1 || missing+=(python3-websockets)
 if [ ${#missing[@]} -gt 0 ]; then
