@@ -97,11 +97,10 @@ func TestPrivateNetworks(t *testing.T) {
 
 	// The name server, asked by a real client on the host.
 	gwA := gateway(t, dbAddrs[0])
-	out, err := exec.Command("dig", "+short", "+time=2", "+tries=1", "@"+gwA, "db."+a+".internal").Output()
-	if got := strings.Fields(string(out)); err != nil || len(got) != 2 {
-		t.Errorf("dig @%s db.%s.internal: %v %q, want 2 addresses", gwA, a, err, out)
+	if got := digShort(t, gwA, "db."+a+".internal"); len(got) != 2 {
+		t.Errorf("dig @%s db.%s.internal: %v, want 2 addresses", gwA, a, got)
 	}
-	out, _ = exec.Command("dig", "+time=2", "+tries=1", "@"+gwA, "db."+b+".internal").Output()
+	out, _ := exec.Command("dig", "+time=2", "+tries=1", "@"+gwA, "db."+b+".internal").Output()
 	if !strings.Contains(string(out), "NXDOMAIN") {
 		t.Errorf("another project's name on %s's server: want NXDOMAIN, got\n%s", a, out)
 	}
@@ -128,6 +127,9 @@ func TestPrivateNetworks(t *testing.T) {
 	eventually(t, "db answering web after ruche's restart", 30*time.Second, func() bool {
 		return strings.HasPrefix(ask(hostA, "/fetch?url=http://db:8080/"), "200 hello from db.")
 	})
+	if got := digShort(t, gwA, "db."+a+".internal"); len(got) != 2 {
+		t.Errorf("dig @%s db.%s.internal after ruche's restart: %v, want 2 addresses", gwA, a, got)
+	}
 
 	// A replica killed is restarted, and wired again (a new process).
 	cli := docker(t)
@@ -182,6 +184,16 @@ services:
 		t.Error("chain RUCHE-FORWARD left after ruche stopped with no network")
 	}
 	p.start() // for the cleanups
+}
+
+// digShort asks server for name's A records with dig.
+func digShort(t *testing.T, server, name string) []string {
+	t.Helper()
+	out, err := exec.Command("dig", "+short", "+time=2", "+tries=1", "@"+server, name).Output()
+	if err != nil {
+		t.Errorf("dig @%s %s: %v", server, name, err)
+	}
+	return strings.Fields(string(out))
 }
 
 // gateway is the first address of an address's /24 (the bridge's).

@@ -77,13 +77,14 @@ func (s *supervisor) wire(rec store.TaskRecord, c runtime.Container) error {
 	if c.Pid == 0 {
 		return fmt.Errorf("wire %s: not running", c.Name)
 	}
-	if pn.Wired(c.ID, c.Pid) {
-		return nil
-	}
-	nets := engineNetworkNames(rec)
-	ifaces, err := pn.Ifaces(privnetSpecs(rec, nets), c.Labels)
+	// Ifaces also ensures the networks (bridge, its rules, name server):
+	// after a restart of ruche, those of adopted containers come back here.
+	ifaces, err := pn.Ifaces(privnetSpecs(rec, engineNetworkNames(rec)), c.Labels)
 	if err != nil {
 		return fmt.Errorf("wire %s: %w", c.Name, err)
+	}
+	if pn.Wired(c.ID, c.Pid) {
+		return nil
 	}
 	if err := pn.Wire(c.ID, c.Pid, ifaces); err != nil {
 		return fmt.Errorf("wire %s: %w", c.Name, err)

@@ -150,3 +150,49 @@ func TestPrivnetRefusesPublishedPorts(t *testing.T) {
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
+
+// TestPrivnetAfterAgentRestart: a restarted agent brings back the networks
+// of the running containers it adopts (their name servers, bridges and
+// rules: the firewall's chains are rebuilt at start), without wiring them
+// again.
+func TestPrivnetAfterAgentRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, newFakeRuntime(testImage))
+		wh := &wireHost{names: map[string]bool{}}
+		var lookup func(string) []netip.Addr
+		dns := func(addr, domain string, l func(string) []netip.Addr) (interface{ Close() error }, error) {
+			lookup = l
+			return nopCloser{}, nil
+		}
+		dir := t.TempDir()
+		newPN := func() *privnet.Manager {
+			pn, err := privnet.New(privnet.Config{StateDir: dir, Host: wh, DNS: dns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pn
+		}
+		h.pn = newPN()
+		h.start()
+		tk := task(1, "a1", client.ServiceSpec{})
+		h.put(tk)
+		h.waitState(tk.ID, client.StateRunning)
+		h.stop()
+		h.pn.Close()
+
+		lookup = nil
+		h.pn = newPN()
+		h.start()
+		defer h.stop()
+		advance(31e9) // a resync
+		if lookup == nil {
+			t.Fatal("no name server after the restart")
+		}
+		if got := lookup("web"); len(got) != 1 {
+			t.Errorf("web after the restart = %v", got)
+		}
+		if got := wh.wired(); len(got) != 1 {
+			t.Errorf("wired %v, want the container wired once, before the restart", got)
+		}
+	})
+}
