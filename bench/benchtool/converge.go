@@ -168,12 +168,20 @@ func awaitRoute(ctx context.Context, eng engine, procDir string, m events.Messag
 	if procDir == "" {
 		procDir = "/proc"
 	}
-	routes := fmt.Sprintf("%s/%d/net/route", procDir, in.State.Pid)
+	pid := in.State.Pid
+	routes := fmt.Sprintf("%s/%d/net/route", procDir, pid)
 	for ctx.Err() == nil {
 		b, err := os.ReadFile(routes)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "benchtool: %s not counted: %v\n", name, err)
-			return // the process is gone
+			// Gone, or only for a moment: a multi-threaded process that
+			// executes a program from another thread than its first
+			// loses /proc/<pid> while the kernel moves its ID.
+			if in, ierr := eng.ContainerInspect(ctx, m.Actor.ID); ierr != nil || in.State == nil || in.State.Pid != pid {
+				fmt.Fprintf(os.Stderr, "benchtool: %s not counted: its process %d ended (%v)\n", name, pid, err)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+			continue
 		}
 		if hasDefaultRoute(string(b)) {
 			m.TimeNano = time.Now().UnixNano()

@@ -3,10 +3,21 @@ package main
 
 import (
 	"os"
+	goruntime "runtime"
 
 	"github.com/ruche-platform/ruche/internal/cli"
 	"github.com/ruche-platform/ruche/internal/privnet"
 )
+
+func init() {
+	if os.Args[0] == privnet.InitPath {
+		// The init executes the container's command from the main thread:
+		// an exec from another thread briefly takes /proc/<pid> away
+		// (the kernel moves the process ID to the executing thread), which
+		// tools watching the container's process would see as its end.
+		goruntime.LockOSThread()
+	}
+}
 
 func main() {
 	if os.Args[0] == privnet.InitPath {
