@@ -182,7 +182,6 @@ build_ruche_and_image
 go build -o "$TOOL" ./bench/benchtool
 if want wired; then
 	go build -o "$WORK/netwire" ./bench/netwire
-	CGO_ENABLED=0 go build -o "$WORK/waiter" ./bench/netwire/waiter
 	"$WORK/netwire" -cleanup -prefix bench-wire- -bridge "$WIRE_BRIDGE" # a crashed run's
 fi
 IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
@@ -376,7 +375,7 @@ trial_docker_run_none() {
 trial_wired() {
 	echo "--- trial $1" >>"$OUT/wired.log"
 	measure wired "$1" bench-wire- -- "$WORK/netwire" -n "$REPLICAS" -prefix bench-wire- -image "$IMAGE" \
-		-bridge "$WIRE_BRIDGE" -subnet "$WIRE_SUBNET" -waiter "$WORK/waiter" || true
+		-bridge "$WIRE_BRIDGE" -subnet "$WIRE_SUBNET" -waiter "$PWD/bin/ruche" || true
 	"$WORK/netwire" -cleanup -prefix bench-wire- -bridge "$WIRE_BRIDGE" >>"$OUT/wired.log" 2>&1 || true
 }
 

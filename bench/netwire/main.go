@@ -1,9 +1,9 @@
 // Command netwire is a prototype, for bench/run.sh, of what starting a
 // replica costs when the platform wires its network itself (DESIGN.md,
 // private networks) instead of asking Docker for a network: it starts N
-// containers with no Docker network (--network none), each running a
-// bind-mounted waiter that holds the real command until the network
-// exists, and wires each one as soon as it runs: a veth pair into a bridge
+// containers with no Docker network (--network none), each running the
+// bind-mounted ruche binary as its init (privnet.InitPath: it holds the
+// real command until the network exists), and wires each one as soon as it runs: a veth pair into a bridge
 // of its own, the container's end moved into the container's namespace,
 // an address and a default route, all through netlink (no program run). It
 // returns when every container is wired, and prints the seconds each step
@@ -11,7 +11,7 @@
 // data path's per-container work, measured beside the real ruche.
 //
 //	netwire -n 20 -prefix bench-wire- -image ruche-hello:latest \
-//	    -bridge bench-wire0 -subnet 10.213.78.0/24 -waiter /path/waiter
+//	    -bridge bench-wire0 -subnet 10.213.78.0/24 -waiter bin/ruche
 //	netwire -cleanup -prefix bench-wire- -bridge bench-wire0
 //
 // The bridge gets the subnet's first address and nothing else: no NAT, no
@@ -35,6 +35,8 @@ import (
 	dclient "github.com/docker/docker/client"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ruche-platform/ruche/internal/privnet"
 )
 
 func main() {
@@ -44,7 +46,7 @@ func main() {
 	cmd := flag.String("cmd", "/hello", "the image's command, run by the waiter")
 	bridge := flag.String("bridge", "bench-wire0", "bridge name")
 	subnet := flag.String("subnet", "10.213.78.0/24", "the bridge's subnet")
-	waiter := flag.String("waiter", "", "static waiter binary to bind-mount")
+	waiter := flag.String("waiter", "", "the static ruche binary, bind-mounted as the containers' init")
 	cleanup := flag.Bool("cleanup", false, "remove the containers and the bridge, then exit")
 	flag.Parse()
 	ctx := context.Background()
@@ -107,8 +109,8 @@ func main() {
 // run creates and starts a container without a Docker network, the waiter
 // in front of its command, and returns its process ID.
 func run(ctx context.Context, cli *dclient.Client, name, image, cmd, waiter string) (int, error) {
-	cfg := &container.Config{Image: image, Entrypoint: []string{"/.ruche-waiter", cmd}, Labels: map[string]string{"ruche.bench": "netwire"}}
-	hc := &container.HostConfig{NetworkMode: "none", Binds: []string{waiter + ":/.ruche-waiter:ro"}}
+	cfg := &container.Config{Image: image, Entrypoint: []string{privnet.InitPath, cmd}, Labels: map[string]string{"ruche.bench": "netwire"}}
+	hc := &container.HostConfig{NetworkMode: "none", Binds: []string{waiter + ":" + privnet.InitPath + ":ro"}}
 	c, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", name, err)
