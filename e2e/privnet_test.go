@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -152,19 +153,43 @@ func TestPrivateNetworks(t *testing.T) {
 			strings.HasPrefix(ask(hostA, "/fetch?url=http://2.db:8080/"), "200 hello from db.2")
 	})
 
-	// Published ports are refused, with the reason.
+	// Published ports: on loopback (ruche's listener carries them) and on
+	// every address (a DNAT rule; reached here at the node's address on
+	// the test's own bridge, which goes through the same rule as traffic
+	// from elsewhere would, in OUTPUT instead of PREROUTING).
 	ported := writeCompose(t, strings.ReplaceAll(`
 services:
-  pub:
+  lo:
     image: @IMAGE@
     ports: ["127.0.0.1::8080"]
+  all:
+    image: @IMAGE@
+    ports: ["8080"]
 `, "@IMAGE@", image))
 	c := uniq("e2e-pnc-")
 	cleanupProject(t, p, c)
-	if _, stderr, code := p.ruche("deploy", "-f", ported, "-p", c, "--timeout", "60s"); code == 0 {
-		t.Errorf("a published port deployed on ruche's networks")
-	} else if ps := p.must("ps", c); !strings.Contains(ps+stderr, "published ports") {
-		t.Errorf("no reason given for the refused port:\n%s\n%s", stderr, ps)
+	p.must("deploy", "-f", ported, "-p", c)
+	pc := p.project(c)
+	loPort, allPort := hostPort(t, running(service(t, pc, "lo"))[0]), hostPort(t, running(service(t, pc, "all"))[0])
+	if code, body := get(t, loPort, "/"); code != 200 || !strings.Contains(body, "hello from lo.1") {
+		t.Errorf("127.0.0.1:%d: %d %q", loPort, code, body)
+	}
+	out, err := exec.Command("curl", "-sS", "--max-time", "5", fmt.Sprintf("http://%s:%d/", gwA, allPort)).Output()
+	if err != nil || !strings.Contains(string(out), "hello from all.1") {
+		t.Errorf("the node's address %s:%d (DNAT): %v %q", gwA, allPort, err, out)
+	}
+	// By the rule, not by the listener (which also holds every address):
+	// the rule counted the connection's first packet.
+	rules, _ := exec.Command("iptables", "-t", "nat", "-L", "RUCHE-DNAT", "-n", "-v", "-x").Output()
+	matched := false
+	for _, line := range strings.Split(string(rules), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] != "0" && strings.Contains(line, fmt.Sprintf("dpt:%d ", allPort)) {
+			matched = true
+		}
+	}
+	if !matched {
+		t.Errorf("no packet went through the DNAT rule of port %d:\n%s", allPort, rules)
 	}
 
 	// Removing the projects removes their bridges and state; stopping

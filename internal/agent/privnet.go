@@ -19,19 +19,12 @@ import (
 // command; once it runs, the agent wires it into its project networks'
 // bridges, and its names resolve while it is ready.
 
-// errPublishedPorts: Docker cannot publish the ports of a container
-// without a network, and ruche does not publish them itself yet.
-var errPublishedPorts = errors.New("published ports need Docker's networks: this node runs ruche's own networks (ruche up --networks ruche), which do not publish ports yet; use a route (x-ruche or a label) for HTTP, or run without --networks ruche")
-
 // privnetSpec turns a container spec made for engine networks into one for
 // ruche's: no engine network, addresses reserved (labels), name server,
 // and ruche's init as entrypoint. The caller releases the task's
 // addresses if the container is not created.
 func (s *supervisor) privnetSpec(ctx context.Context, rec store.TaskRecord, spec *runtime.ContainerSpec) error {
 	pn := s.a.pn
-	if len(spec.Ports) > 0 {
-		return errPublishedPorts
-	}
 	ep, cmd, err := s.a.rt.ImageCommand(ctx, spec.Image)
 	if errors.Is(err, runtime.ErrNotFound) {
 		if err := s.pullMissing(ctx, rec); err != nil {
@@ -53,7 +46,9 @@ func (s *supervisor) privnetSpec(ctx context.Context, rec store.TaskRecord, spec
 	}
 	spec.Entrypoint, spec.Command = argv, nil
 	spec.Mounts = append(spec.Mounts, runtime.Mount{Type: client.MountBind, Source: s.a.initBin, Target: privnet.InitPath, ReadOnly: true})
-	spec.NoNetwork, spec.Networks = true, nil
+	// Docker cannot publish the ports of a container without a network:
+	// ruche publishes them once it is wired (wire).
+	spec.NoNetwork, spec.Networks, spec.Ports = true, nil, nil
 	spec.DNS = []string{ifaces[0].Gateway.String()}
 	spec.DNSSearch = []string{rec.Project + ".internal"}
 	maps.Copy(spec.Labels, privnet.Labels(nets, ifaces))
@@ -83,11 +78,13 @@ func (s *supervisor) wire(rec store.TaskRecord, c runtime.Container) error {
 	if err != nil {
 		return fmt.Errorf("wire %s: %w", c.Name, err)
 	}
-	if pn.Wired(c.ID, c.Pid) {
-		return nil
+	if !pn.Wired(c.ID, c.Pid) {
+		if err := pn.Wire(c.ID, c.Pid, ifaces); err != nil {
+			return fmt.Errorf("wire %s: %w", c.Name, err)
+		}
 	}
-	if err := pn.Wire(c.ID, c.Pid, ifaces); err != nil {
-		return fmt.Errorf("wire %s: %w", c.Name, err)
+	if _, err := pn.OpenPorts(c.ID, ifaces[0].Addr.Addr(), ifaces[0].Bridge, rec.Spec.Ports); err != nil {
+		return fmt.Errorf("publish the ports of %s: %w", c.Name, err)
 	}
 	return nil
 }
@@ -181,11 +178,20 @@ func (s *supervisor) startWired(ctx context.Context, rec store.TaskRecord) error
 	return nil
 }
 
-// forgetAddresses drops the names and addresses of the task's container,
-// which is gone.
+// forgetAddresses drops the names, ports and addresses of the task's
+// container, which is gone.
 func (s *supervisor) forgetAddresses() {
 	if s.a.pn != nil {
-		s.a.pn.Unpublish(s.cid)
+		s.stopped(s.cid)
 		s.a.pn.Release(s.id)
+	}
+}
+
+// stopped drops the names and published ports of a container that does
+// not run.
+func (s *supervisor) stopped(containerID string) {
+	s.a.pn.Unpublish(containerID)
+	if err := s.a.pn.ClosePorts(containerID); err != nil {
+		s.log.Warn("unpublishing the ports failed", "err", err)
 	}
 }

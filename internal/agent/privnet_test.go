@@ -3,7 +3,6 @@ package agent
 import (
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -18,12 +17,25 @@ type wireHost struct {
 	mu    sync.Mutex
 	wires []int // pids wired, in order
 	names map[string]bool
+	fwd   []privnet.Forward
 }
 
 func (w *wireHost) Taken() ([]netip.Prefix, error)                { return nil, nil }
 func (w *wireHost) EnsureBridge(string, netip.Prefix, bool) error { return nil }
 func (w *wireHost) DeleteBridge(string, netip.Prefix) error       { return nil }
 func (w *wireHost) Close(bool) error                              { return nil }
+func (w *wireHost) AddForward(owner string, f privnet.Forward) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.fwd = append(w.fwd, f)
+	return nil
+}
+func (w *wireHost) RemoveForwards(string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.fwd = nil
+	return nil
+}
 func (w *wireHost) Wired(prefix string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -123,26 +135,46 @@ func TestPrivnetReplica(t *testing.T) {
 	})
 }
 
-// TestPrivnetRefusesPublishedPorts: Docker cannot publish the ports of a
-// container without a network; the replica fails with a message saying so.
-func TestPrivnetRefusesPublishedPorts(t *testing.T) {
+// TestPrivnetPublishesPorts: Docker cannot publish the ports of a
+// container without a network; ruche publishes them once the container
+// is wired (a rule to its address, a socket holding the port), reports
+// the binding, and unpublishes them when the replica goes.
+func TestPrivnetPublishesPorts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, newFakeRuntime(testImage))
-		pn, err := privnet.New(privnet.Config{StateDir: t.TempDir(), Host: &wireHost{names: map[string]bool{}}})
+		wh := &wireHost{names: map[string]bool{}}
+		pn, err := privnet.New(privnet.Config{StateDir: t.TempDir(), Host: wh})
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.pn = pn
 		h.start()
 		defer h.stop()
-		tk := task(1, "a1", client.ServiceSpec{Ports: []client.PortSpec{{Target: 8080, Published: 8080}}})
+		// UDP: a socket that holds the port, no goroutine blocked on the
+		// network inside the test's bubble.
+		tk := task(1, "a1", client.ServiceSpec{Ports: []client.PortSpec{{Target: 10000, Protocol: "udp"}}})
 		h.put(tk)
-		st := h.waitState(tk.ID, client.StateFailed)
-		if !strings.Contains(st.Message, "published ports") {
-			t.Errorf("message %q", st.Message)
+		st := h.waitState(tk.ID, client.StateRunning)
+		if len(st.Ports) != 1 || st.Ports[0].Target != 10000 || st.Ports[0].Published == 0 || st.Ports[0].Protocol != "udp" {
+			t.Fatalf("ports %+v, want 10000/udp published", st.Ports)
 		}
-		if u := pn.Unused(""); len(u) != 0 {
-			t.Errorf("networks made for a replica that failed first: %v", u)
+		_, spec, _ := h.rt.container(tk.ID)
+		if len(spec.Ports) != 0 {
+			t.Errorf("the engine was asked to publish %+v", spec.Ports)
+		}
+		wh.mu.Lock()
+		fwd := slices.Clone(wh.fwd)
+		wh.mu.Unlock()
+		if len(fwd) != 1 || fwd[0].Dest != netip.MustParseAddrPort("10.208.0.2:10000") || fwd[0].HostPort != st.Ports[0].Published {
+			t.Errorf("forwards %+v, want the published port to 10.208.0.2:10000", fwd)
+		}
+		h.del(tk)
+		advance(1e9)
+		wh.mu.Lock()
+		left := len(wh.fwd)
+		wh.mu.Unlock()
+		if left != 0 || len(pn.Ports(st.ContainerID)) != 0 {
+			t.Errorf("after the removal: %d forwards, ports %v", left, pn.Ports(st.ContainerID))
 		}
 	})
 }

@@ -525,6 +525,7 @@ func (s *supervisor) observeRun(ctx context.Context, rec store.TaskRecord, c run
 			return
 		}
 		addrs = privnet.Addresses(c.Labels)
+		c.Ports = s.a.pn.Ports(c.ID)
 	}
 	s.runSeen = c.StartedAt
 	st := client.ReplicaStatus{
@@ -556,7 +557,7 @@ func (s *supervisor) exited(ctx context.Context, rec store.TaskRecord, c runtime
 	s.exitSeen = c.FinishedAt
 	s.wasReady = false
 	if s.a.pn != nil {
-		s.a.pn.Unpublish(c.ID)
+		s.stopped(c.ID)
 	}
 	ranFor := c.FinishedAt.Sub(c.StartedAt)
 	d := decideExit(rec.Spec.RestartPolicy, c.ExitCode, ranFor, s.failures, c.OOMKilled)

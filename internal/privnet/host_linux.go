@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -29,12 +31,16 @@ import (
 //	RUCHE-INPUT (to the node itself): answers, and DNS on the gateway;
 //	    nothing else of the node is reachable from a container.
 //	nat RUCHE-POSTROUTING: -s Range ! -o ruchbr+ -j MASQUERADE
+//	nat RUCHE-DNAT (from PREROUTING and OUTPUT, to the node's addresses):
+//	    a DNAT per published port, with its ACCEPT at the top of
+//	    RUCHE-FORWARD; both carry the comment ruche:<container>.
 //
 // The host reaches containers directly (its proxy, through OUTPUT).
 const (
 	chainForward = "RUCHE-FORWARD"
 	chainInput   = "RUCHE-INPUT"
 	chainNAT     = "RUCHE-POSTROUTING"
+	chainDNAT    = "RUCHE-DNAT"
 )
 
 // NewHost returns the real Host: netlink for links, iptables for the
@@ -72,12 +78,13 @@ func NewHost(rng netip.Prefix) (_ Host, err error) {
 				return nil, fmt.Errorf("iptables %s %s: %w", s.table, s.chain, err)
 			}
 		}
-		jump := []string{"-j", s.chain}
-		if ok, err := ipt.Exists(s.table, s.parent, jump...); err != nil {
-			return nil, fmt.Errorf("iptables %s %s: %w", s.table, s.parent, err)
-		} else if !ok {
-			if err := ipt.Insert(s.table, s.parent, 1, jump...); err != nil {
-				return nil, fmt.Errorf("iptables %s %s: %w", s.table, s.parent, err)
+		for _, j := range s.jumps {
+			if ok, err := ipt.Exists(s.table, j.parent, j.spec(s.chain)...); err != nil {
+				return nil, fmt.Errorf("iptables %s %s: %w", s.table, j.parent, err)
+			} else if !ok {
+				if err := ipt.Insert(s.table, j.parent, 1, j.spec(s.chain)...); err != nil {
+					return nil, fmt.Errorf("iptables %s %s: %w", s.table, j.parent, err)
+				}
 			}
 		}
 	}
@@ -92,31 +99,46 @@ type host struct {
 	lock *os.File
 }
 
-// chain is one of ruche's chains, jumped to from parent.
+// chain is one of ruche's chains with its fixed rules, jumped to from
+// built-in chains.
 type chain struct {
-	table, chain, parent string
-	rules                [][]string
+	table, chain string
+	jumps        []jump
+	rules        [][]string
 }
+
+// jump is a rule of a built-in chain that jumps to one of ruche's.
+type jump struct {
+	parent string
+	match  []string
+}
+
+func (j jump) spec(to string) []string { return append(slices.Clone(j.match), "-j", to) }
 
 // chains are ruche's chains with their fixed rules.
 func chains(rng netip.Prefix) []chain {
 	all := BridgePrefix + "+"
+	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return []chain{
-		{"filter", chainForward, "FORWARD", [][]string{
+		{"filter", chainForward, []jump{{"FORWARD", nil}}, [][]string{
 			{"-o", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 			{"-i", all, "-o", all, "-j", "DROP"},
 			{"-i", all, "-j", "ACCEPT"},
 			{"-o", all, "-j", "DROP"},
 		}},
-		{"filter", chainInput, "INPUT", [][]string{
+		{"filter", chainInput, []jump{{"INPUT", nil}}, [][]string{
 			{"-i", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 			{"-i", all, "-p", "udp", "--dport", "53", "-j", "ACCEPT"},
 			{"-i", all, "-p", "tcp", "--dport", "53", "-j", "ACCEPT"},
 			{"-i", all, "-j", "DROP"},
 		}},
-		{"nat", chainNAT, "POSTROUTING", [][]string{
+		{"nat", chainNAT, []jump{{"POSTROUTING", nil}}, [][]string{
 			{"-s", rng.String(), "!", "-o", all, "-j", "MASQUERADE"},
 		}},
+		// Published ports (AddForward), for traffic to the node's own
+		// addresses: from elsewhere, and from the node itself but to
+		// loopback (which the port's listener carries).
+		{"nat", chainDNAT, []jump{{"PREROUTING", local}, {"OUTPUT", append([]string{"!", "-d", "127.0.0.0/8"}, local...)}}, nil},
 	}
 }
 
@@ -127,7 +149,9 @@ func (h *host) Close(teardown bool) error {
 	}
 	var errs []error
 	for _, c := range chains(netip.Prefix{}) {
-		errs = append(errs, h.ipt.DeleteIfExists(c.table, c.parent, "-j", c.chain))
+		for _, j := range c.jumps {
+			errs = append(errs, h.ipt.DeleteIfExists(c.table, j.parent, j.spec(c.chain)...))
+		}
 		if ok, err := h.ipt.ChainExists(c.table, c.chain); err == nil && ok {
 			errs = append(errs, h.ipt.ClearAndDeleteChain(c.table, c.chain))
 		}
@@ -359,4 +383,51 @@ func inNamespace(pid int, fn func(*netlink.Handle) error) error {
 func (h *host) Wired(hostPrefix string) bool {
 	_, err := netlink.LinkByName(hostPrefix + "0")
 	return err == nil
+}
+
+// forwardRules are the DNAT rule and the ACCEPT of a published port.
+func forwardRules(owner string, f Forward) (dnat, accept []string) {
+	tag := []string{"-m", "comment", "--comment", "ruche:" + owner}
+	dnat = []string{"!", "-i", BridgePrefix + "+", "-p", f.Proto}
+	if f.HostIP.IsValid() {
+		dnat = append(dnat, "-d", f.HostIP.String()+"/32")
+	}
+	dnat = append(dnat, "--dport", strconv.Itoa(int(f.HostPort)))
+	dnat = append(append(dnat, tag...), "-j", "DNAT", "--to-destination", f.Dest.String())
+	accept = []string{"-d", f.Dest.Addr().String() + "/32", "!", "-i", f.Bridge, "-o", f.Bridge, "-p", f.Proto,
+		"--dport", strconv.Itoa(int(f.Dest.Port()))}
+	accept = append(append(accept, tag...), "-j", "ACCEPT")
+	return dnat, accept
+}
+
+func (h *host) AddForward(owner string, f Forward) error {
+	dnat, accept := forwardRules(owner, f)
+	if err := h.ipt.Insert("filter", chainForward, 1, accept...); err != nil {
+		return fmt.Errorf("iptables: %w", err)
+	}
+	if err := h.ipt.Append("nat", chainDNAT, dnat...); err != nil {
+		return fmt.Errorf("iptables: %w", err)
+	}
+	return nil
+}
+
+// RemoveForwards deletes the rules tagged with owner's comment.
+func (h *host) RemoveForwards(owner string) error {
+	tag := "ruche:" + owner
+	var errs []error
+	for _, tc := range [][2]string{{"filter", chainForward}, {"nat", chainDNAT}} {
+		rules, err := h.ipt.List(tc[0], tc[1])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range rules {
+			f := strings.Fields(strings.ReplaceAll(r, `"`, ""))
+			if len(f) < 3 || f[0] != "-A" || !slices.Contains(f, tag) {
+				continue
+			}
+			errs = append(errs, h.ipt.DeleteIfExists(tc[0], tc[1], f[2:]...))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -88,6 +88,10 @@ type Host interface {
 	Wire(pid int, hostPrefix string, ifaces []Iface) error
 	// Wired reports whether a host end named hostPrefix+"0" exists.
 	Wired(hostPrefix string) bool
+	// AddForward publishes a port of a container (owner) on the node's
+	// addresses; RemoveForwards removes every port of owner.
+	AddForward(owner string, f Forward) error
+	RemoveForwards(owner string) error
 	// Close lets another process own the machine's networks; with
 	// teardown (no network left), it also removes the firewall chains.
 	Close(teardown bool) error
@@ -112,8 +116,9 @@ type Manager struct {
 	log   *slog.Logger
 	state string
 
-	mu   sync.Mutex
-	nets map[string]*network // by engine network name
+	mu    sync.Mutex
+	nets  map[string]*network // by engine network name
+	ports map[string]*portSet // by container ID
 }
 
 type network struct {
@@ -161,7 +166,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("private network range %s overlaps the machine's %s: choose another with --private-range", cfg.Range, p)
 		}
 	}
-	m := &Manager{cfg: cfg, log: cfg.Log, state: filepath.Join(cfg.StateDir, "privnet.json"), nets: map[string]*network{}}
+	m := &Manager{cfg: cfg, log: cfg.Log, state: filepath.Join(cfg.StateDir, "privnet.json"), nets: map[string]*network{}, ports: map[string]*portSet{}}
 	if err := m.load(); err != nil {
 		return nil, err
 	}
@@ -582,6 +587,12 @@ func (m *Manager) Close() error {
 			n.dns = nil
 		}
 		n.up = false
+	}
+	// The listeners of published ports end with the process; their rules
+	// are rebuilt with the chains at the next start.
+	for id, ps := range m.ports {
+		ps.close()
+		delete(m.ports, id)
 	}
 	return m.cfg.Host.Close(len(m.nets) == 0)
 }

@@ -2,13 +2,18 @@ package privnet
 
 import (
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ruche-platform/ruche/client"
 )
 
 // fakeHost records what the manager asks of the machine.
@@ -19,10 +24,11 @@ type fakeHost struct {
 	wired   map[string][]Iface      // host prefix -> interfaces
 	fail    error                   // returned by EnsureBridge
 	closed  []bool                  // Close's teardown arguments
+	fwd     map[string][]Forward    // by owner
 }
 
 func newFakeHost(taken ...string) *fakeHost {
-	h := &fakeHost{bridges: map[string]netip.Prefix{}, wired: map[string][]Iface{}}
+	h := &fakeHost{bridges: map[string]netip.Prefix{}, wired: map[string][]Iface{}, fwd: map[string][]Forward{}}
 	for _, t := range taken {
 		h.taken = append(h.taken, netip.MustParsePrefix(t))
 	}
@@ -63,6 +69,20 @@ func (h *fakeHost) Wired(hostPrefix string) bool {
 	defer h.mu.Unlock()
 	_, ok := h.wired[hostPrefix]
 	return ok
+}
+
+func (h *fakeHost) AddForward(owner string, f Forward) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fwd[owner] = append(h.fwd[owner], f)
+	return nil
+}
+
+func (h *fakeHost) RemoveForwards(owner string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.fwd, owner)
+	return nil
 }
 
 func (h *fakeHost) Close(teardown bool) error {
@@ -317,5 +337,77 @@ func TestHasDefaultRoute(t *testing.T) {
 	}
 	if hasDefaultRoute(filepath.Join(dir, "missing")) {
 		t.Error("missing file: true")
+	}
+}
+
+// TestPorts: a published TCP port carries connections to the container's
+// address (here a loopback server standing for it), has a forwarding rule
+// unless it is on loopback only, and is released by ClosePorts; a taken
+// port is an error that leaves nothing open.
+func TestPorts(t *testing.T) {
+	h := newFakeHost()
+	m, _ := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	backend, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	target := uint16(backend.Addr().(*net.TCPAddr).Port)
+	lo := netip.MustParseAddr("127.0.0.1")
+	bs, err := m.OpenPorts("c1", lo, "br", []client.PortSpec{{Target: target, HostIP: "127.0.0.1"}})
+	if err != nil || len(bs) != 1 || bs[0].Published == 0 || bs[0].HostIP != "127.0.0.1" || bs[0].Protocol != "tcp" {
+		t.Fatalf("bindings %+v, %v", bs, err)
+	}
+	if len(h.fwd["c1"]) != 0 {
+		t.Errorf("a loopback-only port got a forwarding rule: %+v", h.fwd["c1"])
+	}
+	c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(bs[0].Published))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Errorf("through the published port: %q, %v", buf, err)
+	}
+	c.Close()
+	if again, _ := m.OpenPorts("c1", lo, "br", nil); !slices.Equal(again, bs) {
+		t.Errorf("a second OpenPorts: %+v, want the same bindings", again)
+	}
+
+	// The same port for another container: taken.
+	taken := []client.PortSpec{{Target: 1, Protocol: "udp"}, {Target: target, Published: bs[0].Published, HostIP: "127.0.0.1"}}
+	if _, err := m.OpenPorts("c2", lo, "br", taken); err == nil {
+		t.Fatal("a taken port: no error")
+	}
+	if len(h.fwd["c2"]) != 0 || m.Ports("c2") != nil {
+		t.Errorf("after the failure: forwards %+v, ports %+v", h.fwd["c2"], m.Ports("c2"))
+	}
+	udp, err := m.OpenPorts("c3", lo, "br", []client.PortSpec{{Target: 53, Protocol: "udp"}})
+	if err != nil || len(h.fwd["c3"]) != 1 || h.fwd["c3"][0].Dest != netip.AddrPortFrom(lo, 53) || udp[0].HostIP != "0.0.0.0" {
+		t.Errorf("udp on every address: %+v, %v, forwards %+v", udp, err, h.fwd["c3"])
+	}
+	if _, err := m.OpenPorts("c4", lo, "br", []client.PortSpec{{Target: 80, HostIP: "::1"}}); err == nil {
+		t.Error("an IPv6 host address: no error")
+	}
+
+	if err := m.ClosePorts("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(bs[0].Published)))); err == nil {
+		t.Error("the port still answers after ClosePorts")
+	}
+	m.ClosePorts("c3")
+	if len(h.fwd) != 0 {
+		t.Errorf("forwards left: %+v", h.fwd)
 	}
 }
