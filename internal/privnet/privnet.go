@@ -119,6 +119,11 @@ type Manager struct {
 	mu    sync.Mutex
 	nets  map[string]*network // by engine network name
 	ports map[string]*portSet // by container ID
+
+	// namesMu guards the networks' names, which the name servers read
+	// without mu: a name server's Close (under mu) waits for the queries
+	// it is answering.
+	namesMu sync.RWMutex
 }
 
 type network struct {
@@ -130,7 +135,7 @@ type network struct {
 
 	up    bool                    // bridge ensured since start
 	used  map[netip.Addr]string   // address -> owner (task ID)
-	names map[string][]netip.Addr // DNS name -> addresses of running containers
+	names map[string][]netip.Addr // DNS name -> addresses of running containers (Manager.namesMu)
 	pub   map[string]published    // container ID -> what it published
 	dns   interface{ Close() error }
 }
@@ -329,7 +334,7 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 		return nil, fmt.Errorf("network %s: %w", name, err)
 	}
 	if m.cfg.DNS != nil && n.dns == nil {
-		srv, err := m.cfg.DNS(netip.AddrPortFrom(n.gateway(), 53).String(), n.Domain, n.lookupFunc(&m.mu))
+		srv, err := m.cfg.DNS(netip.AddrPortFrom(n.gateway(), 53).String(), n.Domain, n.lookupFunc(&m.namesMu))
 		if err != nil {
 			return nil, fmt.Errorf("network %s: name server: %w", name, err)
 		}
@@ -340,10 +345,10 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 }
 
 // lookupFunc answers the name server from the names published.
-func (n *network) lookupFunc(mu *sync.Mutex) func(string) []netip.Addr {
+func (n *network) lookupFunc(mu *sync.RWMutex) func(string) []netip.Addr {
 	return func(name string) []netip.Addr {
-		mu.Lock()
-		defer mu.Unlock()
+		mu.RLock()
+		defer mu.RUnlock()
 		return append([]netip.Addr(nil), n.names[name]...)
 	}
 }
@@ -469,6 +474,8 @@ func (m *Manager) Wired(containerID string, pid int) bool {
 func (m *Manager) Publish(containerID string, labels map[string]string, names map[string][]string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.namesMu.Lock()
+	defer m.namesMu.Unlock()
 	m.unpublishLocked(containerID)
 	for netName, ns := range names {
 		n, a, err := m.lookupAddrLocked(netName, labels[LabelAddrPrefix+netName])
@@ -501,9 +508,12 @@ func (m *Manager) Published(containerID string) bool {
 func (m *Manager) Unpublish(containerID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.namesMu.Lock()
+	defer m.namesMu.Unlock()
 	m.unpublishLocked(containerID)
 }
 
+// unpublishLocked: m.mu and m.namesMu are held.
 func (m *Manager) unpublishLocked(containerID string) {
 	for _, n := range m.nets {
 		p, ok := n.pub[containerID]

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ruche-platform/ruche/client"
+	"time"
 )
 
 // fakeHost records what the manager asks of the machine.
@@ -409,5 +410,54 @@ func TestPorts(t *testing.T) {
 	m.ClosePorts("c3")
 	if len(h.fwd) != 0 {
 		t.Errorf("forwards left: %+v", h.fwd)
+	}
+}
+
+// inflightDNS models privdns.Server.Close, which waits for the queries being
+// answered: Close returns once a lookup made by a query still in flight
+// has returned.
+type inflightDNS struct{ lookup func(string) []netip.Addr }
+
+func (d *inflightDNS) start(addr, domain string, lookup func(string) []netip.Addr) (interface{ Close() error }, error) {
+	d.lookup = lookup
+	return d, nil
+}
+
+func (d *inflightDNS) Close() error {
+	done := make(chan struct{})
+	go func() { d.lookup("db"); close(done) }()
+	<-done
+	return nil
+}
+
+// TestRemoveWithQueryInFlight: removing a network (or closing the manager)
+// while its name server answers a query must not deadlock, since the name
+// server's Close waits for the query, whose lookup reads the names.
+func TestRemoveWithQueryInFlight(t *testing.T) {
+	for _, op := range []string{"remove", "close"} {
+		d := &inflightDNS{}
+		m, err := New(Config{StateDir: t.TempDir(), Host: newFakeHost(), DNS: d.start})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")})
+		m.Release("t1")
+		done := make(chan error, 1)
+		go func() {
+			if op == "remove" {
+				_, err := m.Remove("ruche-a-default")
+				done <- err
+			} else {
+				done <- m.Close()
+			}
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", op, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s with a query in flight: deadlock", op)
+		}
 	}
 }
