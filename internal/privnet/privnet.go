@@ -574,6 +574,9 @@ func (m *Manager) Remove(name string) (bool, error) {
 	if len(n.used) > 0 {
 		return false, nil
 	}
+	// From here the network is half gone: if the removal fails, the next
+	// Attach sets it up again (rules, name server).
+	n.up = false
 	if n.dns != nil {
 		n.dns.Close()
 		n.dns = nil

@@ -24,12 +24,15 @@ type fakeHost struct {
 	bridges map[string]netip.Prefix // name -> gateway address
 	wired   map[string][]Iface      // host prefix -> interfaces
 	fail    error                   // returned by EnsureBridge
+	delFail error                   // returned by DeleteBridge
+	ensured map[string]int          // EnsureBridge calls by bridge
+	intern  map[string]bool         // the internal argument of the last EnsureBridge
 	closed  []bool                  // Close's teardown arguments
 	fwd     map[string][]Forward    // by owner
 }
 
 func newFakeHost(taken ...string) *fakeHost {
-	h := &fakeHost{bridges: map[string]netip.Prefix{}, wired: map[string][]Iface{}, fwd: map[string][]Forward{}}
+	h := &fakeHost{bridges: map[string]netip.Prefix{}, wired: map[string][]Iface{}, fwd: map[string][]Forward{}, ensured: map[string]int{}, intern: map[string]bool{}}
 	for _, t := range taken {
 		h.taken = append(h.taken, netip.MustParsePrefix(t))
 	}
@@ -45,12 +48,17 @@ func (h *fakeHost) EnsureBridge(name string, addr netip.Prefix, internal bool) e
 		return h.fail
 	}
 	h.bridges[name] = addr
+	h.ensured[name]++
+	h.intern[name] = internal
 	return nil
 }
 
 func (h *fakeHost) DeleteBridge(name string, subnet netip.Prefix) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.delFail != nil {
+		return h.delFail
+	}
 	delete(h.bridges, name)
 	return nil
 }
@@ -459,5 +467,31 @@ func TestRemoveWithQueryInFlight(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("%s with a query in flight: deadlock", op)
 		}
+	}
+}
+
+// TestRemoveFailureEnsuresAgain: a removal that fails half-way (the name
+// server closed, the bridge's rules perhaps deleted) leaves a network that
+// the next Attach sets up again, rules and name server.
+func TestRemoveFailureEnsuresAgain(t *testing.T) {
+	h := newFakeHost()
+	m, dns := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	nets := []NetSpec{spec("ruche-a-default")}
+	m.Attach("t1", "a.internal", nets)
+	m.Release("t1")
+	h.delFail = errors.New("device busy")
+	if ok, err := m.Remove("ruche-a-default"); ok || err == nil {
+		t.Fatalf("remove: %v, %v; want the host's error", ok, err)
+	}
+	h.delFail = nil
+	delete(dns.lookups, "10.208.0.1:53")
+	if _, err := m.Attach("t2", "a.internal", nets); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.ensured[BridgeName("ruche-a-default")]; n != 2 {
+		t.Errorf("bridge ensured %d times, want 2: its rules are not restored after the failed removal", n)
+	}
+	if dns.lookups["10.208.0.1:53"] == nil {
+		t.Error("no name server after the failed removal")
 	}
 }
