@@ -23,13 +23,18 @@ import (
 //	    -i B ! -s S -j DROP            no spoofed source address
 //	    -i B -o B -j ACCEPT            within the network (bridged traffic
 //	                                   passes here with br_netfilter)
+//	    -i B -j DROP                   an internal network's: no way out
 //	then for every bridge:
 //	    -o ruchbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 //	    -i ruchbr+ -o ruchbr+ -j DROP  no network reaches another
 //	    -i ruchbr+ -j ACCEPT           out to the world
 //	    -o ruchbr+ -j DROP             nothing else in
-//	RUCHE-INPUT (to the node itself): answers, and DNS on the gateway;
-//	    nothing else of the node is reachable from a container.
+//	RUCHE-INPUT (to the node itself), per bridge B with gateway G
+//	(inserted at the top):
+//	    -i B -d G -p udp|tcp --dport 53 -j ACCEPT   its own name server only
+//	then answers; nothing else of the node is reachable from a container
+//	(not the name server of another network, which would tell a project
+//	the names of another).
 //	nat RUCHE-POSTROUTING: -s Range ! -o ruchbr+ -j MASQUERADE
 //	nat RUCHE-DNAT (from PREROUTING and OUTPUT, to the node's addresses):
 //	    a DNAT per published port, with its ACCEPT at the top of
@@ -128,8 +133,6 @@ func chains(rng netip.Prefix) []chain {
 		}},
 		{"filter", chainInput, []jump{{"INPUT", nil}}, [][]string{
 			{"-i", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
-			{"-i", all, "-p", "udp", "--dport", "53", "-j", "ACCEPT"},
-			{"-i", all, "-p", "tcp", "--dport", "53", "-j", "ACCEPT"},
 			{"-i", all, "-j", "DROP"},
 		}},
 		{"nat", chainNAT, []jump{{"POSTROUTING", nil}}, [][]string{
@@ -220,15 +223,26 @@ func ipnet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// bridgeRules are a bridge's own rules, in order; those of an internal
+// rule is one rule of one of ruche's chains.
+type rule struct {
+	chain string
+	args  []string
+}
+
+// bridgeRules are a bridge's own rules (gw: its address, with the
+// subnet's length), in order within each chain; those of an internal
 // network end with a DROP of anything leaving it.
-func bridgeRules(name string, subnet netip.Prefix, internal bool) [][]string {
-	r := [][]string{
-		{"-i", name, "!", "-s", subnet.String(), "-j", "DROP"},
-		{"-i", name, "-o", name, "-j", "ACCEPT"},
+func bridgeRules(name string, gw netip.Prefix, internal bool) []rule {
+	subnet, dst := gw.Masked().String(), gw.Addr().String()
+	r := []rule{
+		{chainForward, []string{"-i", name, "!", "-s", subnet, "-j", "DROP"}},
+		{chainForward, []string{"-i", name, "-o", name, "-j", "ACCEPT"}},
 	}
 	if internal {
-		r = append(r, []string{"-i", name, "-j", "DROP"})
+		r = append(r, rule{chainForward, []string{"-i", name, "-j", "DROP"}})
+	}
+	for _, proto := range []string{"udp", "tcp"} {
+		r = append(r, rule{chainInput, []string{"-i", name, "-d", dst, "-p", proto, "--dport", "53", "-j", "ACCEPT"}})
 	}
 	return r
 }
@@ -269,11 +283,11 @@ func (h *host) EnsureBridge(name string, addr netip.Prefix, internal bool) error
 		return fmt.Errorf("bridge %s: %w", name, err)
 	}
 	// Inserted at the top in reverse, so they end in bridgeRules' order.
-	rules := bridgeRules(name, addr.Masked(), internal)
+	rules := bridgeRules(name, addr, internal)
 	for i := len(rules) - 1; i >= 0; i-- {
-		ok, err := h.ipt.Exists("filter", chainForward, rules[i]...)
+		ok, err := h.ipt.Exists("filter", rules[i].chain, rules[i].args...)
 		if err == nil && !ok {
-			err = h.ipt.Insert("filter", chainForward, 1, rules[i]...)
+			err = h.ipt.Insert("filter", rules[i].chain, 1, rules[i].args...)
 		}
 		if err != nil {
 			return fmt.Errorf("bridge %s: iptables: %w", name, err)
@@ -283,8 +297,8 @@ func (h *host) EnsureBridge(name string, addr netip.Prefix, internal bool) error
 }
 
 func (h *host) DeleteBridge(name string, subnet netip.Prefix) error {
-	for _, r := range bridgeRules(name, subnet, true) {
-		if err := h.ipt.DeleteIfExists("filter", chainForward, r...); err != nil {
+	for _, r := range bridgeRules(name, netip.PrefixFrom(subnet.Addr().Next(), subnet.Bits()), true) {
+		if err := h.ipt.DeleteIfExists("filter", r.chain, r.args...); err != nil {
 			return fmt.Errorf("bridge %s: iptables: %w", name, err)
 		}
 	}

@@ -7,6 +7,134 @@ import (
 	"testing"
 )
 
+// packet is what the rules look at.
+type packet struct {
+	in, out  string // interfaces; out empty for the node itself (INPUT)
+	src, dst string
+	proto    string
+	dport    string
+	state    string // conntrack: NEW, ESTABLISHED, ...
+}
+
+// verdict runs p through a chain of rules as iptables does (first match)
+// and returns the target, or "RETURN" when no rule matches. It knows the
+// options ruche's rules use, and fails the test on any other.
+func verdict(t *testing.T, rules [][]string, p packet) string {
+	t.Helper()
+	for _, r := range rules {
+		if match(t, r, p) {
+			return r[len(r)-1]
+		}
+	}
+	return "RETURN"
+}
+
+func match(t *testing.T, r []string, p packet) bool {
+	t.Helper()
+	iface := func(pattern, name string) bool {
+		if prefix, ok := strings.CutSuffix(pattern, "+"); ok {
+			return name != "" && strings.HasPrefix(name, prefix)
+		}
+		return pattern == name
+	}
+	addr := func(pattern, a string) bool {
+		pr, err := netip.ParsePrefix(pattern)
+		if err != nil {
+			pr = netip.PrefixFrom(netip.MustParseAddr(pattern), 32)
+		}
+		return pr.Contains(netip.MustParseAddr(a))
+	}
+	is := func(v string) func(string) bool { return func(x string) bool { return x == v } }
+	opts := map[string]func(string) bool{
+		"-i":        func(v string) bool { return iface(v, p.in) },
+		"-o":        func(v string) bool { return iface(v, p.out) },
+		"-s":        func(v string) bool { return addr(v, p.src) },
+		"-d":        func(v string) bool { return addr(v, p.dst) },
+		"-p":        is(p.proto),
+		"--dport":   is(p.dport),
+		"--ctstate": func(v string) bool { return slices.Contains(strings.Split(v, ","), p.state) },
+		"-m":        func(string) bool { return true },
+	}
+	neg := false
+	for i := 0; i < len(r); i += 2 {
+		switch r[i] {
+		case "!":
+			neg, i = true, i-1
+			continue
+		case "-j":
+			return true
+		}
+		f := opts[r[i]]
+		if f == nil {
+			t.Fatalf("rule %v: option %s unknown to the test", r, r[i])
+		}
+		if f(r[i+1]) == neg {
+			return false
+		}
+		neg = false
+	}
+	return true
+}
+
+// ruleset is ruche's chains as EnsureBridge leaves them: each bridge's
+// rules inserted at the top (the last bridge first), then the fixed ones.
+func ruleset(bridges ...testBridge) map[string][][]string {
+	out := map[string][][]string{}
+	for _, c := range chains(DefaultRange) {
+		out[c.chain] = c.rules
+	}
+	for _, b := range bridges {
+		top := map[string][][]string{}
+		for _, r := range bridgeRules(b.name, netip.MustParsePrefix(b.gw), b.internal) {
+			top[r.chain] = append(top[r.chain], r.args)
+		}
+		for c, rs := range top {
+			out[c] = append(rs, out[c]...)
+		}
+	}
+	return out
+}
+
+type testBridge struct {
+	name, gw string
+	internal bool
+}
+
+// TestFirewall runs packets through the rules of two projects' bridges
+// (a, and b which is internal): what a container may reach.
+func TestFirewall(t *testing.T) {
+	const a, b = BridgePrefix + "a", BridgePrefix + "b"
+	rs := ruleset(testBridge{a, "10.208.0.1/24", false}, testBridge{b, "10.208.1.1/24", true})
+	tests := []struct {
+		name  string
+		chain string
+		p     packet
+		want  string
+	}{
+		{"a's name server", chainInput, packet{in: a, src: "10.208.0.2", dst: "10.208.0.1", proto: "udp", dport: "53", state: "NEW"}, "ACCEPT"},
+		{"a's name server over TCP", chainInput, packet{in: a, src: "10.208.0.2", dst: "10.208.0.1", proto: "tcp", dport: "53", state: "NEW"}, "ACCEPT"},
+		{"b's name server from a", chainInput, packet{in: a, src: "10.208.0.2", dst: "10.208.1.1", proto: "udp", dport: "53", state: "NEW"}, "DROP"},
+		{"b's name server from a over TCP", chainInput, packet{in: a, src: "10.208.0.2", dst: "10.208.1.1", proto: "tcp", dport: "53", state: "NEW"}, "DROP"},
+		{"a DNS server of the node", chainInput, packet{in: a, src: "10.208.0.2", dst: "192.168.1.10", proto: "udp", dport: "53", state: "NEW"}, "DROP"},
+		{"ssh on the node", chainInput, packet{in: a, src: "10.208.0.2", dst: "10.208.0.1", proto: "tcp", dport: "22", state: "NEW"}, "DROP"},
+		{"an answer of the node", chainInput, packet{in: a, src: "10.208.0.2", dst: "10.208.0.1", proto: "tcp", dport: "40000", state: "ESTABLISHED"}, "ACCEPT"},
+		{"the node's own traffic", chainInput, packet{in: "eth0", src: "192.168.1.2", dst: "192.168.1.10", proto: "tcp", dport: "22", state: "NEW"}, "RETURN"},
+		{"a to b", chainForward, packet{in: a, out: b, src: "10.208.0.2", dst: "10.208.1.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"b to a", chainForward, packet{in: b, out: a, src: "10.208.1.2", dst: "10.208.0.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"within a", chainForward, packet{in: a, out: a, src: "10.208.0.2", dst: "10.208.0.3", proto: "tcp", dport: "80", state: "NEW"}, "ACCEPT"},
+		{"a to the world", chainForward, packet{in: a, out: "eth0", src: "10.208.0.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "ACCEPT"},
+		{"internal b to the world", chainForward, packet{in: b, out: "eth0", src: "10.208.1.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "DROP"},
+		{"a spoofing b's address", chainForward, packet{in: a, out: "eth0", src: "10.208.1.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "DROP"},
+		{"the world to a", chainForward, packet{in: "eth0", out: a, src: "192.0.2.1", dst: "10.208.0.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"an answer from the world", chainForward, packet{in: "eth0", out: a, src: "192.0.2.1", dst: "10.208.0.2", proto: "tcp", dport: "40000", state: "ESTABLISHED"}, "ACCEPT"},
+	}
+	for _, tt := range tests {
+		if got := verdict(t, rs[tt.chain], tt.p); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
 // TestForwardRules: the rules of a published port, as iptables gets them
 // (the chains themselves need root: e2e TestPrivateNetworks).
 func TestForwardRules(t *testing.T) {
