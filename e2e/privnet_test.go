@@ -106,6 +106,13 @@ func TestPrivateNetworks(t *testing.T) {
 		t.Errorf("another project's name on %s's server: want NXDOMAIN, got\n%s", a, out)
 	}
 
+	// No IPv6 on ruche's links of the node: its rules are IPv4 rules.
+	for _, br := range bridges(t) {
+		if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + br + "/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) != "1" {
+			t.Errorf("bridge %s has IPv6 on", br)
+		}
+	}
+
 	// Apart: b reaches neither a's replicas nor the node (but its DNS).
 	if out := ask(hostB, "/resolve?name=db."+a+".internal"); !strings.Contains(out, "resolve:") {
 		t.Errorf("%s resolving %s's db: %q, want a failure", b, a, out)

@@ -27,6 +27,7 @@ import (
 //	then for every bridge:
 //	    -o ruchbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 //	    -i ruchbr+ -o ruchbr+ -j DROP  no network reaches another
+//	    -i ruchbr+ -o docker0|br-+|docker_gwbridge -j DROP   nor Docker's
 //	    -i ruchbr+ -j ACCEPT           out to the world
 //	    -o ruchbr+ -j DROP             nothing else in
 //	RUCHE-INPUT (to the node itself), per bridge B with gateway G
@@ -128,6 +129,11 @@ func chains(rng netip.Prefix) []chain {
 		{"filter", chainForward, []jump{{"FORWARD", nil}}, [][]string{
 			{"-o", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
 			{"-i", all, "-o", all, "-j", "DROP"},
+			// Nor Docker's networks on the node: this chain comes before
+			// Docker's own isolation rules.
+			{"-i", all, "-o", "docker0", "-j", "DROP"},
+			{"-i", all, "-o", "br-+", "-j", "DROP"},
+			{"-i", all, "-o", "docker_gwbridge", "-j", "DROP"},
 			{"-i", all, "-j", "ACCEPT"},
 			{"-o", all, "-j", "DROP"},
 		}},
@@ -264,6 +270,9 @@ func (h *host) EnsureBridge(name string, addr netip.Prefix, internal bool) error
 	if _, ok := l.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%s exists and is not a bridge", name)
 	}
+	if err := noIPv6(name); err != nil {
+		return fmt.Errorf("bridge %s: %w", name, err)
+	}
 	has, err := netlink.AddrList(l, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", name, err)
@@ -334,6 +343,9 @@ func (h *host) Wire(pid int, hostPrefix string, ifaces []Iface) error {
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("veth %s: %w", name, err)
 		}
+		if err := noIPv6(name); err != nil {
+			return fmt.Errorf("veth %s: %w", name, err)
+		}
 		if err := netlink.LinkSetUp(veth); err != nil {
 			return fmt.Errorf("veth %s: %w", name, err)
 		}
@@ -376,6 +388,18 @@ func (h *host) Wire(pid int, hostPrefix string, ifaces []Iface) error {
 func MAC(a netip.Addr) net.HardwareAddr {
 	b := a.As4()
 	return net.HardwareAddr{0x02, 0x52, b[0], b[1], b[2], b[3]} // locally administered
+}
+
+// noIPv6 turns IPv6 off on a link of the node: ruche's rules are IPv4
+// rules, and with a link-local IPv6 address on a bridge, a container would
+// reach the node's services listening on IPv6 (and, on a node forwarding
+// IPv6, other networks). A kernel without IPv6 has nothing to turn off.
+func noIPv6(link string) error {
+	err := os.WriteFile("/proc/sys/net/ipv6/conf/"+link+"/disable_ipv6", []byte("1"), 0o644)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // inNamespace runs fn with a netlink handle in the network namespace of

@@ -126,6 +126,9 @@ func TestFirewall(t *testing.T) {
 		{"internal b to the world", chainForward, packet{in: b, out: "eth0", src: "10.208.1.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "DROP"},
 		{"a spoofing b's address", chainForward, packet{in: a, out: "eth0", src: "10.208.1.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "DROP"},
 		{"the world to a", chainForward, packet{in: "eth0", out: a, src: "192.0.2.1", dst: "10.208.0.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"a to Docker's default bridge", chainForward, packet{in: a, out: "docker0", src: "10.208.0.2", dst: "172.17.0.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"a to a Docker network", chainForward, packet{in: a, out: "br-0123456789ab", src: "10.208.0.2", dst: "172.18.0.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"a to Swarm's bridge", chainForward, packet{in: a, out: "docker_gwbridge", src: "10.208.0.2", dst: "172.19.0.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
 		{"an answer from the world", chainForward, packet{in: "eth0", out: a, src: "192.0.2.1", dst: "10.208.0.2", proto: "tcp", dport: "40000", state: "ESTABLISHED"}, "ACCEPT"},
 	}
 	for _, tt := range tests {

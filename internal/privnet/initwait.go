@@ -2,6 +2,7 @@ package privnet
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -49,6 +50,9 @@ func InitMain(args []string, stderr io.Writer) int {
 	}
 	err := syscall.Exec(path, args, os.Environ())
 	fmt.Fprintf(stderr, "ruche init: exec %s: %v\n", path, err)
+	if errors.Is(err, syscall.ENOENT) {
+		return 127 // as the engine: not found
+	}
 	return 126
 }
 

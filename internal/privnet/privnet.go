@@ -175,6 +175,13 @@ func New(cfg Config) (*Manager, error) {
 	if err := m.load(); err != nil {
 		return nil, err
 	}
+	for name, n := range m.nets {
+		if !cfg.Range.Contains(n.Subnet.Addr()) {
+			// Its traffic out would not be masqueraded, nor its subnet
+			// kept from the new range's.
+			return nil, fmt.Errorf("private network %s has the subnet %s, outside --private-range %s: start with the range it was made in, or remove its project first", name, n.Subnet, cfg.Range)
+		}
+	}
 	return m, nil
 }
 
@@ -234,13 +241,27 @@ func (m *Manager) save() error {
 		return err
 	}
 	tmp := m.state + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	if err := writeSynced(tmp, b); err != nil {
 		return fmt.Errorf("private networks: %w", err)
 	}
 	if err := os.Rename(tmp, m.state); err != nil {
 		return fmt.Errorf("private networks: %w", err)
 	}
 	return nil
+}
+
+// writeSynced writes a file and flushes it to disk, so that the rename
+// after it never leaves an empty state file after a power loss.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // Attach ensures the networks (the first being the one with the default

@@ -222,6 +222,15 @@ func TestRangeChecks(t *testing.T) {
 	if _, err := m.Attach("t", "a.internal", []NetSpec{spec("ruche-a-default")}); err == nil {
 		t.Error("every subnet overlapping the machine's routes: no error")
 	}
+	// A network made in another range: its traffic out would not be
+	// masqueraded.
+	dir := t.TempDir()
+	m, _ = newManager(t, newFakeHost(), dir, "10.208.0.0/16")
+	m.Attach("t", "a.internal", []NetSpec{spec("ruche-a-default")})
+	m.Close()
+	if _, err := New(Config{Range: netip.MustParsePrefix("10.209.0.0/16"), StateDir: dir, Host: newFakeHost()}); err == nil || !strings.Contains(err.Error(), "outside --private-range") {
+		t.Errorf("a state file with a subnet outside the new range: %v", err)
+	}
 }
 
 // TestNames: a published container's names resolve on its networks only,
