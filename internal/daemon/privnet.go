@@ -78,5 +78,10 @@ func staticExecutable() (string, error) {
 			return "", fmt.Errorf("--networks %s: %s is dynamically linked; it runs inside containers as their init, so build it static (CGO_ENABLED=0, as make build does)", NetworksRuche, p)
 		}
 	}
+	// Containers that run as another user (compose's user:) execute it
+	// too.
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o005 != 0o005 {
+		return "", fmt.Errorf("--networks %s: %s must be readable and executable by every user (mode 0755): it runs inside containers as their init, also as their own users", NetworksRuche, p)
+	}
 	return p, nil
 }
