@@ -64,11 +64,7 @@ func TestPrivnetReplica(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, newFakeRuntime(testImage))
 		wh := &wireHost{names: map[string]bool{}}
-		var lookup func(string) []netip.Addr
-		dns := func(addr, domain string, l func(string) []netip.Addr) (interface{ Close() error }, error) {
-			lookup = l
-			return nopCloser{}, nil
-		}
+		lookup, dns := captureDNS()
 		pn, err := privnet.New(privnet.Config{Range: netip.MustParsePrefix("10.208.0.0/16"), StateDir: t.TempDir(), Host: wh, DNS: dns})
 		if err != nil {
 			t.Fatal(err)
@@ -103,7 +99,7 @@ func TestPrivnetReplica(t *testing.T) {
 			t.Errorf("wired %v, want the process %d once", got, c.Pid)
 		}
 		for _, name := range []string{"web", "1.web"} {
-			if got := lookup(name); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.208.0.2")}) {
+			if got := (*lookup)(name); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.208.0.2")}) {
 				t.Errorf("%s = %v", name, got)
 			}
 		}
@@ -112,7 +108,7 @@ func TestPrivnetReplica(t *testing.T) {
 		for i := 0; i < 50 && h.status(tk.ID).State == client.StateRunning; i++ {
 			advance(1e8)
 		}
-		if got := lookup("web"); len(got) != 0 {
+		if got := (*lookup)("web"); len(got) != 0 {
 			t.Errorf("web while the replica is down (%s) = %v", h.status(tk.ID).State, got)
 		}
 		st = h.waitState(tk.ID, client.StateRunning)
@@ -120,13 +116,13 @@ func TestPrivnetReplica(t *testing.T) {
 		if got := wh.wired(); len(got) != 2 || got[1] != c.Pid || st.Restarts != 1 {
 			t.Errorf("after a restart: wired %v (restarts %d), want the new process %d wired too", got, st.Restarts, c.Pid)
 		}
-		if got := lookup("web"); len(got) != 1 {
+		if got := (*lookup)("web"); len(got) != 1 {
 			t.Errorf("web after the restart = %v", got)
 		}
 
 		h.del(tk)
 		advance(1e9)
-		if got := lookup("web"); len(got) != 0 {
+		if got := (*lookup)("web"); len(got) != 0 {
 			t.Errorf("web after the removal = %v", got)
 		}
 		if u := pn.Unused("p"); len(u) != 1 {
@@ -179,6 +175,16 @@ func TestPrivnetPublishesPorts(t *testing.T) {
 	})
 }
 
+// captureDNS is a privnet.DNS that starts nothing and keeps the lookup
+// of the last network it was asked for.
+func captureDNS() (*func(string) []netip.Addr, privnet.DNS) {
+	lookup := new(func(string) []netip.Addr)
+	return lookup, func(addr, domain string, l func(string) []netip.Addr) (interface{ Close() error }, error) {
+		*lookup = l
+		return nopCloser{}, nil
+	}
+}
+
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
@@ -191,11 +197,7 @@ func TestPrivnetAfterAgentRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, newFakeRuntime(testImage))
 		wh := &wireHost{names: map[string]bool{}}
-		var lookup func(string) []netip.Addr
-		dns := func(addr, domain string, l func(string) []netip.Addr) (interface{ Close() error }, error) {
-			lookup = l
-			return nopCloser{}, nil
-		}
+		lookup, dns := captureDNS()
 		dir := t.TempDir()
 		newPN := func() *privnet.Manager {
 			pn, err := privnet.New(privnet.Config{StateDir: dir, Host: wh, DNS: dns})
@@ -212,15 +214,15 @@ func TestPrivnetAfterAgentRestart(t *testing.T) {
 		h.stop()
 		h.pn.Close()
 
-		lookup = nil
+		*lookup = nil
 		h.pn = newPN()
 		h.start()
 		defer h.stop()
 		advance(31e9) // a resync
-		if lookup == nil {
+		if *lookup == nil {
 			t.Fatal("no name server after the restart")
 		}
-		if got := lookup("web"); len(got) != 1 {
+		if got := (*lookup)("web"); len(got) != 1 {
 			t.Errorf("web after the restart = %v", got)
 		}
 		if got := wh.wired(); len(got) != 1 {
