@@ -36,14 +36,19 @@ func (s *Server) newNDJSON(w http.ResponseWriter) *ndjson {
 }
 
 func (n *ndjson) send(v any) error {
-	// net/http clears the deadline once the response is finished.
 	if err := n.rc.SetWriteDeadline(time.Now().Add(n.timeout)); err != nil {
 		return err
 	}
 	if err := n.enc.Encode(v); err != nil {
 		return err
 	}
-	return n.rc.Flush()
+	if err := n.rc.Flush(); err != nil {
+		return err
+	}
+	// No deadline while the stream has nothing to send: HTTP/2 resets a
+	// stream whose deadline passes even with no write pending, and a
+	// quiet stream (events -f, a deploy waiting) must stay open.
+	return n.rc.SetWriteDeadline(time.Time{})
 }
 
 // watchProject is GET /v1/projects/{project}/watch: the project's view now,

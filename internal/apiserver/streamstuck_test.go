@@ -102,3 +102,49 @@ func TestStreamHeadersAtOnce(t *testing.T) {
 		t.Errorf("status %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestIdleStreamOutlivesWriteTimeout: over HTTP/2 (the CLI's protocol), a
+// stream that has nothing to send for longer than the write timeout stays
+// open: the timeout is for a write the client does not take. Before, the
+// deadline of the last write stayed set, and HTTP/2 resets a stream whose
+// deadline passes even with no write pending: `events -f` on a quiet
+// cluster, or a deploy's progress waiting more than a minute, ended with
+// "stream error: INTERNAL_ERROR".
+func TestIdleStreamOutlivesWriteTimeout(t *testing.T) {
+	st := store.NewMemory()
+	t.Cleanup(st.Close)
+	ctx := context.Background()
+	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
+	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
+	log := slog.New(slog.DiscardHandler)
+	s := New(Config{StreamWriteTimeout: 200 * time.Millisecond}, Deps{Store: st, Secrets: box, Log: log, Events: events.NewRecorder(st, log)})
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(rctx, "GET", srv.URL+"/v1/events?follow=true&since=1ns", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
+	}
+	br := bufio.NewReader(resp.Body)
+	for i, action := range []string{"first", "late"} {
+		if i > 0 {
+			time.Sleep(time.Second) // idle after a write, five times the write timeout
+		}
+		ev := client.Event{Time: time.Now(), Type: "project", Project: "shop", Action: action}
+		st.Txn(ctx, nil, store.Put(fmt.Sprintf("%s%020d", store.EventsPrefix, i), store.Encode(ev)))
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.Contains(line, `"`+action+`"`) {
+			t.Fatalf("event %q: %q, %v", action, line, err)
+		}
+	}
+}
