@@ -23,14 +23,7 @@ import (
 // closed.
 func stuckEnv(t *testing.T, cfg Config) (*store.Memory, string, <-chan struct{}) {
 	t.Helper()
-	st := store.NewMemory()
-	t.Cleanup(st.Close)
-	ctx := context.Background()
-	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
-	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
-	log := slog.New(slog.DiscardHandler)
-	s := New(cfg, Deps{Store: st, Secrets: box, Log: log, Events: events.NewRecorder(st, log)})
-	srv := httptest.NewUnstartedServer(s.Handler())
+	st, srv := streamServer(t, cfg)
 	closed := make(chan struct{}, 16)
 	srv.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
 		if cs == http.StateClosed {
@@ -40,6 +33,19 @@ func stuckEnv(t *testing.T, cfg Config) (*store.Memory, string, <-chan struct{})
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return st, srv.Listener.Addr().String(), closed
+}
+
+// streamServer is an API server with an admin token, not started.
+func streamServer(t *testing.T, cfg Config) (*store.Memory, *httptest.Server) {
+	t.Helper()
+	st := store.NewMemory()
+	t.Cleanup(st.Close)
+	ctx := context.Background()
+	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
+	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
+	log := slog.New(slog.DiscardHandler)
+	s := New(cfg, Deps{Store: st, Secrets: box, Log: log, Events: events.NewRecorder(st, log)})
+	return st, httptest.NewUnstartedServer(s.Handler())
 }
 
 // TestStuckStreamReaderDropped: a client that stops reading a stream
@@ -111,14 +117,8 @@ func TestStreamHeadersAtOnce(t *testing.T) {
 // cluster, or a deploy's progress waiting more than a minute, ended with
 // "stream error: INTERNAL_ERROR".
 func TestIdleStreamOutlivesWriteTimeout(t *testing.T) {
-	st := store.NewMemory()
-	t.Cleanup(st.Close)
+	st, srv := streamServer(t, Config{StreamWriteTimeout: 200 * time.Millisecond})
 	ctx := context.Background()
-	st.Txn(ctx, nil, store.Put(store.TokenKey(HashToken(token)), store.Encode(store.TokenRecord{Name: "admin", Role: "admin"})))
-	box, _ := secret.New(bytes.Repeat([]byte{7}, 32))
-	log := slog.New(slog.DiscardHandler)
-	s := New(Config{StreamWriteTimeout: 200 * time.Millisecond}, Deps{Store: st, Secrets: box, Log: log, Events: events.NewRecorder(st, log)})
-	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
