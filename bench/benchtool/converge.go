@@ -14,6 +14,8 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+
+	"github.com/ruche-platform/ruche/internal/privnet"
 )
 
 // engine is the part of the Docker client converge needs.
@@ -183,23 +185,13 @@ func awaitRoute(ctx context.Context, eng engine, procDir string, m events.Messag
 			time.Sleep(2 * time.Millisecond)
 			continue
 		}
-		if hasDefaultRoute(string(b)) {
+		if privnet.HasDefaultRoute(string(b)) {
 			m.TimeNano = time.Now().UnixNano()
 			ready <- m
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// hasDefaultRoute reads a /proc/net/route table.
-func hasDefaultRoute(table string) bool {
-	for i, line := range strings.Split(table, "\n") {
-		if f := strings.Fields(line); i > 0 && len(f) > 2 && f[1] == "00000000" {
-			return true
-		}
-	}
-	return false
 }
 
 func notConverged(tr *tracker, o convergeOptions, cause error) error {
