@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
@@ -39,8 +38,8 @@ func (s *supervisor) privnetSpec(ctx context.Context, rec store.TaskRecord, spec
 	if err != nil {
 		return err
 	}
-	nets := runtime.NetworkNamesOf(spec.Networks)
-	ifaces, err := pn.Attach(s.id, rec.Project+".internal", privnetSpecs(rec, nets))
+	nets := privnetSpecs(rec)
+	ifaces, err := pn.Attach(s.id, rec.Project+".internal", nets)
 	if err != nil {
 		return err
 	}
@@ -55,12 +54,12 @@ func (s *supervisor) privnetSpec(ctx context.Context, rec store.TaskRecord, spec
 	return nil
 }
 
-// privnetSpecs are the networks of a task for Attach, by engine name.
-func privnetSpecs(rec store.TaskRecord, engineNames []string) []privnet.NetSpec {
-	out := make([]privnet.NetSpec, len(engineNames))
-	prefix := NetworkName(rec.Project, "")
-	for i, name := range engineNames {
-		out[i] = privnet.NetSpec{Name: name, Project: rec.Project, Internal: rec.Networks[strings.TrimPrefix(name, prefix)].Internal}
+// privnetSpecs are the networks of a task, by engine name, in
+// taskNetworks' order (the first has the default route).
+func privnetSpecs(rec store.TaskRecord) []privnet.NetSpec {
+	var out []privnet.NetSpec
+	for _, n := range taskNetworks(rec) {
+		out = append(out, privnet.NetSpec{Name: NetworkName(rec.Project, n), Project: rec.Project, Internal: rec.Networks[n].Internal})
 	}
 	return out
 }
@@ -74,7 +73,7 @@ func (s *supervisor) wire(rec store.TaskRecord, c runtime.Container) error {
 	}
 	// Ifaces also ensures the networks (bridge, its rules, name server):
 	// after a restart of ruche, those of adopted containers come back here.
-	ifaces, err := pn.Ifaces(privnetSpecs(rec, engineNetworkNames(rec)), c.Labels)
+	ifaces, err := pn.Ifaces(privnetSpecs(rec), c.Labels)
 	if err != nil {
 		return fmt.Errorf("wire %s: %w", c.Name, err)
 	}
@@ -87,16 +86,6 @@ func (s *supervisor) wire(rec store.TaskRecord, c runtime.Container) error {
 		return fmt.Errorf("publish the ports of %s: %w", c.Name, err)
 	}
 	return nil
-}
-
-// engineNetworkNames are the engine names of the task's networks, in
-// taskNetworks' order (the first has the default route).
-func engineNetworkNames(rec store.TaskRecord) []string {
-	var out []string
-	for _, n := range taskNetworks(rec) {
-		out = append(out, NetworkName(rec.Project, n))
-	}
-	return out
 }
 
 // publish makes a ready replica's names resolve (the same names Docker's

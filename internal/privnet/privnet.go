@@ -436,10 +436,10 @@ func (m *Manager) lookupAddrLocked(name, addr string) (*network, netip.Addr, err
 }
 
 // Labels returns the address labels of the interfaces of Attach.
-func Labels(netNames []string, ifaces []Iface) map[string]string {
+func Labels(nets []NetSpec, ifaces []Iface) map[string]string {
 	l := make(map[string]string, len(ifaces))
 	for i, ifc := range ifaces {
-		l[LabelAddrPrefix+netNames[i]] = ifc.Addr.Addr().String()
+		l[LabelAddrPrefix+nets[i].Name] = ifc.Addr.Addr().String()
 	}
 	return l
 }

@@ -174,7 +174,7 @@ func TestStateKeptAndAdopted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := Labels([]string{"ruche-a-default"}, ifs)
+	labels := Labels([]NetSpec{spec("ruche-a-default")}, ifs)
 	if labels[LabelAddrPrefix+"ruche-a-default"] != "10.208.1.2" {
 		t.Fatalf("labels %v", labels)
 	}
@@ -242,7 +242,7 @@ func TestNames(t *testing.T) {
 	ifs1, _ := m.Attach("t1", "a.internal", a)
 	ifs2, _ := m.Attach("t2", "a.internal", a)
 	m.Attach("t3", "b.internal", []NetSpec{spec("ruche-b-default")})
-	l1, l2 := Labels([]string{"ruche-a-default"}, ifs1), Labels([]string{"ruche-a-default"}, ifs2)
+	l1, l2 := Labels([]NetSpec{spec("ruche-a-default")}, ifs1), Labels([]NetSpec{spec("ruche-a-default")}, ifs2)
 	m.Publish("c1", l1, map[string][]string{"ruche-a-default": {"db", "1.DB"}})
 	m.Publish("c2", l2, map[string][]string{"ruche-a-default": {"db", "2.db"}})
 	lookA, lookB := dns.lookups["10.208.0.1:53"], dns.lookups["10.208.1.1:53"]

@@ -123,15 +123,6 @@ type NetworkInfo struct {
 	Created time.Time
 }
 
-// NetworkNamesOf returns the network names of attachments, in their order.
-func NetworkNamesOf(as []Attachment) []string {
-	names := make([]string, len(as))
-	for i, a := range as {
-		names[i] = a.Network
-	}
-	return names
-}
-
 // NetworkNames returns the names of nets, in their order.
 func NetworkNames(nets []NetworkInfo) []string {
 	names := make([]string, len(nets))
