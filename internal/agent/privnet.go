@@ -71,6 +71,9 @@ func (s *supervisor) wire(rec store.TaskRecord, c runtime.Container) error {
 	if c.Pid == 0 {
 		return fmt.Errorf("wire %s: not running", c.Name)
 	}
+	if c.Pid == s.wiredPid {
+		return nil // this run is wired: nothing to ask the kernel each time it is observed
+	}
 	// Ifaces also ensures the networks (bridge, its rules, name server):
 	// after a restart of ruche, those of adopted containers come back here.
 	ifaces, err := pn.Ifaces(privnetSpecs(rec), c.Labels)
@@ -85,6 +88,7 @@ func (s *supervisor) wire(rec store.TaskRecord, c runtime.Container) error {
 	if _, err := pn.OpenPorts(c.ID, ifaces[0].Addr.Addr(), ifaces[0].Bridge, rec.Spec.Ports); err != nil {
 		return fmt.Errorf("publish the ports of %s: %w", c.Name, err)
 	}
+	s.wiredPid = c.Pid
 	return nil
 }
 
@@ -179,6 +183,7 @@ func (s *supervisor) forgetAddresses() {
 // stopped drops the names and published ports of a container that does
 // not run.
 func (s *supervisor) stopped(containerID string) {
+	s.wiredPid = 0
 	s.a.pn.Unpublish(containerID)
 	if err := s.a.pn.ClosePorts(containerID); err != nil {
 		s.log.Warn("unpublishing the ports failed", "err", err)

@@ -50,6 +50,7 @@ type supervisor struct {
 	wasReady  bool
 	lastPull  time.Time
 	everStart bool
+	wiredPid  int // ruche's networks: the process whose wiring is done
 }
 
 func newSupervisor(a *Agent, t store.TaskRecord, gone bool) *supervisor {
