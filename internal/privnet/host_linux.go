@@ -14,6 +14,8 @@ import (
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ruche-platform/ruche/internal/privdns"
 )
 
 // The firewall, in chains of ruche's own jumped to from the built-in ones
@@ -193,14 +195,10 @@ func (h *host) Taken() ([]netip.Prefix, error) {
 			out = append(out, p.Masked())
 		}
 	}
-	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 2 && f[0] == "nameserver" {
-				if a, err := netip.ParseAddr(f[1]); err == nil && a.Is4() {
-					out = append(out, netip.PrefixFrom(a, 32))
-				}
-			}
+	resolvers, _ := privdns.HostUpstreams("/etc/resolv.conf") // none: nothing to keep clear
+	for _, r := range resolvers {
+		if ap, err := netip.ParseAddrPort(r); err == nil && ap.Addr().Is4() {
+			out = append(out, netip.PrefixFrom(ap.Addr(), 32))
 		}
 	}
 	return out, nil
