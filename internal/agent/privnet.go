@@ -103,11 +103,7 @@ func (s *supervisor) publish(rec store.TaskRecord, c runtime.Container, ready bo
 	if pn.Published(c.ID) {
 		return
 	}
-	names := map[string][]string{}
-	for _, a := range containerSpec(rec, nil).Networks {
-		names[a.Network] = a.Aliases
-	}
-	pn.Publish(c.ID, c.Labels, names)
+	pn.Publish(c.ID, c.Labels, NetworkAliases(rec))
 }
 
 // adoptAddresses records the addresses of this node's containers before

@@ -22,6 +22,9 @@ import (
 //	/ruche/events/<unix-nanos>-<seq>        client.Event, with a lease
 //	/ruche/tokens/<sha256-hex>              TokenRecord
 //	/ruche/jointokens/<sha256-hex>          JoinTokenRecord (single-use, expiring)
+//	/ruche/net/range                        the private range of ruche's networks (first node to ask)
+//	/ruche/net/mesh/<node>                  client.MeshNode (a node on ruche's networks)
+//	/ruche/net/subnets/<network>/<node>     client.Subnet (a network's /24 on a node)
 const Root = "/ruche/"
 
 const (
@@ -40,6 +43,9 @@ const (
 	ManagersPrefix   = Root + "managers/"
 	ClusterKey       = Root + "meta/cluster"
 	ElectionPrefix   = Root + "election/"
+	NetRangeKey      = Root + "net/range"
+	MeshNodesPrefix  = Root + "net/mesh/"
+	SubnetsPrefix    = Root + "net/subnets/"
 )
 
 func ProjectKey(p string) string            { return ProjectsPrefix + p }
@@ -56,6 +62,8 @@ func CleanupKey(p string) string            { return CleanupPrefix + p }
 func TokenKey(hash string) string           { return TokensPrefix + hash }
 func JoinTokenKey(hash string) string       { return JoinTokensPrefix + hash }
 func ManagerKey(name string) string         { return ManagersPrefix + name }
+func MeshNodeKey(node string) string        { return MeshNodesPrefix + node }
+func SubnetKey(network, node string) string { return SubnetsPrefix + network + "/" + node }
 
 // EventKey orders events by time; seq breaks ties within one writer.
 func EventKey(t time.Time, seq uint32) string {
