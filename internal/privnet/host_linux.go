@@ -25,11 +25,15 @@ import (
 //	    -i B ! -s S -j DROP            no spoofed source address
 //	    -i B -o B -j ACCEPT            within the network (bridged traffic
 //	                                   passes here with br_netfilter)
-//	    -i B -j DROP                   an internal network's: no way out
+//	    -i B ! -o ruchewg+ -j DROP     an internal network's: no way out
+//	                                   (but to its subnets on other nodes)
 //	then for every bridge:
-//	    -o ruchbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//	    -o ruchbr+|ruchewg+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//	    -j RUCHE-MESH                  a network's subnets on other nodes
+//	                                   (rebuilt by SetMesh: meshRules)
 //	    -i ruchbr+ -o ruchbr+ -j DROP  no network reaches another
 //	    -i ruchbr+ -o docker0|br-+|docker_gwbridge -j DROP   nor Docker's
+//	    -o ruchewg+ -j DROP, -i ruchewg+ -j DROP   nothing else crosses the mesh
 //	    -i ruchbr+ -j ACCEPT           out to the world
 //	    -o ruchbr+ -j DROP             nothing else in
 //	RUCHE-INPUT (to the node itself), per bridge B with gateway G
@@ -37,14 +41,16 @@ import (
 //	    -i B -d G -p udp|tcp --dport 53 -j ACCEPT   its own name server only
 //	then answers; nothing else of the node is reachable from a container
 //	(not the name server of another network, which would tell a project
-//	the names of another).
-//	nat RUCHE-POSTROUTING: -s Range ! -o ruchbr+ -j MASQUERADE
+//	the names of another), nor from the mesh but answers.
+//	nat RUCHE-POSTROUTING: -s Range ! -d Range -j MASQUERADE (traffic
+//	within the range, to a bridge or over the mesh, keeps its source)
 //	nat RUCHE-DNAT (from PREROUTING and OUTPUT, to the node's addresses):
 //	    a DNAT per published port, with its ACCEPT at the top of
 //	    RUCHE-FORWARD; both carry the comment ruche:<container>.
 //
 // The host reaches containers directly (its proxy, through OUTPUT).
 const (
+	chainMesh    = "RUCHE-MESH"
 	chainForward = "RUCHE-FORWARD"
 	chainInput   = "RUCHE-INPUT"
 	chainNAT     = "RUCHE-POSTROUTING"
@@ -124,27 +130,36 @@ type jump struct {
 func (j jump) spec(to string) []string { return append(slices.Clone(j.match), "-j", to) }
 
 // chains are ruche's chains with their fixed rules.
+// (RUCHE-MESH comes first: RUCHE-FORWARD jumps to it.)
 func chains(rng netip.Prefix) []chain {
-	all := BridgePrefix + "+"
+	all, mesh := BridgePrefix+"+", MeshPrefix+"+"
+	answers := []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return []chain{
+		{"filter", chainMesh, nil, nil},
 		{"filter", chainForward, []jump{{"FORWARD", nil}}, [][]string{
-			{"-o", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+			append([]string{"-o", all}, append(answers, "-j", "ACCEPT")...),
+			append([]string{"-o", mesh}, append(answers, "-j", "ACCEPT")...),
+			{"-j", chainMesh},
 			{"-i", all, "-o", all, "-j", "DROP"},
 			// Nor Docker's networks on the node: this chain comes before
 			// Docker's own isolation rules.
 			{"-i", all, "-o", "docker0", "-j", "DROP"},
 			{"-i", all, "-o", "br-+", "-j", "DROP"},
 			{"-i", all, "-o", "docker_gwbridge", "-j", "DROP"},
+			{"-o", mesh, "-j", "DROP"},
+			{"-i", mesh, "-j", "DROP"},
 			{"-i", all, "-j", "ACCEPT"},
 			{"-o", all, "-j", "DROP"},
 		}},
 		{"filter", chainInput, []jump{{"INPUT", nil}}, [][]string{
-			{"-i", all, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+			append([]string{"-i", all}, append(answers, "-j", "ACCEPT")...),
 			{"-i", all, "-j", "DROP"},
+			append([]string{"-i", mesh}, append(answers, "-j", "ACCEPT")...),
+			{"-i", mesh, "-j", "DROP"},
 		}},
 		{"nat", chainNAT, []jump{{"POSTROUTING", nil}}, [][]string{
-			{"-s", rng.String(), "!", "-o", all, "-j", "MASQUERADE"},
+			{"-s", rng.String(), "!", "-d", rng.String(), "-j", "MASQUERADE"},
 		}},
 		// Published ports (AddForward), for traffic to the node's own
 		// addresses: from elsewhere, and from the node itself but to
@@ -159,7 +174,9 @@ func (h *host) Close(teardown bool) error {
 		return nil
 	}
 	var errs []error
-	for _, c := range chains(netip.Prefix{}) {
+	cs := chains(netip.Prefix{})
+	slices.Reverse(cs) // a chain jumped to goes after the chains jumping to it
+	for _, c := range cs {
 		for _, j := range c.jumps {
 			errs = append(errs, h.ipt.DeleteIfExists(c.table, j.parent, j.spec(c.chain)...))
 		}
@@ -243,7 +260,7 @@ func bridgeRules(name string, gw netip.Prefix, internal bool) []rule {
 		{chainForward, []string{"-i", name, "-o", name, "-j", "ACCEPT"}},
 	}
 	if internal {
-		r = append(r, rule{chainForward, []string{"-i", name, "-j", "DROP"}})
+		r = append(r, rule{chainForward, []string{"-i", name, "!", "-o", MeshPrefix + "+", "-j", "DROP"}})
 	}
 	for _, proto := range []string{"udp", "tcp"} {
 		r = append(r, rule{chainInput, []string{"-i", name, "-d", dst, "-p", proto, "--dport", "53", "-j", "ACCEPT"}})
@@ -298,6 +315,19 @@ func (h *host) EnsureBridge(name string, addr netip.Prefix, internal bool) error
 		}
 		if err != nil {
 			return fmt.Errorf("bridge %s: iptables: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// SetMesh replaces the rules of RUCHE-MESH.
+func (h *host) SetMesh(rules [][]string) error {
+	if err := h.ipt.ClearChain("filter", chainMesh); err != nil {
+		return fmt.Errorf("iptables %s: %w", chainMesh, err)
+	}
+	for _, r := range rules {
+		if err := h.ipt.Append("filter", chainMesh, r...); err != nil {
+			return fmt.Errorf("iptables %s: %w", chainMesh, err)
 		}
 	}
 	return nil

@@ -16,14 +16,23 @@ type packet struct {
 	state    string // conntrack: NEW, ESTABLISHED, ...
 }
 
-// verdict runs p through a chain of rules as iptables does (first match)
-// and returns the target, or "RETURN" when no rule matches. It knows the
-// options ruche's rules use, and fails the test on any other.
-func verdict(t *testing.T, rules [][]string, p packet) string {
+// verdict runs p through a chain of a rule set as iptables does (first
+// match; a jump to another chain of the set goes on after it if that
+// chain returns) and returns the target, or "RETURN" when no rule
+// matches. It knows the options ruche's rules use, and fails the test on
+// any other.
+func verdict(t *testing.T, rs map[string][][]string, chain string, p packet) string {
 	t.Helper()
-	for _, r := range rules {
+	for _, r := range rs[chain] {
 		if match(t, r, p) {
-			return r[len(r)-1]
+			target := r[len(r)-1]
+			if _, ok := rs[target]; ok {
+				if v := verdict(t, rs, target, p); v != "RETURN" {
+					return v
+				}
+				continue
+			}
+			return target
 		}
 	}
 	return "RETURN"
@@ -132,7 +141,7 @@ func TestFirewall(t *testing.T) {
 		{"an answer from the world", chainForward, packet{in: "eth0", out: a, src: "192.0.2.1", dst: "10.208.0.2", proto: "tcp", dport: "40000", state: "ESTABLISHED"}, "ACCEPT"},
 	}
 	for _, tt := range tests {
-		if got := verdict(t, rs[tt.chain], tt.p); got != tt.want {
+		if got := verdict(t, rs, tt.chain, tt.p); got != tt.want {
 			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
 		}
 	}
@@ -155,5 +164,48 @@ func TestForwardRules(t *testing.T) {
 	dnat, _ = forwardRules("c1", f)
 	if !slices.Contains(dnat, "192.0.2.7/32") || !slices.Contains(dnat, "udp") {
 		t.Errorf("dnat with a host address: %v", dnat)
+	}
+}
+
+// TestMeshFirewall runs packets between the bridges and the mesh through
+// the rules: a network reaches its own subnets on other nodes and nothing
+// else there; the other nodes reach its containers from their own
+// addresses (their ingress), not from another network's subnet.
+func TestMeshFirewall(t *testing.T) {
+	const a, b, wg = BridgePrefix + "a", BridgePrefix + "b", MeshPrefix + "x"
+	rs := ruleset(testBridge{a, "10.208.1.1/24", false}, testBridge{b, "10.208.2.1/24", true})
+	rs[chainMesh] = meshRules(wg, []netip.Addr{netip.MustParseAddr("10.208.0.2")}, []MeshBridge{
+		{Bridge: a, Subnet: netip.MustParsePrefix("10.208.1.0/24"), Remote: []netip.Prefix{netip.MustParsePrefix("10.208.5.0/24")}},
+		{Bridge: b, Subnet: netip.MustParsePrefix("10.208.2.0/24"), Remote: []netip.Prefix{netip.MustParsePrefix("10.208.6.0/24")}},
+	})
+	tests := []struct {
+		name  string
+		chain string
+		p     packet
+		want  string
+	}{
+		{"a to its subnet on another node", chainForward, packet{in: a, out: wg, src: "10.208.1.2", dst: "10.208.5.2", proto: "tcp", dport: "80", state: "NEW"}, "ACCEPT"},
+		{"a to b's subnet on another node", chainForward, packet{in: a, out: wg, src: "10.208.1.2", dst: "10.208.6.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"a to a subnet it has not", chainForward, packet{in: a, out: wg, src: "10.208.1.2", dst: "10.208.7.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"a to another node's own address", chainForward, packet{in: a, out: wg, src: "10.208.1.2", dst: "10.208.0.2", proto: "tcp", dport: "22", state: "NEW"}, "DROP"},
+		{"a spoofing its remote subnet", chainForward, packet{in: a, out: wg, src: "10.208.5.9", dst: "10.208.5.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"a's remote subnet to a", chainForward, packet{in: wg, out: a, src: "10.208.5.2", dst: "10.208.1.2", proto: "tcp", dport: "80", state: "NEW"}, "ACCEPT"},
+		{"b's remote subnet to a", chainForward, packet{in: wg, out: a, src: "10.208.6.2", dst: "10.208.1.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"another node's ingress to a", chainForward, packet{in: wg, out: a, src: "10.208.0.2", dst: "10.208.1.2", proto: "tcp", dport: "80", state: "NEW"}, "ACCEPT"},
+		{"a's answer to another node's ingress", chainForward, packet{in: a, out: wg, src: "10.208.1.2", dst: "10.208.0.2", proto: "tcp", dport: "40000", state: "ESTABLISHED"}, "ACCEPT"},
+		{"internal b to its subnet on another node", chainForward, packet{in: b, out: wg, src: "10.208.2.2", dst: "10.208.6.2", proto: "tcp", dport: "80", state: "NEW"}, "ACCEPT"},
+		{"internal b to the world", chainForward, packet{in: b, out: "eth0", src: "10.208.2.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "DROP"},
+		{"the mesh to the world", chainForward, packet{in: wg, out: "eth0", src: "10.208.5.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "DROP"},
+		{"the world to the mesh", chainForward, packet{in: "eth0", out: wg, src: "192.0.2.1", dst: "10.208.5.2", proto: "tcp", dport: "80", state: "NEW"}, "DROP"},
+		{"a to the world still", chainForward, packet{in: a, out: "eth0", src: "10.208.1.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "ACCEPT"},
+		{"the mesh to the node", chainInput, packet{in: wg, src: "10.208.5.2", dst: "10.208.0.1", proto: "tcp", dport: "22", state: "NEW"}, "DROP"},
+		{"an answer over the mesh to the node", chainInput, packet{in: wg, src: "10.208.5.2", dst: "10.208.0.1", proto: "tcp", dport: "40000", state: "ESTABLISHED"}, "ACCEPT"},
+		{"a over the mesh keeps its address", chainNAT, packet{in: a, out: wg, src: "10.208.1.2", dst: "10.208.5.2", proto: "tcp", dport: "80", state: "NEW"}, "RETURN"},
+		{"a to the world is masqueraded", chainNAT, packet{in: a, out: "eth0", src: "10.208.1.2", dst: "192.0.2.1", proto: "tcp", dport: "443", state: "NEW"}, "MASQUERADE"},
+	}
+	for _, tt := range tests {
+		if got := verdict(t, rs, tt.chain, tt.p); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
 	}
 }

@@ -51,6 +51,9 @@ const subnetBits = 24
 const (
 	BridgePrefix = "ruchbr"
 	vethPrefix   = "ruchv"
+	// MeshPrefix starts the name of the node's mesh interface
+	// (netmesh.IfacePrefix).
+	MeshPrefix = "ruchewg"
 )
 
 // NetSpec is a network a container joins.
@@ -92,6 +95,9 @@ type Host interface {
 	// addresses; RemoveForwards removes every port of owner.
 	AddForward(owner string, f Forward) error
 	RemoveForwards(owner string) error
+	// SetMesh replaces the rules of traffic between the node's bridges
+	// and the mesh interface (meshRules).
+	SetMesh(rules [][]string) error
 	// Close lets another process own the machine's networks; with
 	// teardown (no network left), it also removes the firewall chains.
 	Close(teardown bool) error
@@ -108,6 +114,29 @@ type Config struct {
 	Host     Host
 	DNS      DNS // nil: no name server (tests)
 	Log      *slog.Logger
+	// Subnets, when set, gives the networks' subnets: the managers' IPAM,
+	// so that no two nodes of a cluster have the same. Nil: the node picks
+	// them itself (one node, tests).
+	Subnets SubnetSource
+}
+
+// SubnetSource gives the subnet of a network on the node (the managers',
+// through the agent's connection).
+type SubnetSource interface {
+	// Subnet returns the network's subnet: have (from the state file) if
+	// the cluster agrees, else one that overlaps nothing in avoid.
+	Subnet(spec NetSpec, have netip.Prefix, avoid []netip.Prefix) (netip.Prefix, error)
+	// Release frees the subnet of a network removed from the node.
+	Release(name string) error
+}
+
+// MeshView is what the node's networks need of the mesh: which subnets of
+// their networks are on other nodes, and the names there.
+type MeshView struct {
+	Iface  string                             // the mesh interface; "": none
+	Nodes  []netip.Addr                       // the other nodes' mesh addresses: they reach the containers (their ingress)
+	Remote map[string][]netip.Prefix          // by network: its subnets on other nodes
+	Names  map[string]map[string][]netip.Addr // by network: names (without the domain) of replicas on other nodes
 }
 
 // Manager owns the node's project networks.
@@ -124,6 +153,8 @@ type Manager struct {
 	// without mu: a name server's Close (under mu) waits for the queries
 	// it is answering.
 	namesMu sync.RWMutex
+
+	mesh MeshView // mu
 }
 
 type network struct {
@@ -133,9 +164,11 @@ type network struct {
 	Project  string       `json:"project"`
 	Internal bool         `json:"internal,omitempty"`
 
-	up    bool                    // bridge ensured since start
-	used  map[netip.Addr]string   // address -> owner (task ID)
-	names map[string][]netip.Addr // DNS name -> addresses of running containers (Manager.namesMu)
+	up      bool                    // bridge ensured since start
+	claimed bool                    // subnet confirmed by Config.Subnets since start
+	used    map[netip.Addr]string   // address -> owner (task ID)
+	names   map[string][]netip.Addr // DNS name -> addresses of running containers (Manager.namesMu)
+	remote  map[string][]netip.Addr // DNS name -> addresses on other nodes (Manager.namesMu)
 	pub   map[string]published    // container ID -> what it published
 	dns   interface{ Close() error }
 }
@@ -335,11 +368,11 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 	name := spec.Name
 	n := m.nets[name]
 	if n == nil {
-		subnet, err := m.freeSubnetLocked()
+		subnet, err := m.newSubnetLocked(spec)
 		if err != nil {
 			return nil, err
 		}
-		n = &network{Subnet: subnet, Bridge: BridgeName(name), Domain: domain, Project: spec.Project, Internal: spec.Internal}
+		n = &network{Subnet: subnet, Bridge: BridgeName(name), Domain: domain, Project: spec.Project, Internal: spec.Internal, claimed: true}
 		n.init()
 		m.nets[name] = n
 		if err := m.save(); err != nil {
@@ -347,6 +380,18 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 			return nil, err
 		}
 		m.log.Info("private network subnet", "network", name, "subnet", subnet, "bridge", n.Bridge)
+	}
+	if !n.claimed && m.cfg.Subnets != nil {
+		// A subnet of the state file, from before the managers knew it
+		// (or from before this start): the cluster must agree.
+		got, err := m.cfg.Subnets.Subnet(spec, n.Subnet, m.avoidLocked())
+		if err != nil {
+			return nil, fmt.Errorf("network %s: subnet: %w", name, err)
+		}
+		if got != n.Subnet {
+			return nil, fmt.Errorf("network %s has the subnet %s on this node, but the cluster gives it %s: remove its project to make it again", name, n.Subnet, got)
+		}
+		n.claimed = true
 	}
 	if n.up {
 		return n, nil
@@ -362,7 +407,110 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 		n.dns = srv
 	}
 	n.up = true
+	if err := m.applyMeshLocked(); err != nil {
+		m.log.Warn("mesh rules", "err", err)
+	}
 	return n, nil
+}
+
+// newSubnetLocked gives a new network its subnet: the managers' when
+// there are, else the first free one of the range.
+func (m *Manager) newSubnetLocked(spec NetSpec) (netip.Prefix, error) {
+	if m.cfg.Subnets == nil {
+		return m.freeSubnetLocked()
+	}
+	p, err := m.cfg.Subnets.Subnet(spec, netip.Prefix{}, m.avoidLocked())
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("subnet: %w", err)
+	}
+	if p.Bits() != subnetBits || !m.cfg.Range.Contains(p.Addr()) {
+		return netip.Prefix{}, fmt.Errorf("the cluster gave the subnet %s, not a /%d of %s", p, subnetBits, m.cfg.Range)
+	}
+	for other, n := range m.nets {
+		if n.Subnet.Overlaps(p) {
+			return netip.Prefix{}, fmt.Errorf("the cluster gave the subnet %s, which %s has on this node", p, other)
+		}
+	}
+	return p, nil
+}
+
+// avoidLocked are the prefixes of the range the machine uses (its routes,
+// addresses, resolvers): no subnet may overlap them. Read each time: a
+// route added since start counts.
+func (m *Manager) avoidLocked() []netip.Prefix {
+	taken, err := m.cfg.Host.Taken()
+	if err != nil {
+		m.log.Warn("read the machine's routes", "err", err)
+	}
+	return Avoid(m.cfg.Range, taken)
+}
+
+// Avoid keeps the prefixes that overlap rng.
+func Avoid(rng netip.Prefix, taken []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range taken {
+		if p.Overlaps(rng) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// SetMesh takes the mesh's view of the node's networks: their rules
+// between the bridges and the mesh interface, and the names on other
+// nodes their name servers answer too.
+func (m *Manager) SetMesh(v MeshView) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mesh = v
+	m.namesMu.Lock()
+	for name, n := range m.nets {
+		n.remote = v.Names[name]
+	}
+	m.namesMu.Unlock()
+	return m.applyMeshLocked()
+}
+
+// applyMeshLocked sets the mesh rules of the networks that are up.
+func (m *Manager) applyMeshLocked() error {
+	if m.mesh.Iface == "" {
+		return nil
+	}
+	var bs []MeshBridge
+	for name, n := range m.nets {
+		if n.up {
+			bs = append(bs, MeshBridge{Bridge: n.Bridge, Subnet: n.Subnet, Remote: m.mesh.Remote[name]})
+		}
+	}
+	return m.cfg.Host.SetMesh(meshRules(m.mesh.Iface, m.mesh.Nodes, bs))
+}
+
+// MeshBridge is a bridge with the subnets of its network on other nodes.
+type MeshBridge struct {
+	Bridge string
+	Subnet netip.Prefix
+	Remote []netip.Prefix
+}
+
+// meshRules are the rules of the RUCHE-MESH chain: a bridge's containers
+// reach their network's subnets on other nodes, and are reached from
+// them and from the other nodes' own addresses (their ingress); nothing
+// else crosses between a bridge and the mesh (RUCHE-FORWARD drops it).
+func meshRules(iface string, nodes []netip.Addr, bridges []MeshBridge) [][]string {
+	sort.Slice(bridges, func(i, j int) bool { return bridges[i].Bridge < bridges[j].Bridge })
+	var out [][]string
+	for _, b := range bridges {
+		s := b.Subnet.String()
+		for _, r := range b.Remote {
+			out = append(out,
+				[]string{"-i", b.Bridge, "-o", iface, "-s", s, "-d", r.String(), "-j", "ACCEPT"},
+				[]string{"-i", iface, "-o", b.Bridge, "-s", r.String(), "-d", s, "-j", "ACCEPT"})
+		}
+		for _, a := range nodes {
+			out = append(out, []string{"-i", iface, "-o", b.Bridge, "-s", a.String() + "/32", "-d", s, "-j", "ACCEPT"})
+		}
+	}
+	return out
 }
 
 // lookupFunc answers the name server from the names published.
@@ -370,7 +518,7 @@ func (n *network) lookupFunc(mu *sync.RWMutex) func(string) []netip.Addr {
 	return func(name string) []netip.Addr {
 		mu.RLock()
 		defer mu.RUnlock()
-		return append([]netip.Addr(nil), n.names[name]...)
+		return append(append([]netip.Addr(nil), n.names[name]...), n.remote[name]...)
 	}
 }
 
@@ -606,7 +754,20 @@ func (m *Manager) Remove(name string) (bool, error) {
 		return false, err
 	}
 	delete(m.nets, name)
-	return true, m.save()
+	if err := m.save(); err != nil {
+		return true, err
+	}
+	if err := m.applyMeshLocked(); err != nil {
+		m.log.Warn("mesh rules", "err", err)
+	}
+	if m.cfg.Subnets != nil {
+		if err := m.cfg.Subnets.Release(name); err != nil {
+			// The cluster keeps it for this network and node: given
+			// again if the network comes back.
+			m.log.Warn("release the subnet", "network", name, "subnet", n.Subnet, "err", err)
+		}
+	}
+	return true, nil
 }
 
 // Close stops the name servers. Bridges, rules and containers stay: the

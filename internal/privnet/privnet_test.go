@@ -29,6 +29,7 @@ type fakeHost struct {
 	intern  map[string]bool         // the internal argument of the last EnsureBridge
 	closed  []bool                  // Close's teardown arguments
 	fwd     map[string][]Forward    // by owner
+	mesh    [][]string              // the rules of the last SetMesh
 }
 
 func newFakeHost(taken ...string) *fakeHost {
@@ -91,6 +92,13 @@ func (h *fakeHost) RemoveForwards(owner string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.fwd, owner)
+	return nil
+}
+
+func (h *fakeHost) SetMesh(rules [][]string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mesh = rules
 	return nil
 }
 
