@@ -37,6 +37,9 @@ import (
 //	POST {prefix}<node>/events                         client.Event (type replica) → 204
 //	POST {prefix}<node>/cert                           client.NodeCertRequest → client.NodeCertResponse
 //
+// and those of ruche's networks across nodes (mesh, subnets): see
+// netconn_remote.go.
+//
 // A node whose record is gone gets 403 with code CodeNodeRemoved; a
 // certificate a new join of the node's name replaced, CodeNodeReplaced.
 const RemotePathPrefix = "/v1/agent/nodes/"

@@ -109,6 +109,13 @@ func remoteEnv(t *testing.T) *connEnv {
 	return &connEnv{st: st, box: box, conn: rc, srv: srv}
 }
 
+// connEnvs are the Conns the behaviour tests run on: the in-process one
+// and the remote one through the real API.
+var connEnvs = []struct {
+	name string
+	env  func(*testing.T) *connEnv
+}{{"local", localEnv}, {"remote", remoteEnv}}
+
 // next waits for a set on ch.
 func next[T any](t *testing.T, ch <-chan []T) []T {
 	t.Helper()
@@ -143,10 +150,7 @@ func waitSet[T any](t *testing.T, ch <-chan []T, what string, ok func([]T) bool)
 // TestConnBehaviour runs the same checks on every Conn: the in-process one
 // and the remote one through the real API.
 func TestConnBehaviour(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		env  func(*testing.T) *connEnv
-	}{{"local", localEnv}, {"remote", remoteEnv}} {
+	for _, tc := range connEnvs {
 		t.Run(tc.name, func(t *testing.T) {
 			e := tc.env(t)
 			ctx, cancel := context.WithCancel(context.Background())

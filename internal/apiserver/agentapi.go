@@ -33,6 +33,7 @@ func (s *Server) agentRoutes() {
 	s.handleAuth("POST "+p+"/events", s.agentAuth, s.agentEvent)
 	s.handleAuth("POST "+p+"/cert", s.agentAuth, s.renewNodeCert) // nodecert.go
 	s.handleAuth("POST "+p+"/drain/{task}", s.agentAuth, s.agentDrain)
+	s.agentNetRoutes() // agentnet.go: mesh and subnets
 	// Anything else under /v1/agent/ still needs a node certificate before
 	// it learns that the endpoint does not exist.
 	s.handleAuth("/v1/agent/", s.agentAuth, func(w http.ResponseWriter, r *http.Request) error {

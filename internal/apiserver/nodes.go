@@ -242,10 +242,15 @@ func (s *Server) removeNode(w http.ResponseWriter, r *http.Request) error {
 		return conflict(fmt.Sprintf("node %s has %d replicas assigned (%s): `ruche node drain %s` moves them first, or --force removes the node anyway (they are placed elsewhere)",
 			id, len(running), list, id))
 	}
-	// One transaction: the node and its assignments go together; the task
-	// prefix delete is one operation whatever their number.
-	if _, err := s.d.Store.Txn(ctx, []store.Cmp{store.ModRevisionIs(key, kv.ModRevision)},
-		store.Delete(key), store.DeletePrefix(store.NodeTasksPrefix(id))); err != nil {
+	// One transaction: the node, its assignments and its place on ruche's
+	// networks (mesh record, subnets) go together; the task prefix delete
+	// is one operation whatever their number.
+	meshOps, err := s.local.MeshRemoveOps(ctx, id)
+	if err != nil {
+		return err
+	}
+	ops := append([]store.Op{store.Delete(key), store.DeletePrefix(store.NodeTasksPrefix(id))}, meshOps...)
+	if _, err := s.d.Store.Txn(ctx, []store.Cmp{store.ModRevisionIs(key, kv.ModRevision)}, ops...); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return conflict(fmt.Sprintf("node %s changed meanwhile; try again", id))
 		}
