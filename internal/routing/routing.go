@@ -8,8 +8,8 @@
 // to shut down leaves the table at once, before its agent stops it; the agent
 // then drains it through the proxy. A replica on this node is reached at its
 // container address on its project network; a replica on another node
-// through the port its agent publishes on that node (until private
-// networks exist).
+// through the port its agent publishes on that node, or, when both nodes
+// are on the WireGuard mesh of ruche's networks, at its private address.
 package routing
 
 import (
@@ -59,6 +59,10 @@ type Input struct {
 	Tasks    []store.TaskRecord
 	Statuses map[string]client.ReplicaStatus // by task ID
 	Nodes    map[string]client.Node
+	// Mesh says which nodes are on the WireGuard mesh of ruche's networks
+	// (a mesh record with a key): between two of them, a replica is
+	// reached at its private address.
+	Mesh map[string]bool
 	// LocalNode is the node the table is for.
 	LocalNode string
 	// DefaultTLS is what TLS "" (auto) means: client.TLSACME when an ACME
@@ -132,6 +136,11 @@ func addr(task store.TaskRecord, st client.ReplicaStatus, port uint16, in Input)
 			return ""
 		}
 		return net.JoinHostPort(ip, strconv.Itoa(int(port)))
+	}
+	if in.Mesh[task.Node] && in.Mesh[in.LocalNode] {
+		if ip := containerIP(task, st); ip != "" {
+			return net.JoinHostPort(ip, strconv.Itoa(int(port)))
+		}
 	}
 	node, ok := in.Nodes[task.Node]
 	if !ok || node.Addr == "" {

@@ -75,6 +75,21 @@ func TestBuild(t *testing.T) {
 		}
 	}
 	in.Nodes["n2"] = client.Node{ID: "n2", Addr: "192.0.2.10"}
+	// Both nodes on the mesh: d at its private address, over WireGuard.
+	in.Statuses["d"] = client.ReplicaStatus{State: client.StateRunning, Ready: true, Addresses: map[string]string{"default": "10.208.3.2"}}
+	in.Mesh = map[string]bool{"n1": true, "n2": true}
+	for _, b := range Build(in, 9).Routes[0].Backends {
+		if b.TaskID == "d" && b.Addr != "10.208.3.2:8080" {
+			t.Errorf("a replica of a mesh node from a mesh node: %q, want its private address", b.Addr)
+		}
+	}
+	in.Mesh = map[string]bool{"n2": true} // this node is not on the mesh
+	for _, b := range Build(in, 10).Routes[0].Backends {
+		if b.TaskID == "d" && b.Addr != "" {
+			t.Errorf("a replica of a mesh node from a node off the mesh, with no published port: %q, want none", b.Addr)
+		}
+	}
+	in.Mesh = nil
 	private := false
 	hidden := svc(route)
 	hidden.Spec.Ruche.Public = &private

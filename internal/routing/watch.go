@@ -37,6 +37,7 @@ type Watcher struct {
 	tasks    map[string]store.TaskRecord // by key
 	statuses map[string]client.ReplicaStatus
 	nodes    map[string]client.Node
+	mesh     map[string]bool // nodes on the mesh
 	last     []byte
 }
 
@@ -91,13 +92,14 @@ func (w *Watcher) load(ctx context.Context) (int64, error) {
 	w.tasks = map[string]store.TaskRecord{}
 	w.statuses = map[string]client.ReplicaStatus{}
 	w.nodes = map[string]client.Node{}
+	w.mesh = map[string]bool{}
 	_, rev, err := w.d.Store.List(ctx, store.ClusterKey)
 	if err != nil {
 		return 0, err
 	}
 	// Each list is at its own revision, at or after rev; watching from
 	// rev+1 replays what came in between, and apply is idempotent.
-	for _, prefix := range []string{store.ServicesPrefix, store.TasksPrefix, store.TaskStatusPrefix, store.NodesPrefix} {
+	for _, prefix := range []string{store.ServicesPrefix, store.TasksPrefix, store.TaskStatusPrefix, store.NodesPrefix, store.MeshNodesPrefix} {
 		kvs, _, err := w.d.Store.List(ctx, prefix)
 		if err != nil {
 			return 0, err
@@ -156,6 +158,15 @@ func (w *Watcher) apply(ev store.Event) bool {
 		if w.decode(ev.KV, &n) {
 			w.nodes[n.ID] = n
 		}
+	case strings.HasPrefix(k, store.MeshNodesPrefix):
+		if del {
+			delete(w.mesh, store.Last(k))
+			return true
+		}
+		var n client.MeshNode
+		if w.decode(ev.KV, &n) {
+			w.mesh[n.Node] = n.PublicKey != ""
+		}
 	default:
 		return false
 	}
@@ -176,7 +187,7 @@ func (w *Watcher) emit(rev int64) {
 	for _, t := range w.tasks {
 		tasks = append(tasks, t)
 	}
-	t := Build(Input{Services: w.services, Tasks: tasks, Statuses: w.statuses, Nodes: w.nodes,
+	t := Build(Input{Services: w.services, Tasks: tasks, Statuses: w.statuses, Nodes: w.nodes, Mesh: w.mesh,
 		LocalNode: w.cfg.LocalNode, DefaultTLS: w.cfg.DefaultTLS}, rev)
 	b, err := json.Marshal(t.Routes)
 	if err != nil {
