@@ -65,6 +65,10 @@ const (
 // One process at a time owns the machine's networks (lockPath): the chains
 // and the bridges' names are the machine's, not a cluster's.
 func NewHost(rng netip.Prefix) (_ Host, err error) {
+	lockPath, err := lockPath()
+	if err != nil {
+		return nil, err
+	}
 	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
@@ -105,8 +109,16 @@ func NewHost(rng netip.Prefix) (_ Host, err error) {
 	return h, nil
 }
 
-// lockPath is held by the process that owns the machine's networks.
-const lockPath = "/run/ruche-privnet.lock"
+// lockPath is held by the process that owns the machine's networks: those
+// of its network namespace (the chains and links are the namespace's; the
+// testbed's nodes are namespaces of one machine).
+func lockPath() (string, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
+		return "", fmt.Errorf("network namespace: %w", err)
+	}
+	return fmt.Sprintf("/run/ruche-privnet-%d.lock", st.Ino), nil
+}
 
 type host struct {
 	ipt  *iptables.IPTables

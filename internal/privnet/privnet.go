@@ -31,6 +31,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -154,7 +155,9 @@ type Manager struct {
 	// it is answering.
 	namesMu sync.RWMutex
 
-	mesh MeshView // mu
+	mesh      MeshView   // mu
+	meshRules [][]string // mu: the rules last set, if meshSet
+	meshSet   bool
 }
 
 type network struct {
@@ -169,8 +172,8 @@ type network struct {
 	used    map[netip.Addr]string   // address -> owner (task ID)
 	names   map[string][]netip.Addr // DNS name -> addresses of running containers (Manager.namesMu)
 	remote  map[string][]netip.Addr // DNS name -> addresses on other nodes (Manager.namesMu)
-	pub   map[string]published    // container ID -> what it published
-	dns   interface{ Close() error }
+	pub     map[string]published    // container ID -> what it published
+	dns     interface{ Close() error }
 }
 
 type published struct {
@@ -482,7 +485,16 @@ func (m *Manager) applyMeshLocked() error {
 			bs = append(bs, MeshBridge{Bridge: n.Bridge, Subnet: n.Subnet, Remote: m.mesh.Remote[name]})
 		}
 	}
-	return m.cfg.Host.SetMesh(meshRules(m.mesh.Iface, m.mesh.Nodes, bs))
+	rules := meshRules(m.mesh.Iface, m.mesh.Nodes, bs)
+	if m.meshSet && slices.EqualFunc(rules, m.meshRules, slices.Equal) {
+		return nil // the state changed elsewhere (names, other networks)
+	}
+	if err := m.cfg.Host.SetMesh(rules); err != nil {
+		m.meshSet = false
+		return err
+	}
+	m.meshRules, m.meshSet = rules, true
+	return nil
 }
 
 // MeshBridge is a bridge with the subnets of its network on other nodes.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -510,5 +511,90 @@ func TestRemoveFailureEnsuresAgain(t *testing.T) {
 	}
 	if dns.lookups["10.208.0.1:53"] == nil {
 		t.Error("no name server after the failed removal")
+	}
+}
+
+// fakeSubnets is the managers' IPAM: a fixed subnet per network.
+type fakeSubnets struct {
+	give     map[string]netip.Prefix
+	asked    []netip.Prefix // the have argument of each call
+	released []string
+}
+
+func (f *fakeSubnets) Subnet(spec NetSpec, have netip.Prefix, avoid []netip.Prefix) (netip.Prefix, error) {
+	f.asked = append(f.asked, have)
+	return f.give[spec.Name], nil
+}
+
+func (f *fakeSubnets) Release(name string) error {
+	f.released = append(f.released, name)
+	return nil
+}
+
+// TestClusterSubnetsAndMesh: with the managers' IPAM, a network takes the
+// subnet they give; a restart asks them to confirm the subnet of the
+// state file (and fails on a disagreement); a removal releases it. The
+// mesh's view sets the bridges' mesh rules and the names of other nodes.
+func TestClusterSubnetsAndMesh(t *testing.T) {
+	dir := t.TempDir()
+	h := newFakeHost()
+	ipam := &fakeSubnets{give: map[string]netip.Prefix{"ruche-a-default": netip.MustParsePrefix("10.208.7.0/24")}}
+	d := &fakeDNS{lookups: map[string]func(string) []netip.Addr{}, domains: map[string]string{}}
+	cfg := Config{Range: DefaultRange, StateDir: dir, Host: h, DNS: d.start, Subnets: ipam}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")})
+	if err != nil || ifs[0].Addr != netip.MustParsePrefix("10.208.7.2/24") {
+		t.Fatalf("attach: %+v %v, want 10.208.7.2/24 from the managers", ifs, err)
+	}
+	remote := netip.MustParsePrefix("10.208.9.0/24")
+	err = m.SetMesh(MeshView{Iface: MeshPrefix + "x", Nodes: []netip.Addr{netip.MustParseAddr("10.208.0.2")},
+		Remote: map[string][]netip.Prefix{"ruche-a-default": {remote}},
+		Names:  map[string]map[string][]netip.Addr{"ruche-a-default": {"db": {netip.MustParseAddr("10.208.9.2")}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := meshRules(MeshPrefix+"x", []netip.Addr{netip.MustParseAddr("10.208.0.2")},
+		[]MeshBridge{{Bridge: BridgeName("ruche-a-default"), Subnet: netip.MustParsePrefix("10.208.7.0/24"), Remote: []netip.Prefix{remote}}}); !reflect.DeepEqual(h.mesh, want) {
+		t.Errorf("mesh rules\n got %v\nwant %v", h.mesh, want)
+	}
+	if got := d.lookups["10.208.7.1:53"]("db"); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.208.9.2")}) {
+		t.Errorf("db: %v, want the replica on the other node", got)
+	}
+	m.Close()
+
+	// A restart: the subnet of the state file is confirmed.
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m2.Ifaces([]NetSpec{spec("ruche-a-default")}, Labels([]NetSpec{spec("ruche-a-default")}, ifs)); err != nil {
+		t.Fatal(err)
+	}
+	if last := ipam.asked[len(ipam.asked)-1]; last != netip.MustParsePrefix("10.208.7.0/24") {
+		t.Errorf("after a restart the managers were asked with %v, want the state file's subnet", last)
+	}
+	m2.Release("t1")
+	if _, err := m2.Remove("ruche-a-default"); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ipam.released, []string{"ruche-a-default"}) {
+		t.Errorf("released %v", ipam.released)
+	}
+	m2.Close()
+
+	// The managers disagree with the state file: refused, not used.
+	ipam.give["ruche-b-default"] = netip.MustParsePrefix("10.208.8.0/24")
+	m3, _ := New(cfg)
+	if _, err := m3.Attach("t2", "b.internal", []NetSpec{spec("ruche-b-default")}); err != nil {
+		t.Fatal(err)
+	}
+	m3.Close()
+	ipam.give["ruche-b-default"] = netip.MustParsePrefix("10.208.5.0/24")
+	m4, _ := New(cfg)
+	if _, err := m4.Attach("t3", "b.internal", []NetSpec{spec("ruche-b-default")}); err == nil || !strings.Contains(err.Error(), "the cluster gives it 10.208.5.0/24") {
+		t.Errorf("a subnet the managers disagree with: %v", err)
 	}
 }
