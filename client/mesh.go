@@ -29,7 +29,7 @@ type MeshNode struct {
 type SubnetRequest struct {
 	Node    string `json:"node"`
 	Range   string `json:"range"`
-	Network string `json:"network"` // the engine name: <project>_<network>
+	Network string `json:"network"` // the engine name (agent.NetworkName: ruche-<project>-<network>)
 	Project string `json:"project"`
 	// Want is the subnet the node already has for the network (its own
 	// state, from before the managers knew it): given again if free.

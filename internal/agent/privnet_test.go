@@ -23,6 +23,7 @@ type wireHost struct {
 func (w *wireHost) Taken() ([]netip.Prefix, error)                { return nil, nil }
 func (w *wireHost) EnsureBridge(string, netip.Prefix, bool) error { return nil }
 func (w *wireHost) DeleteBridge(string, netip.Prefix) error       { return nil }
+func (w *wireHost) SetMesh([][]string) error                      { return nil }
 func (w *wireHost) Close(bool) error                              { return nil }
 func (w *wireHost) AddForward(owner string, f privnet.Forward) error {
 	w.mu.Lock()

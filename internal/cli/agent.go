@@ -15,7 +15,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	cfg := daemon.AgentConfig{}
 	var labels []string
 	var logLevel, logFormat string
-	var checkLogs func() error
+	var checkLogs, checkNet func() error
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run this machine as a node of a cluster: join it once, then run its replicas",
@@ -47,6 +47,9 @@ for its agent (and another --node-name).`,
 			if err := checkLogs(); err != nil {
 				return err
 			}
+			if err := checkNet(); err != nil {
+				return err
+			}
 			if cfg.Token == "" {
 				cfg.Token = os.Getenv("RUCHE_JOIN_TOKEN")
 			}
@@ -67,6 +70,7 @@ for its agent (and another --node-name).`,
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	checkLogs = addContainerLogFlags(f, &cfg.ContainerLogs)
 	agentIngressFlags(cmd, &cfg.Ingress)
+	checkNet = addNetworkFlags(f, &cfg.Net)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd

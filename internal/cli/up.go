@@ -1,14 +1,10 @@
 package cli
 
 import (
-	"net/netip"
-
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
-
-	"github.com/ruche-platform/ruche/internal/privnet"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +20,7 @@ func daemonCmd(g *globals, server bool) *cobra.Command {
 	var labels []string
 	var logLevel, logFormat string
 	var storeFlags, checkLogs func() error
-	var privRange string
+	checkNet := func() error { return nil }
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the platform on this machine: manager and agent in one process",
@@ -73,7 +69,7 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 			if err := storeFlags(); err != nil {
 				return err
 			}
-			if err := checkNetworkFlags(&cfg, privRange); err != nil {
+			if err := checkNet(); err != nil {
 				return err
 			}
 			return daemon.Up(cmd.Context(), cfg)
@@ -107,11 +103,7 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	checkLogs = addContainerLogFlags(f, &cfg.ContainerLogs)
 	if !server {
-		f.StringVar(&cfg.Networks, "networks", daemon.NetworksDocker,
-			"the replicas' networks: docker (a Docker network per project network) or ruche (ruche's own bridges, addresses and DNS; one node only, no published ports; experimental)")
-		f.StringVar(&privRange, "private-range", privnet.DefaultRange.String(), "with --networks ruche: the IPv4 range the project networks' /24 subnets come from")
-		f.StringArrayVar(&cfg.DNSUpstreams, "dns-upstream", nil,
-			"with --networks ruche: a name server (IP:port) the networks' DNS forwards public names to (repeatable; default: those of /etc/resolv.conf)")
+		checkNet = addNetworkFlags(f, &cfg.Net)
 	}
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -123,32 +115,4 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 	f.DurationVar(&cfg.Heartbeat.Interval, "heartbeat-interval", time.Second, "how often agents send heartbeats (handed to them by the managers)")
 	f.DurationVar(&cfg.Heartbeat.DownAfter, "node-down-after", 5*time.Second, "a node silent this long is marked down and its replicas are placed elsewhere")
 	return cmd
-}
-
-// checkNetworkFlags checks --networks and --private-range.
-func checkNetworkFlags(cfg *daemon.Config, privRange string) error {
-	switch cfg.Networks {
-	case "", daemon.NetworksDocker:
-		if len(cfg.DNSUpstreams) > 0 {
-			return fmt.Errorf("--dns-upstream is for --networks %s", daemon.NetworksRuche)
-		}
-		return nil
-	case daemon.NetworksRuche:
-	default:
-		return fmt.Errorf("--networks %q: want %s or %s", cfg.Networks, daemon.NetworksDocker, daemon.NetworksRuche)
-	}
-	if cfg.AdvertiseAddr != "" || cfg.Join != "" {
-		return fmt.Errorf("--networks %s spans one node until the WireGuard mesh exists: it cannot be used with --advertise-addr or --join", daemon.NetworksRuche)
-	}
-	p, err := netip.ParsePrefix(privRange)
-	if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
-		return fmt.Errorf("--private-range %q: want an IPv4 prefix of /24 or larger, such as %s", privRange, privnet.DefaultRange)
-	}
-	cfg.PrivateRange = p
-	for _, u := range cfg.DNSUpstreams {
-		if _, err := netip.ParseAddrPort(u); err != nil {
-			return fmt.Errorf("--dns-upstream %q: want IP:port, such as 192.0.2.53:53", u)
-		}
-	}
-	return nil
 }

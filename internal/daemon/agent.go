@@ -58,6 +58,9 @@ type AgentConfig struct {
 	// Ingress is the node's proxy (HTTP only on agent nodes for now; see
 	// agentreach.go); both addresses empty turn it off.
 	Ingress IngressConfig
+	// Net is the replicas' networks (privnet.go): the same mode and range
+	// as the cluster's other nodes.
+	Net     NetworksConfig
 	Version string
 	Log     *slog.Logger
 }
@@ -153,18 +156,30 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		}
 		drainer = ing.proxy
 	}
+	var netParts *privnetParts
+	deps := agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Events: conn,
+		Drainer: crossNodeDrainer(drainer, func(ctx context.Context, task string) error { return conn.DrainElsewhere(ctx, id.NodeID, task) },
+			drainTimeout(cfg.Ingress), log)}
+	if cfg.Net.Mode == NetworksRuche {
+		if netParts, err = openPrivnet(cfg.Net, cfg.DataDir, id.NodeID, cfg.AdvertiseAddr, conn, log); err != nil {
+			return err
+		}
+		defer netParts.close(log)
+		deps.Networks, deps.InitBinary = netParts.pn, netParts.initBin
+	}
 	ag := agent.New(agent.Config{
 		NodeID: id.NodeID, ClusterID: id.ClusterID, Hostname: host, DataDir: filepath.Join(cfg.DataDir, "agent"), Labels: cfg.Labels,
 		AdvertiseAddr: cfg.AdvertiseAddr, NodeAPIAddr: cfg.NodeAPIAddr, MetricsAddr: cfg.MetricsAddr,
-	}, agent.Deps{Runtime: rt, Conn: conn, Log: log, Metrics: reg, Events: conn,
-		Drainer: crossNodeDrainer(drainer, func(ctx context.Context, task string) error { return conn.DrainElsewhere(ctx, id.NodeID, task) },
-			drainTimeout(cfg.Ingress), log)})
+	}, deps)
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	ps := newParts(ctx)
 	run := ps.run
 	run("agent", func() error { return ag.Run(ctx) })
+	if netParts != nil {
+		run("mesh", func() error { return netParts.loop.Run(ctx) })
+	}
 	run("manager list", func() error { return keepManagerList(ctx, cfg.DataDir, *id, conn, log) }) // agentmanagers.go
 	renewed := make(chan struct{}, 1)
 	renewer := &nodeCertRenewer{certPath: certPath, keyPath: keyPath, pair: pair, roots: pool, renew: conn.RenewCert,

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,11 +67,8 @@ type Config struct {
 	Join, Token, CAHash string
 	// NoAgent runs a manager without the agent (`ruche server`).
 	NoAgent bool
-	// Networks is NetworksDocker (default) or NetworksRuche (privnet.go);
-	// PrivateRange is then where the subnets come from.
-	Networks     string
-	PrivateRange netip.Prefix
-	DNSUpstreams []string // where the networks' DNS forwards; default /etc/resolv.conf's
+	// Net is the replicas' networks (privnet.go).
+	Net NetworksConfig
 	// StoreHeartbeatMs and StoreElectionMs are the embedded etcd's raft
 	// timing (0: etcd's 100 and 1000 ms).
 	StoreHeartbeatMs, StoreElectionMs uint
@@ -203,15 +199,13 @@ func Up(ctx context.Context, cfg Config) error {
 	var ag *agent.Agent
 	var pn *privnet.Manager
 	var initBin string
-	if !cfg.NoAgent && cfg.Networks == NetworksRuche {
-		if pn, initBin, err = openPrivnet(cfg, log); err != nil {
+	var netParts *privnetParts
+	if !cfg.NoAgent && cfg.Net.Mode == NetworksRuche {
+		if netParts, err = openPrivnet(cfg.Net, cfg.DataDir, cfg.NodeID, cfg.AdvertiseAddr, localConn, log); err != nil {
 			return err
 		}
-		defer func() {
-			if err := pn.Close(); err != nil {
-				log.Warn("private networks: closing", "err", err)
-			}
-		}()
+		defer netParts.close(log)
+		pn, initBin = netParts.pn, netParts.initBin
 	}
 	if !cfg.NoAgent {
 		var others drainOthers
@@ -273,6 +267,9 @@ func Up(ctx context.Context, cfg Config) error {
 	}
 	if ag != nil {
 		run("agent", func() error { return ag.Run(ctx) })
+	}
+	if netParts != nil {
+		run("mesh", func() error { return netParts.loop.Run(ctx) })
 	}
 	if cfg.NodeAPIAddr != "" {
 		// The node API for the other managers, with this manager's own

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/netmesh"
 	"github.com/ruche-platform/ruche/internal/privdns"
 	"github.com/ruche-platform/ruche/internal/privnet"
 )
@@ -18,24 +20,52 @@ const (
 	NetworksRuche  = "ruche"
 )
 
+// NetworksConfig is the replicas' networks on a node (`--networks` and
+// the flags that go with it), the same for `ruche up` and `ruche agent`.
+type NetworksConfig struct {
+	// Mode is NetworksDocker (default) or NetworksRuche.
+	Mode string
+	// PrivateRange is where ruche's networks take their addresses: the
+	// cluster's, the same on every node (the first /24 for the nodes' own
+	// mesh addresses, a /24 per network and node after it).
+	PrivateRange netip.Prefix
+	DNSUpstreams []string // where the networks' DNS forwards; default /etc/resolv.conf's
+	MeshPort     int      // the WireGuard mesh's UDP port; default netmesh.DefaultPort
+}
+
+// privnetParts are ruche's networks on a node: the node's networks, the
+// init binary of their containers, and the mesh.
+type privnetParts struct {
+	pn      *privnet.Manager
+	initBin string
+	mesh    *netmesh.Mesh // nil: no other node reaches this one
+	loop    *agent.MeshLoop
+}
+
 // openPrivnet sets up ruche's own networks on this node: the firewall
-// chains, the state of the networks, the name servers' forwarders, and
-// the init binary (this executable, which must be static: it runs in
-// containers of any image).
-func openPrivnet(cfg Config, log *slog.Logger) (*privnet.Manager, string, error) {
+// chains, the state of the networks (their subnets from the managers'
+// IPAM, through conn), the name servers' forwarders, the init binary (this
+// executable, which must be static: it runs in containers of any image),
+// and, with an advertise address, the node's WireGuard interface.
+func openPrivnet(nc NetworksConfig, dataDir, node, advertise string, conn agent.NetConn, log *slog.Logger) (_ *privnetParts, err error) {
 	bin, err := staticExecutable()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	rng := cfg.PrivateRange
+	rng := nc.PrivateRange
 	if !rng.IsValid() {
 		rng = privnet.DefaultRange
 	}
 	host, err := privnet.NewHost(rng)
 	if err != nil {
-		return nil, "", fmt.Errorf("--networks %s: %w", NetworksRuche, err)
+		return nil, fmt.Errorf("--networks %s: %w", NetworksRuche, err)
 	}
-	upstreams := cfg.DNSUpstreams
+	defer func() {
+		if err != nil {
+			host.Close(false)
+		}
+	}()
+	upstreams := nc.DNSUpstreams
 	if len(upstreams) == 0 {
 		if upstreams, err = privdns.HostUpstreams("/etc/resolv.conf"); err != nil {
 			log.Warn("private networks: no name server to forward public names to", "err", err)
@@ -45,17 +75,53 @@ func openPrivnet(cfg Config, log *slog.Logger) (*privnet.Manager, string, error)
 	dns := func(addr, domain string, lookup func(string) []netip.Addr) (interface{ Close() error }, error) {
 		return privdns.Start(privdns.Config{Addr: addr, Domain: domain, Lookup: lookup, Upstreams: upstreams, Log: plog})
 	}
-	dir := filepath.Join(cfg.DataDir, "agent")
+	dir := filepath.Join(dataDir, "agent")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		host.Close(false)
-		return nil, "", err
+		return nil, err
 	}
-	m, err := privnet.New(privnet.Config{Range: rng, StateDir: dir, Host: host, DNS: dns, Log: plog})
+	taken, err := host.Taken()
 	if err != nil {
-		host.Close(false)
-		return nil, "", err
+		return nil, fmt.Errorf("--networks %s: read the machine's routes: %w", NetworksRuche, err)
 	}
-	return m, bin, nil
+	m, err := privnet.New(privnet.Config{Range: rng, StateDir: dir, Host: host, DNS: dns, Log: plog,
+		Subnets: agent.SubnetSource(conn, node, rng)})
+	if err != nil {
+		return nil, err
+	}
+	p := &privnetParts{pn: m, initBin: bin}
+	loop := &agent.MeshLoop{Conn: conn, Node: node, Range: rng, Networks: m, Avoid: privnet.Avoid(rng, taken), Log: log.With("component", "mesh")}
+	if advertise != "" {
+		a, perr := netip.ParseAddr(advertise)
+		if perr != nil {
+			m.Close()
+			return nil, fmt.Errorf("--networks %s: the mesh needs an IP address to advertise, not %q", NetworksRuche, advertise)
+		}
+		port := nc.MeshPort
+		if port == 0 {
+			port = netmesh.DefaultPort
+		}
+		mesh, merr := netmesh.Open(netmesh.Config{Name: netmesh.IfaceName(node), KeyFile: filepath.Join(dir, "mesh.key"), ListenPort: port, Log: loop.Log})
+		if merr != nil {
+			m.Close()
+			return nil, fmt.Errorf("--networks %s: %w", NetworksRuche, merr)
+		}
+		p.mesh, loop.Mesh, loop.Endpoint = mesh, mesh, netip.AddrPortFrom(a, uint16(port))
+	}
+	p.loop = loop
+	return p, nil
+}
+
+// close stops the name servers and the mesh; the bridges and containers
+// stay.
+func (p *privnetParts) close(log *slog.Logger) {
+	if p.mesh != nil {
+		if err := p.mesh.Close(); err != nil {
+			log.Warn("mesh: closing", "err", err)
+		}
+	}
+	if err := p.pn.Close(); err != nil {
+		log.Warn("private networks: closing", "err", err)
+	}
 }
 
 // staticExecutable returns the path of this executable, checking that it
