@@ -52,7 +52,7 @@ SWARMNET_SUBNET=10.213.77.0/24
 # address goes on the bridge, the containers' in their namespaces; no NAT,
 # no route out, and nothing sends traffic on it.
 WIRE_SUBNET=10.213.78.0/24
-PRIVNET_RANGE=10.213.80.0/24 # ruche up --networks ruche --private-range
+PRIVNET_RANGE=10.213.80.0/23 # ruche up --networks ruche --private-range
 WIRE_BRIDGE=bench-wire0
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest

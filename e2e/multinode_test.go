@@ -284,7 +284,17 @@ func startMultiNode(t *testing.T) *multiNode {
 		}
 		t.Skip("ruche has no `agent --join` yet")
 	}
-	tb, err := testbed.New(testbed.Config{Nodes: 3, HostAddress: true, Docker: true,
+	return startCluster(t, 3, testbed.ClusterConfig{Labels: map[string][]string{
+		"node1": {"zone=a"}, "node2": {"zone=a"}, "node3": {"zone=b"},
+	}})
+}
+
+// startCluster starts a testbed of n nodes (the hello image loaded in
+// each) and a cluster of ruche on it (cc.Bin is rucheBin); both go when the
+// test ends, after the nodes' logs if it failed.
+func startCluster(t *testing.T, n int, cc testbed.ClusterConfig) *multiNode {
+	t.Helper()
+	tb, err := testbed.New(testbed.Config{Nodes: n, HostAddress: true, Docker: true,
 		Images: []testbed.Image{{Ref: image, Package: "../examples/hello"}},
 		Log:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
@@ -301,7 +311,7 @@ func startMultiNode(t *testing.T) *multiNode {
 			for _, n := range tb.Nodes() {
 				if p := m.c.Process(n.Name()); p != nil {
 					b, _ := os.ReadFile(p.LogPath)
-					t.Logf("ruche log of %s:\n%s", n.Name(), tail(string(b), 40))
+					t.Logf("ruche log of %s:\n%s", n.Name(), tail(string(b), 60))
 				}
 			}
 		}
@@ -309,9 +319,8 @@ func startMultiNode(t *testing.T) *multiNode {
 			t.Errorf("testbed close: %v", err)
 		}
 	})
-	m.c, err = tb.StartCluster(ctx, testbed.ClusterConfig{Bin: rucheBin, Labels: map[string][]string{
-		"node1": {"zone=a"}, "node2": {"zone=a"}, "node3": {"zone=b"},
-	}})
+	cc.Bin = rucheBin
+	m.c, err = tb.StartCluster(ctx, cc)
 	if err != nil {
 		t.Fatal(err)
 	}
