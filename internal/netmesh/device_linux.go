@@ -187,4 +187,3 @@ func syncRoutes(idx int, self netip.Addr, want []netip.Prefix) error {
 	}
 	return nil
 }
-
