@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"sync"
@@ -24,7 +25,10 @@ func (w *wireHost) Taken() ([]netip.Prefix, error)                { return nil, 
 func (w *wireHost) EnsureBridge(string, netip.Prefix, bool) error { return nil }
 func (w *wireHost) DeleteBridge(string, netip.Prefix) error       { return nil }
 func (w *wireHost) SetMesh([][]string) error                      { return nil }
-func (w *wireHost) Close(bool) error                              { return nil }
+func (w *wireHost) BridgeAddr(string) (netip.Prefix, error) {
+	return netip.Prefix{}, errors.New("no bridge")
+}
+func (w *wireHost) Close(bool) error { return nil }
 func (w *wireHost) AddForward(owner string, f privnet.Forward) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

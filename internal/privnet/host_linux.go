@@ -109,6 +109,27 @@ func NewHost(rng netip.Prefix) (_ Host, err error) {
 	return h, nil
 }
 
+// NamespaceBusy reports whether a process runs ruche's networks in this
+// network namespace (it holds the lock NewHost takes).
+func NamespaceBusy() (bool, error) {
+	path, err := lockPath()
+	if err != nil {
+		return false, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true, nil
+	}
+	return false, syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+}
+
 // lockPath is held by the process that owns the machine's networks: those
 // of its network namespace (the chains and links are the namespace's; the
 // testbed's nodes are namespaces of one machine).
@@ -199,8 +220,9 @@ func (h *host) Close(teardown bool) error {
 	return errors.Join(errs...)
 }
 
-// Taken lists the machine's routes (all tables but the default routes),
-// its addresses and the resolvers of /etc/resolv.conf.
+// Taken lists the machine's routes (all tables but the default routes;
+// not those over the mesh), its addresses and the resolvers of
+// /etc/resolv.conf.
 func (h *host) Taken() ([]netip.Prefix, error) {
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: 0}, netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -233,11 +255,13 @@ func (h *host) Taken() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// isOurs reports whether a link is one of ruche's bridges (their routes
-// are the subnets the state file already holds).
+// isOurs reports whether a link is the mesh interface: its routes are the
+// other nodes' subnets, given by the managers. The bridges' routes count
+// (the Manager leaves out its own): a bridge another ruche, or an earlier
+// data dir, left on the machine keeps its subnet from being given again.
 func isOurs(index int) bool {
 	l, err := netlink.LinkByIndex(index)
-	return err == nil && strings.HasPrefix(l.Attrs().Name, BridgePrefix)
+	return err == nil && strings.HasPrefix(l.Attrs().Name, MeshPrefix)
 }
 
 func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
@@ -330,6 +354,23 @@ func (h *host) EnsureBridge(name string, addr netip.Prefix, internal bool) error
 		}
 	}
 	return nil
+}
+
+func (h *host) BridgeAddr(name string) (netip.Prefix, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("bridge %s has no IPv4 address", name)
 }
 
 // SetMesh replaces the rules of RUCHE-MESH.

@@ -35,6 +35,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/ruche-platform/ruche/internal/runtime"
 )
 
 // LabelAddrPrefix + the engine network's name labels a container with its
@@ -96,6 +98,9 @@ type Host interface {
 	// addresses; RemoveForwards removes every port of owner.
 	AddForward(owner string, f Forward) error
 	RemoveForwards(owner string) error
+	// BridgeAddr returns the address of an existing bridge (the gateway,
+	// with the subnet's length).
+	BridgeAddr(name string) (netip.Prefix, error)
 	// SetMesh replaces the rules of traffic between the node's bridges
 	// and the mesh interface (meshRules).
 	SetMesh(rules [][]string) error
@@ -168,6 +173,7 @@ type network struct {
 	Internal bool         `json:"internal,omitempty"`
 
 	up      bool                    // bridge ensured since start
+	adopted bool                    // made from its bridge (Adopt): Internal not known yet
 	claimed bool                    // subnet confirmed by Config.Subnets since start
 	used    map[netip.Addr]string   // address -> owner (task ID)
 	names   map[string][]netip.Addr // DNS name -> addresses of running containers (Manager.namesMu)
@@ -384,6 +390,12 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 		}
 		m.log.Info("private network subnet", "network", name, "subnet", subnet, "bridge", n.Bridge)
 	}
+	if n.adopted {
+		n.Internal, n.adopted = spec.Internal, false
+		if err := m.save(); err != nil {
+			return nil, err
+		}
+	}
 	if !n.claimed && m.cfg.Subnets != nil {
 		// A subnet of the state file, from before the managers knew it
 		// (or from before this start): the cluster must agree.
@@ -437,26 +449,39 @@ func (m *Manager) newSubnetLocked(spec NetSpec) (netip.Prefix, error) {
 	return p, nil
 }
 
-// avoidLocked are the prefixes of the range the machine uses (its routes,
-// addresses, resolvers): no subnet may overlap them. Read each time: a
-// route added since start counts.
+// Avoid returns the prefixes of the range the machine uses but this
+// node's networks (routes, addresses, resolvers; bridges of another ruche
+// or of an earlier data dir among them): no subnet may overlap them.
+func (m *Manager) Avoid() []netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.avoidLocked()
+}
+
+// avoidLocked is Avoid, read each time: a route added since start counts.
 func (m *Manager) avoidLocked() []netip.Prefix {
 	taken, err := m.cfg.Host.Taken()
 	if err != nil {
 		m.log.Warn("read the machine's routes", "err", err)
 	}
-	return Avoid(m.cfg.Range, taken)
-}
-
-// Avoid keeps the prefixes that overlap rng.
-func Avoid(rng netip.Prefix, taken []netip.Prefix) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range taken {
-		if p.Overlaps(rng) {
+		if p.Overlaps(m.cfg.Range) && !m.ownLocked(p) {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// ownLocked reports whether p is one of this node's networks: their
+// subnets, and their gateways' addresses.
+func (m *Manager) ownLocked(p netip.Prefix) bool {
+	for _, n := range m.nets {
+		if p.Masked() == n.Subnet || (p.Bits() == 32 && p.Addr() == n.gateway()) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetMesh takes the mesh's view of the node's networks: their rules
@@ -574,6 +599,12 @@ func (m *Manager) Adopt(owner string, labels map[string]string) {
 		if !ok {
 			continue
 		}
+		if m.nets[name] == nil {
+			if err := m.adoptNetworkLocked(name, labels[runtime.LabelProject]); err != nil {
+				m.log.Warn("container address not adopted", "owner", owner, "label", k, "err", err)
+				continue
+			}
+		}
 		n, a, err := m.lookupAddrLocked(name, v)
 		if err != nil {
 			m.log.Warn("container address not adopted", "owner", owner, "label", k, "err", err)
@@ -581,6 +612,35 @@ func (m *Manager) Adopt(owner string, labels map[string]string) {
 		}
 		n.used[a] = owner
 	}
+}
+
+// adoptNetworkLocked takes back a network the state file does not have
+// (a data dir restored from a backup, which holds the store, not the
+// node's files) from its bridge, which its containers still use: its
+// subnet is the bridge's.
+func (m *Manager) adoptNetworkLocked(name, project string) error {
+	gw, err := m.cfg.Host.BridgeAddr(BridgeName(name))
+	if err != nil {
+		return fmt.Errorf("unknown network %q, and its bridge: %w", name, err)
+	}
+	subnet := gw.Masked()
+	if subnet.Bits() != subnetBits || !m.cfg.Range.Contains(subnet.Addr()) || gw.Addr() != subnet.Addr().Next() {
+		return fmt.Errorf("unknown network %q: its bridge has %s, not the gateway of a /%d of %s", name, gw, subnetBits, m.cfg.Range)
+	}
+	for other, n := range m.nets {
+		if n.Subnet.Overlaps(subnet) {
+			return fmt.Errorf("unknown network %q: its bridge's %s is %s's", name, subnet, other)
+		}
+	}
+	n := &network{Subnet: subnet, Bridge: BridgeName(name), Domain: project + ".internal", Project: project, adopted: true}
+	n.init()
+	m.nets[name] = n
+	if err := m.save(); err != nil {
+		delete(m.nets, name)
+		return err
+	}
+	m.log.Info("private network taken back from its bridge", "network", name, "subnet", subnet)
+	return nil
 }
 
 func (m *Manager) lookupAddrLocked(name, addr string) (*network, netip.Addr, error) {

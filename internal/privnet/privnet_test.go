@@ -2,6 +2,7 @@ package privnet
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -14,8 +15,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ruche-platform/ruche/client"
 	"time"
+
+	"github.com/ruche-platform/ruche/client"
 )
 
 // fakeHost records what the manager asks of the machine.
@@ -94,6 +96,16 @@ func (h *fakeHost) RemoveForwards(owner string) error {
 	defer h.mu.Unlock()
 	delete(h.fwd, owner)
 	return nil
+}
+
+func (h *fakeHost) BridgeAddr(name string) (netip.Prefix, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, ok := h.bridges[name]
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("no bridge %s", name)
+	}
+	return a, nil
 }
 
 func (h *fakeHost) SetMesh(rules [][]string) error {
@@ -549,6 +561,13 @@ func TestClusterSubnetsAndMesh(t *testing.T) {
 	if err != nil || ifs[0].Addr != netip.MustParsePrefix("10.208.7.2/24") {
 		t.Fatalf("attach: %+v %v, want 10.208.7.2/24 from the managers", ifs, err)
 	}
+	// The machine's routes: its own bridge's, and another's (a ruche of
+	// another data dir): only the other is to be avoided.
+	h.taken = []netip.Prefix{netip.MustParsePrefix("10.208.7.0/24"), netip.MustParsePrefix("10.208.7.1/32"), netip.MustParsePrefix("10.208.12.0/24")}
+	if got := m.Avoid(); !slices.Equal(got, []netip.Prefix{netip.MustParsePrefix("10.208.12.0/24")}) {
+		t.Errorf("avoid %v, want the other bridge's subnet only", got)
+	}
+	h.taken = nil
 	remote := netip.MustParsePrefix("10.208.9.0/24")
 	err = m.SetMesh(MeshView{Iface: MeshPrefix + "x", Nodes: []netip.Addr{netip.MustParseAddr("10.208.0.2")},
 		Remote: map[string][]netip.Prefix{"ruche-a-default": {remote}},
@@ -596,5 +615,37 @@ func TestClusterSubnetsAndMesh(t *testing.T) {
 	m4, _ := New(cfg)
 	if _, err := m4.Attach("t3", "b.internal", []NetSpec{spec("ruche-b-default")}); err == nil || !strings.Contains(err.Error(), "the cluster gives it 10.208.5.0/24") {
 		t.Errorf("a subnet the managers disagree with: %v", err)
+	}
+}
+
+// TestAdoptFromBridge: a data dir without the state file (restored from a
+// backup, which holds the store only) takes the networks of its running
+// containers back from their bridges, and gives their addresses to no
+// one else.
+func TestAdoptFromBridge(t *testing.T) {
+	h := newFakeHost()
+	m, _ := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	nets := []NetSpec{{Name: "ruche-a-back", Project: "a", Internal: true}}
+	m.Attach("x", "a.internal", []NetSpec{spec("ruche-b-default")}) // 10.208.0.0/24
+	ifs, err := m.Attach("t1", "a.internal", nets)                  // 10.208.1.0/24
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := Labels(nets, ifs)
+	labels["ruche.project"] = "a"
+	m.Close()
+
+	m2, dns := newManager(t, h, t.TempDir(), "10.208.0.0/16") // another data dir, the same machine
+	m2.Adopt("t1", labels)
+	got, err := m2.Ifaces(nets, labels)
+	if err != nil || got[0] != ifs[0] {
+		t.Fatalf("after adoption: %+v %v, want %+v", got, err, ifs[0])
+	}
+	if !h.intern[BridgeName("ruche-a-back")] || dns.domains["10.208.1.1:53"] != "a.internal" {
+		t.Errorf("internal %v, domain %q: want the spec's internal and the project's domain", h.intern[BridgeName("ruche-a-back")], dns.domains["10.208.1.1:53"])
+	}
+	ifs2, err := m2.Attach("t2", "a.internal", nets)
+	if err != nil || ifs2[0].Addr.Addr() != netip.MustParseAddr("10.208.1.3") {
+		t.Errorf("a new replica: %+v %v, want 10.208.1.3 (.2 is t1's)", ifs2, err)
 	}
 }
