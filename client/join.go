@@ -73,6 +73,11 @@ type JoinResponse struct {
 	Managers  []string `json:"managers"`
 	// Manager is set for a manager join only.
 	Manager *ManagerJoin `json:"manager,omitempty"`
+	// Networks is the cluster's kind of replica networks ("docker" or
+	// "ruche") and PrivateRange the range of ruche's: the node follows
+	// them. Empty from managers older than the record: "docker".
+	Networks     string `json:"networks,omitempty"`
+	PrivateRange string `json:"private_range,omitempty"`
 }
 
 // CreateJoinToken makes a join token for role, valid for ttl (0: the

@@ -82,6 +82,12 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusForbidden, code: "join_refused",
 			msg: "join refused: this token is for an agent; a manager needs a token made with `ruche token create --role manager`"}
 	}
+	// The node follows the cluster's networks. No record (a cluster made
+	// before there was one): Docker's, which were the only ones.
+	var nets store.NetworksRecord
+	if _, err := store.GetJSON(ctx, s.d.Store, store.NetworksKey, &nets); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("join: the cluster's networks: %w", err)
+	}
 	nodeKey := store.NodeKey(req.NodeName)
 	var old client.Node
 	nodeRev, err := store.GetJSON(ctx, s.d.Store, nodeKey, &old)
@@ -123,9 +129,11 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("node joined", "node", node.ID, "addr", node.Addr, "hostname", node.Hostname, "rejoin", nodeRev != 0)
 	s.d.Events.Record(ctx, client.Event{Type: "node", Action: "joined", Node: node.ID, Message: "joined from " + hostOf(r.RemoteAddr)})
-	writeJSON(w, http.StatusOK, client.JoinResponse{
+	resp := client.JoinResponse{
 		NodeID: node.ID, Cert: string(certPEM), CA: string(s.d.CA.CertPEM), ClusterID: s.cfg.ClusterID, Managers: s.managerURLs(),
-	})
+	}
+	resp.Networks, resp.PrivateRange = nets.Mode, nets.Range
+	writeJSON(w, http.StatusOK, resp)
 	return nil
 }
 

@@ -33,7 +33,11 @@ compare it with the one ` + "`ruche token create`" + ` prints.
 
 The node's identity (node.crt, node.key, ca.crt, agent.json) is kept in --data-dir; later
 starts need no --join. A machine that also runs ` + "`ruche up`" + ` needs another --data-dir
-for its agent (and another --node-name).`,
+for its agent (and another --node-name), and a cluster on Docker's networks (--networks docker
+on its first manager): ruche's own networks are one ruche's per machine.
+
+The node follows the cluster's replica networks (Docker's, or ruche's own over a WireGuard
+mesh between the nodes' advertise addresses, UDP --mesh-port).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := newLogger(g, logLevel, logFormat)

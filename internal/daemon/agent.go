@@ -25,6 +25,7 @@ import (
 	"github.com/ruche-platform/ruche/internal/agent"
 	"github.com/ruche-platform/ruche/internal/pki"
 	"github.com/ruche-platform/ruche/internal/runtime/docker"
+	"github.com/ruche-platform/ruche/internal/store"
 )
 
 // AgentConfig is what `ruche agent` takes.
@@ -72,6 +73,10 @@ type Identity struct {
 	ClusterID     string   `json:"cluster_id"`
 	Managers      []string `json:"managers"`
 	AdvertiseAddr string   `json:"advertise_addr,omitempty"`
+	// Networks and PrivateRange are the cluster's replica networks, as
+	// the join answered (none: Docker's).
+	Networks     string `json:"networks,omitempty"`
+	PrivateRange string `json:"private_range,omitempty"`
 }
 
 // Files of a node's identity in its data directory.
@@ -119,6 +124,9 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	}
 	if cfg.AdvertiseAddr == "" {
 		cfg.AdvertiseAddr = id.AdvertiseAddr
+	}
+	if err := follow(&cfg.Net, store.NetworksRecord{Mode: id.Networks, Range: id.PrivateRange}); err != nil { // netmode.go
+		return err
 	}
 	if cfg.NodeAPIAddr == "" && cfg.AdvertiseAddr != "" {
 		cfg.NodeAPIAddr = net.JoinHostPort(cfg.AdvertiseAddr, "7444")
@@ -330,7 +338,8 @@ func Join(ctx context.Context, cfg AgentConfig) (*Identity, error) {
 			managers = append(managers, m)
 		}
 	}
-	id := &Identity{NodeID: jr.NodeID, ClusterID: jr.ClusterID, Managers: managers, AdvertiseAddr: addr}
+	id := &Identity{NodeID: jr.NodeID, ClusterID: jr.ClusterID, Managers: managers, AdvertiseAddr: addr,
+		Networks: jr.Networks, PrivateRange: jr.PrivateRange}
 	if err := saveIdentity(cfg.DataDir, id, []byte(jr.Cert), keyPEM, caPEM); err != nil {
 		return nil, err
 	}

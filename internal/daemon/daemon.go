@@ -125,8 +125,11 @@ func Up(ctx context.Context, cfg Config) error {
 	if err := checkKeys(ctx, st, cfg.DataDir); err != nil {
 		return err
 	}
-	clusterID, err := ensureCluster(ctx, st, extra.newClusterID)
+	clusterID, newCluster, err := ensureCluster(ctx, st, extra.newClusterID)
 	if err != nil {
+		return err
+	}
+	if err := clusterNetworks(ctx, st, &cfg.Net, newCluster, log); err != nil { // netmode.go
 		return err
 	}
 	box, err := secret.LoadOrCreate(filepath.Join(cfg.DataDir, "secret.key"))
@@ -399,22 +402,22 @@ func lockDataDir(dir string) (func(), error) {
 }
 
 // ensureCluster reads the cluster's ID, or records a new cluster with
-// newID (random when empty).
-func ensureCluster(ctx context.Context, st store.Store, newID string) (string, error) {
+// newID (random when empty); created says which.
+func ensureCluster(ctx context.Context, st store.Store, newID string) (id string, created bool, err error) {
 	var rec store.ClusterRecord
 	if _, err := store.GetJSON(ctx, st, store.ClusterKey, &rec); err == nil {
-		return rec.ID, nil
+		return rec.ID, false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
-		return "", err
+		return "", false, err
 	}
 	if newID == "" {
 		newID = randomHex(8)
 	}
 	rec = store.ClusterRecord{ID: newID, Created: time.Now().UTC()}
 	if _, err := st.Txn(ctx, []store.Cmp{store.ModRevisionIs(store.ClusterKey, 0)}, store.Put(store.ClusterKey, store.Encode(rec))); err != nil {
-		return "", fmt.Errorf("create cluster record: %w", err)
+		return "", false, fmt.Errorf("create cluster record: %w", err)
 	}
-	return rec.ID, nil
+	return rec.ID, true, nil
 }
 
 // ensureAdmin keeps the admin config if its token is still valid, else

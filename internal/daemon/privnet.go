@@ -79,17 +79,13 @@ func openPrivnet(nc NetworksConfig, dataDir, node, advertise string, conn agent.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	taken, err := host.Taken()
-	if err != nil {
-		return nil, fmt.Errorf("--networks %s: read the machine's routes: %w", NetworksRuche, err)
-	}
 	m, err := privnet.New(privnet.Config{Range: rng, StateDir: dir, Host: host, DNS: dns, Log: plog,
 		Subnets: agent.SubnetSource(conn, node, rng)})
 	if err != nil {
 		return nil, err
 	}
 	p := &privnetParts{pn: m, initBin: bin}
-	loop := &agent.MeshLoop{Conn: conn, Node: node, Range: rng, Networks: m, Avoid: privnet.Avoid(rng, taken), Log: log.With("component", "mesh")}
+	loop := &agent.MeshLoop{Conn: conn, Node: node, Range: rng, Networks: m, Avoid: m.Avoid(), Log: log.With("component", "mesh")}
 	if advertise != "" {
 		a, perr := netip.ParseAddr(advertise)
 		if perr != nil {

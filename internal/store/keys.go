@@ -22,6 +22,7 @@ import (
 //	/ruche/events/<unix-nanos>-<seq>        client.Event, with a lease
 //	/ruche/tokens/<sha256-hex>              TokenRecord
 //	/ruche/jointokens/<sha256-hex>          JoinTokenRecord (single-use, expiring)
+//	/ruche/net/networks                     NetworksRecord (the replicas' networks, set with the cluster)
 //	/ruche/net/range                        the private range of ruche's networks (first node to ask)
 //	/ruche/net/mesh/<node>                  client.MeshNode (a node on ruche's networks)
 //	/ruche/net/subnets/<network>/<node>     client.Subnet (a network's /24 on a node)
@@ -44,6 +45,7 @@ const (
 	ClusterKey       = Root + "meta/cluster"
 	ElectionPrefix   = Root + "election/"
 	NetRangeKey      = Root + "net/range"
+	NetworksKey      = Root + "net/networks"
 	MeshNodesPrefix  = Root + "net/mesh/"
 	SubnetsPrefix    = Root + "net/subnets/"
 )

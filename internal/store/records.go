@@ -96,6 +96,15 @@ type ClusterRecord struct {
 	Created time.Time `json:"created"`
 }
 
+// NetworksRecord is the cluster's kind of replica networks, settled by
+// its first manager: "docker" (a Docker network per project network on
+// each node) or "ruche" (ruche's own, across nodes over the WireGuard
+// mesh, in Range). Every node follows it.
+type NetworksRecord struct {
+	Mode  string `json:"mode"`
+	Range string `json:"range,omitempty"`
+}
+
 // Encode is json.Marshal for records; records always encode.
 func Encode(v any) []byte {
 	b, err := json.Marshal(v)
