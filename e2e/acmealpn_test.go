@@ -22,7 +22,7 @@ func TestACMETLSALPNOnAgent(t *testing.T) {
 	needDocker(t)
 	agentHTTP, agentHTTPS := freePort(t), freePort(t)
 	pb, root := startPebble(t, freePort(t), agentHTTPS)
-	p := startPlatform(t, append([]string{"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--acme-challenges", "tls-alpn-01"}, acmeFlags(pb)...)...)
+	p := startPlatform(t, append(append([]string{"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t), "--acme-challenges", "tls-alpn-01"}, agentBeside...), acmeFlags(pb)...)...)
 
 	joinAgent(t, p, "e2e-alpn-", agentHTTP, agentHTTPS)
 

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,8 +24,10 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	dockerclient "github.com/docker/docker/client"
+	"github.com/vishvananda/netlink"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/runtime"
 	"github.com/ruche-platform/ruche/internal/testimage"
 	"github.com/ruche-platform/ruche/internal/testports"
@@ -156,16 +159,89 @@ func startPlatform(t *testing.T, extra ...string) *platform {
 	}
 	p.args = append([]string{"up", "--data-dir", p.dataDir, "--api-addr", freePort(t), "--store-addr", freePort(t),
 		"--store-peer-addr", freePort(t), "--node-name", uniq("e2e"), "--http-addr", p.httpAddr, "--https-addr", p.httpsAddr}, extra...)
+	if !slices.Contains(extra, "docker") { // ruche's networks, the default as root
+		needPrivnetFree(t)
+	}
 	p.logPath = filepath.Join(p.dataDir, "ruche.log")
 	p.start()
 	t.Cleanup(func() {
+		p.waitNetworksRemoved()
 		p.stop()
+		p.removeLeftBridges()
 		if t.Failed() {
 			b, _ := os.ReadFile(p.logPath)
 			t.Logf("ruche up log:\n%s", failedLog(string(b), 60))
 		}
 	})
 	return p
+}
+
+// agentBeside are the flags of a `ruche up` with a `ruche agent` beside it
+// on this machine: Docker's networks, since ruche's are one ruche's per
+// network namespace (the agent follows the cluster's).
+var agentBeside = []string{"--networks", "docker"}
+
+// needPrivnetFree fails (skips outside CI) when another process runs
+// ruche's networks on this machine: one ruche per network namespace does
+// (`make demo`'s, say). Tests that need none of them start ruche with
+// --networks docker.
+func needPrivnetFree(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return // ruche's networks need root: ruche up picks Docker's
+	}
+	busy, err := privnet.NamespaceBusy()
+	if err == nil && !busy {
+		return
+	}
+	msg := fmt.Sprintf("another ruche runs ruche's networks on this machine (make demo's?): stop it to run this test (%v)", err)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// privnetState is what a ruche of ruche's networks keeps of them.
+func (p *platform) privnetState() map[string]struct{ Bridge string } {
+	var st struct {
+		Networks map[string]struct{ Bridge string } `json:"networks"`
+	}
+	b, err := os.ReadFile(filepath.Join(p.dataDir, "agent", "privnet.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		return nil
+	}
+	return st.Networks
+}
+
+// waitNetworksRemoved gives the agent time to remove the networks of the
+// projects the test removed (it does once their containers are gone), so
+// that ruche stops with none left and takes its firewall chains with it.
+func (p *platform) waitNetworksRemoved() {
+	if p.cmd == nil {
+		return
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(p.privnetState()) > 0 && time.Now().Before(deadline) {
+		if out, _, code := p.ruche("ps", "-o", "json"); code == 0 && strings.TrimSpace(out) != "[]" && strings.TrimSpace(out) != "null" {
+			return // projects left: their networks stay
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// removeLeftBridges removes the bridges of networks the stopped ruche
+// still had (a test that left a project), so that the next tests do not
+// meet them; it says which.
+func (p *platform) removeLeftBridges() {
+	var left []string
+	for name, n := range p.privnetState() {
+		if l, err := netlink.LinkByName(n.Bridge); err == nil && netlink.LinkDel(l) == nil {
+			left = append(left, name)
+		}
+	}
+	if len(left) > 0 {
+		p.t.Logf("removed the bridges of networks the test left: %s", strings.Join(left, ", "))
+	}
 }
 
 func (p *platform) start() {

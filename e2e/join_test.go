@@ -57,7 +57,7 @@ func (p *platform) nodes() []client.Node {
 // secret fetched over mutual TLS; restarted without --join, it adopts
 // them. A join token serves once.
 func TestAgentJoins(t *testing.T) {
-	p := startPlatform(t)
+	p := startPlatform(t, agentBeside...)
 	out := p.must("token", "create")
 	if !strings.Contains(out, "ruche agent --join https://") || !strings.Contains(out, "--ca-hash sha256:") {
 		t.Fatalf("token create does not print the join command:\n%s", out)
@@ -284,7 +284,7 @@ func waitNodeStatus(t *testing.T, p *platform, node, status string) {
 // stops by itself, non-zero, saying why and that its containers are left
 // as they are (instead of retrying against the managers forever).
 func TestRemovedAgentStops(t *testing.T) {
-	p := startPlatform(t)
+	p := startPlatform(t, agentBeside...)
 	node := uniq("e2e-rm-")
 	a := startJoinedAgent(t, p, node, t.TempDir())
 	p.must("node", "rm", node, "--force")
@@ -296,7 +296,7 @@ func TestRemovedAgentStops(t *testing.T) {
 // started again, stops by itself, non-zero, saying its name was taken,
 // while the new one keeps the node ready.
 func TestReplacedAgentStops(t *testing.T) {
-	p := startPlatform(t)
+	p := startPlatform(t, agentBeside...)
 	node := uniq("e2e-rejoin-")
 	old := startJoinedAgent(t, p, node, t.TempDir())
 	old.cmd.Process.Signal(syscall.SIGTERM) // by its pid

@@ -32,7 +32,7 @@ type reachEnv struct {
 
 // extra is more of the service's keys, as YAML lines indented by four.
 func startReach(t *testing.T, extra string) *reachEnv {
-	p := startPlatform(t, "--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t))
+	p := startPlatform(t, append([]string{"--advertise-addr", "127.0.0.1", "--node-api-addr", freePort(t)}, agentBeside...)...)
 	agentHTTP, agentHTTPS, agentMetrics := freePort(t), freePort(t), freePort(t)
 	a, node := joinAgent(t, p, "e2e-reach-", agentHTTP, agentHTTPS, "--metrics-addr", agentMetrics)
 
