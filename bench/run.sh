@@ -2,7 +2,11 @@
 # The single-node benchmark (`make bench`), see bench/README.md and
 # docs/benchmarks.md. In one run on this machine:
 #   1. time for 20 replicas of ruche-hello:latest to converge, three ways:
-#      20 parallel `docker run -d` (baseline), `ruche deploy`, and
+#      20 parallel `docker run -d` (baseline), `ruche deploy` on `ruche up`
+#      with its default networks (ruche's own, as root: counted once every
+#      replica's network namespace has its default route, benchtool
+#      converge -network-ready, since its containers start before ruche
+#      wires them), and
 #      `docker service create --replicas 20 --detach=false` (Swarm); and,
 #      for context, 20 parallel `docker run -d` on a network of their own
 #      (what ruche's per-project network costs dockerd); trials are
@@ -12,10 +16,8 @@
 #      wiring its containers itself (no Docker network, a veth pair, an
 #      address and a route by netlink, a waiter holding the command until
 #      then), what private networks would leave of a replica's start;
-#      and `ruche deploy` on a second `ruche up --networks ruche` (ruche's
-#      own networks, experimental), counted once every replica's network
-#      namespace has its default route (benchtool converge -network-ready):
-#      its containers start before ruche wires them;
+#      and `ruche deploy` on a second `ruche up --networks docker` (a
+#      Docker network per project network);
 #   2. VmRSS of an idle `ruche up` running 50 replicas (and of dockerd).
 # Progress goes to stderr, the Markdown report to stdout and to
 # $BENCH_OUT/report.md with the logs.
@@ -30,7 +32,7 @@
 #
 # Knobs: BENCH_TRIALS (5), BENCH_IDLE_WAIT seconds (60),
 # BENCH_SCENARIOS ("docker-run docker-run-net docker-run-none wired ruche
-# ruche-privnet swarm swarm-net rss"), BENCH_OUT
+# ruche-docker swarm swarm-net rss"), BENCH_OUT
 # (a new /tmp dir), BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image,
 # BENCH_RUCHE_BIN=path to measure another ruche binary than bin/ruche (an
 # A/B of two builds: alternate runs, one per binary).
@@ -43,7 +45,7 @@ TRIALS=${BENCH_TRIALS:-5}
 REPLICAS=20
 IDLE_REPLICAS=50
 IDLE_WAIT=${BENCH_IDLE_WAIT:-60}
-SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none wired ruche ruche-privnet swarm swarm-net rss"}
+SCENARIOS=${BENCH_SCENARIOS:-"docker-run docker-run-net docker-run-none wired ruche ruche-docker swarm swarm-net rss"}
 # The overlay network of swarm-net, a range no host route reaches or lies
 # in (checked before use): containers get addresses from it, in their own
 # namespaces only.
@@ -52,7 +54,9 @@ SWARMNET_SUBNET=10.213.77.0/24
 # address goes on the bridge, the containers' in their namespaces; no NAT,
 # no route out, and nothing sends traffic on it.
 WIRE_SUBNET=10.213.78.0/24
-PRIVNET_RANGE=10.213.80.0/23 # ruche up --networks ruche --private-range
+# ruche up's --private-range (ruche's networks): the nodes' /24, then one
+# per network (bench-ruche, bench-idle).
+PRIVNET_RANGE=10.213.80.0/22
 WIRE_BRIDGE=bench-wire0
 TRIAL_TIMEOUT=3m
 IMAGE=ruche-hello:latest
@@ -72,7 +76,7 @@ TOOL=$WORK/benchtool
 # --- cleanup: only what this run created, found by its bench- names -------
 
 RUCHE_PID=""
-PN_PID="" # the ruche up --networks ruche
+PN_PID="" # the ruche up --networks docker
 PN_CONFIG=$WORK/ruche-pn/admin.conf
 SWARM_OURS=0
 GWBRIDGE_EXISTED=1
@@ -246,20 +250,6 @@ compose_file bench-ruche "$REPLICAS" >"$WORK/compose-bench-ruche.yml"
 compose_file bench-ruchepn "$REPLICAS" >"$WORK/compose-bench-ruchepn.yml"
 compose_file bench-idle "$IDLE_REPLICAS" >"$WORK/compose-bench-idle.yml"
 
-if want ruche || want rss; then
-	mapfile -t PORTS < <("$TOOL" ports 3)
-	export RUCHE_CONFIG=$WORK/ruche/admin.conf
-	log "starting ruche up (data dir $WORK/ruche, API 127.0.0.1:${PORTS[0]}, log $OUT/ruche-up.log)"
-	# A node name of its own: an agent removes the containers of its node
-	# that its store does not know, so two ruche up sharing a node name on
-	# one dockerd would remove each other's replicas.
-	"$RUCHE" up --data-dir "$WORK/ruche" --node-name "bench-node-$$" \
-		--api-addr "127.0.0.1:${PORTS[0]}" --store-addr "127.0.0.1:${PORTS[1]}" \
-		--store-peer-addr "127.0.0.1:${PORTS[2]}" --http-addr "" --https-addr "" >"$OUT/ruche-up.log" 2>&1 &
-	RUCHE_PID=$!
-	wait_ruche_up
-fi
-
 # subnet_free SUBNET WHAT: refuse a range a route of this host reaches or
 # lies in.
 subnet_free() {
@@ -270,18 +260,35 @@ subnet_free() {
 		exit 1
 	fi
 }
+if want ruche || want rss; then
+	subnet_free "$PRIVNET_RANGE" ruche
+	mapfile -t PORTS < <("$TOOL" ports 3)
+	export RUCHE_CONFIG=$WORK/ruche/admin.conf
+	log "starting ruche up (data dir $WORK/ruche, API 127.0.0.1:${PORTS[0]}, log $OUT/ruche-up.log)"
+	# A node name of its own: an agent removes the containers of its node
+	# that its store does not know, so two ruche up sharing a node name on
+	# one dockerd would remove each other's replicas.
+	# Its default networks (ruche's own, as root); in a range of the
+	# bench's, checked above.
+	"$RUCHE" up --data-dir "$WORK/ruche" --node-name "bench-node-$$" --private-range "$PRIVNET_RANGE" \
+		--api-addr "127.0.0.1:${PORTS[0]}" --store-addr "127.0.0.1:${PORTS[1]}" \
+		--store-peer-addr "127.0.0.1:${PORTS[2]}" --http-addr "" --https-addr "" >"$OUT/ruche-up.log" 2>&1 &
+	RUCHE_PID=$!
+	wait_ruche_up
+	echo "- ruche up's replica networks (its default): $(grep -o 'networks=[a-z]*' "$OUT/ruche-up.log" | head -n 1 | cut -d= -f2)" >>"$OUT/machine.md"
+fi
+
 if want swarm-net; then subnet_free "$SWARMNET_SUBNET" swarm-net; fi
-if want ruche-privnet; then
-	subnet_free "$PRIVNET_RANGE" ruche-privnet
+if want ruche-docker; then
 	mapfile -t PN_PORTS < <("$TOOL" ports 3)
-	log "starting ruche up --networks ruche (data dir $WORK/ruche-pn, API 127.0.0.1:${PN_PORTS[0]}, log $OUT/ruche-pn-up.log)"
-	"$RUCHE" up --data-dir "$WORK/ruche-pn" --node-name "bench-pn-$$" --networks ruche --private-range "$PRIVNET_RANGE" \
+	log "starting ruche up --networks docker (data dir $WORK/ruche-pn, API 127.0.0.1:${PN_PORTS[0]}, log $OUT/ruche-pn-up.log)"
+	"$RUCHE" up --data-dir "$WORK/ruche-pn" --node-name "bench-pn-$$" --networks docker \
 		--api-addr "127.0.0.1:${PN_PORTS[0]}" --store-addr "127.0.0.1:${PN_PORTS[1]}" \
 		--store-peer-addr "127.0.0.1:${PN_PORTS[2]}" --http-addr "" --https-addr "" >"$OUT/ruche-pn-up.log" 2>&1 &
 	PN_PID=$!
 	for _ in $(seq 1 120); do
 		"$RUCHE" --config "$PN_CONFIG" status >/dev/null 2>&1 && break
-		kill -0 "$PN_PID" 2>/dev/null || { tail -n 20 "$OUT/ruche-pn-up.log" >&2; echo "ruche up --networks ruche exited" >&2; exit 1; }
+		kill -0 "$PN_PID" 2>/dev/null || { tail -n 20 "$OUT/ruche-pn-up.log" >&2; echo "ruche up --networks docker exited" >&2; exit 1; }
 		sleep 0.5
 	done
 fi
@@ -382,20 +389,20 @@ trial_wired() {
 trial_ruche() {
 	if [ -n "${BROKEN[ruche]:-}" ]; then skip ruche "$1"; return; fi
 	echo "--- trial $1" >>"$OUT/ruche.log"
-	measure ruche "$1" bench-ruche- -- "$RUCHE" deploy -f "$WORK/compose-bench-ruche.yml" --timeout "$TRIAL_TIMEOUT" || BROKEN[ruche]=1
+	measure ruche "$1" bench-ruche- -network-ready -- "$RUCHE" deploy -f "$WORK/compose-bench-ruche.yml" --timeout "$TRIAL_TIMEOUT" || BROKEN[ruche]=1
 	if ! timeout 150 "$RUCHE" rm bench-ruche --timeout 2m >>"$OUT/ruche.log" 2>&1 || [ -n "$(containers_named bench-ruche-)" ]; then
 		log "ruche rm bench-ruche did not finish cleanly; no more ruche trials"
 		BROKEN[ruche]=1
 	fi
 }
 
-trial_ruche_privnet() {
-	if [ -n "${BROKEN[ruche-privnet]:-}" ]; then skip ruche-privnet "$1"; return; fi
-	echo "--- trial $1" >>"$OUT/ruche-privnet.log"
-	measure ruche-privnet "$1" bench-ruchepn- -network-ready -- "$RUCHE" --config "$PN_CONFIG" deploy -f "$WORK/compose-bench-ruchepn.yml" --timeout "$TRIAL_TIMEOUT" || BROKEN[ruche-privnet]=1
-	if ! timeout 150 "$RUCHE" --config "$PN_CONFIG" rm bench-ruchepn --timeout 2m >>"$OUT/ruche-privnet.log" 2>&1 || [ -n "$(containers_named bench-ruchepn-)" ]; then
-		log "ruche rm bench-ruchepn did not finish cleanly; no more ruche-privnet trials"
-		BROKEN[ruche-privnet]=1
+trial_ruche_docker() {
+	if [ -n "${BROKEN[ruche-docker]:-}" ]; then skip ruche-docker "$1"; return; fi
+	echo "--- trial $1" >>"$OUT/ruche-docker.log"
+	measure ruche-docker "$1" bench-ruchepn- -- "$RUCHE" --config "$PN_CONFIG" deploy -f "$WORK/compose-bench-ruchepn.yml" --timeout "$TRIAL_TIMEOUT" || BROKEN[ruche-docker]=1
+	if ! timeout 150 "$RUCHE" --config "$PN_CONFIG" rm bench-ruchepn --timeout 2m >>"$OUT/ruche-docker.log" 2>&1 || [ -n "$(containers_named bench-ruchepn-)" ]; then
+		log "ruche rm bench-ruchepn did not finish cleanly; no more ruche-docker trials"
+		BROKEN[ruche-docker]=1
 	fi
 }
 
@@ -428,7 +435,7 @@ trial_swarm_net() {
 	fi
 }
 
-ALL=(docker-run docker-run-net docker-run-none wired ruche ruche-privnet swarm swarm-net)
+ALL=(docker-run docker-run-net docker-run-none wired ruche ruche-docker swarm swarm-net)
 ACTIVE=()
 for sc in "${ALL[@]}"; do want "$sc" && ACTIVE+=("$sc"); done
 
@@ -454,7 +461,7 @@ for i in $(seq 1 "$TRIALS"); do
 		docker-run-none) trial_docker_run_none "$i" ;;
 		wired) trial_wired "$i" ;;
 		ruche) trial_ruche "$i" ;;
-		ruche-privnet) trial_ruche_privnet "$i" ;;
+		ruche-docker) trial_ruche_docker "$i" ;;
 		swarm) trial_swarm "$i" ;;
 		swarm-net) trial_swarm_net "$i" ;;
 		esac
