@@ -106,6 +106,12 @@ func (l *MeshLoop) Run(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 	}
+	if l.Mesh == nil {
+		// No other node reaches this one: nothing of the mesh to follow
+		// (and no state to recompute at every replica's change).
+		<-ctx.Done()
+		return nil
+	}
 	for {
 		states, err := l.Conn.WatchMesh(ctx, l.Node)
 		if err != nil {
@@ -131,15 +137,8 @@ func (l *MeshLoop) Run(ctx context.Context) error {
 // apply sets the peers and routes, then the networks' rules and names.
 func (l *MeshLoop) apply(self netip.Addr, st client.MeshState) error {
 	peers, view := MeshPlan(l.Node, st)
-	var errs []error
-	if l.Mesh != nil {
-		view.Iface = l.Mesh.Name()
-		errs = append(errs, l.Mesh.Apply(self, peers))
-	} else {
-		view = privnet.MeshView{} // nothing reaches other nodes
-	}
-	errs = append(errs, l.Networks.SetMesh(view))
-	return errors.Join(errs...)
+	view.Iface = l.Mesh.Name()
+	return errors.Join(l.Mesh.Apply(self, peers), l.Networks.SetMesh(view))
 }
 
 // MeshPlan turns the managers' MeshState into the node's peers (the other
