@@ -218,6 +218,10 @@ type Status struct {
 	Replicas  int         `json:"replicas"`
 	Ready     int         `json:"ready"`
 	Store     StoreStatus `json:"store"`
+	// Networks is the cluster's kind of replica networks ("docker" or
+	// "ruche") and PrivateRange the range of ruche's.
+	Networks     string `json:"networks,omitempty"`
+	PrivateRange string `json:"private_range,omitempty"`
 }
 
 // Manager is one manager (API endpoint and store member).

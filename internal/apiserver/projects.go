@@ -186,6 +186,12 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	if s.d.StoreStatus != nil {
 		st.Store = s.d.StoreStatus(r.Context())
 	}
+	var nets store.NetworksRecord
+	if _, err := store.GetJSON(r.Context(), s.d.Store, store.NetworksKey, &nets); err == nil {
+		st.Networks, st.PrivateRange = nets.Mode, nets.Range
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -498,3 +498,15 @@ func TestTLSFilesOfAHostAcrossProjects(t *testing.T) {
 		t.Errorf("tls default on a host with a certificate file: %d %s", code, body)
 	}
 }
+
+// TestStatusNetworks: the status says which replica networks the cluster
+// uses, as its first manager recorded them.
+func TestStatusNetworks(t *testing.T) {
+	e := newEnv(t)
+	e.st.Txn(context.Background(), nil, store.Put(store.NetworksKey, store.Encode(store.NetworksRecord{Mode: "ruche", Range: "10.208.0.0/16"})))
+	code, body := e.call("GET", "/v1/status", token, "", nil)
+	var st client.Status
+	if code != 200 || json.Unmarshal(body, &st) != nil || st.Networks != "ruche" || st.PrivateRange != "10.208.0.0/16" {
+		t.Errorf("status %d %s: want networks ruche in 10.208.0.0/16", code, body)
+	}
+}

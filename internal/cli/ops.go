@@ -247,6 +247,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 				printManagers(g.stdout, st.Managers) // manager.go
 				g.refreshServers(st.Managers)
 				printStore(g.stdout, st.Store)
+				switch {
+				case st.Networks == "ruche":
+					fmt.Fprintf(g.stdout, "networks: ruche's own (private range %s)\n", st.PrivateRange)
+				case st.Networks != "":
+					fmt.Fprintf(g.stdout, "networks: Docker's, one per project network (%s)\n", st.Networks)
+				}
 				fmt.Fprintf(g.stdout, "projects: %d, services: %d, replicas: %d/%d ready\n", st.Projects, st.Services, st.Ready, st.Replicas)
 				return printNodes(g, st.Nodes)
 			})
