@@ -135,6 +135,22 @@ func TestMeshNetworks(t *testing.T) {
 		t.Errorf("%s reaching node2's gateway %s over the mesh: %q, want a failure", a, gatewayOf(dbAddr), out)
 	}
 
+	// node2's ruche killed and started again: its WireGuard interface
+	// (userspace here: it went with the process) comes back with the same
+	// key, and so do its peers, routes and rules; web reaches db again.
+	if err := tb.Kill("node2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.c.Restart("node2"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "web on node1 fetching db on node2 after node2's ruche restarted", 90*time.Second, func() bool {
+		return strings.HasPrefix(ask(node1, "web."+hostA, "/fetch?url=http://db:8080/"), "200 hello from db.1")
+	})
+	if out := ask(node1, "web."+hostB, "/fetch?url=http://"+dbAddr.String()+":8080/"); !strings.Contains(out, "fetch:") {
+		t.Errorf("after the restart, %s reaching %s's db at %s: %q, want a failure", b, a, dbAddr, out)
+	}
+
 	// Removed: the networks go from both nodes.
 	m.must(t, "rm", a)
 	m.must(t, "rm", b)
