@@ -48,6 +48,11 @@ func (s *supervisor) privnetSpec(ctx context.Context, rec store.TaskRecord, spec
 	// Docker cannot publish the ports of a container without a network:
 	// ruche publishes them once it is wired (wire).
 	spec.NoNetwork, spec.Networks, spec.Ports = true, nil, nil
+	// DESIGN.md's private names: the replica's own, and its address on
+	// its first network (where its default route is).
+	spec.Env = append(spec.Env,
+		"RUCHE_PRIVATE_IP="+ifaces[0].Addr.Addr().String(),
+		fmt.Sprintf("RUCHE_PRIVATE_HOSTNAME=%d.%s.%s.internal", rec.Slot, rec.Service, rec.Project))
 	spec.DNS = []string{ifaces[0].Gateway.String()}
 	spec.DNSSearch = []string{rec.Project + ".internal"}
 	maps.Copy(spec.Labels, privnet.Labels(nets, ifaces))

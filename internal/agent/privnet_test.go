@@ -97,6 +97,9 @@ func TestPrivnetReplica(t *testing.T) {
 		if !slices.Equal(spec.DNS, []string{"10.208.0.1"}) || !slices.Equal(spec.DNSSearch, []string{"p.internal"}) {
 			t.Errorf("dns %v search %v", spec.DNS, spec.DNSSearch)
 		}
+		if !slices.Contains(spec.Env, "RUCHE_PRIVATE_IP=10.208.0.2") || !slices.Contains(spec.Env, "RUCHE_PRIVATE_HOSTNAME=1.web.p.internal") {
+			t.Errorf("env %v: no private address and name", spec.Env)
+		}
 		if c.Labels[privnet.LabelAddrPrefix+"ruche-p-default"] != "10.208.0.2" {
 			t.Errorf("labels %v: no address", c.Labels)
 		}
