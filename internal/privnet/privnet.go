@@ -434,7 +434,16 @@ func (m *Manager) newSubnetLocked(spec NetSpec) (netip.Prefix, error) {
 	if m.cfg.Subnets == nil {
 		return m.freeSubnetLocked()
 	}
-	p, err := m.cfg.Subnets.Subnet(spec, netip.Prefix{}, m.avoidLocked())
+	// The subnets of this node's networks not claimed since start are
+	// not the managers' yet (a state file from before them, a network
+	// taken back from its bridge): none of them may be given.
+	avoid := m.avoidLocked()
+	for _, n := range m.nets {
+		if !n.claimed {
+			avoid = append(avoid, n.Subnet)
+		}
+	}
+	p, err := m.cfg.Subnets.Subnet(spec, netip.Prefix{}, avoid)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("subnet: %w", err)
 	}

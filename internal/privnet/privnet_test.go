@@ -649,3 +649,57 @@ func TestAdoptFromBridge(t *testing.T) {
 		t.Errorf("a new replica: %+v %v, want 10.208.1.3 (.2 is t1's)", ifs2, err)
 	}
 }
+
+// pickSubnets is the managers' IPAM that knows none of this node's
+// networks (a node removed and joined again, a data dir restored, a state
+// file from before the managers' IPAM): the lowest /24 after the first
+// that overlaps nothing the node says to avoid.
+type pickSubnets struct{}
+
+func (pickSubnets) Subnet(spec NetSpec, have netip.Prefix, avoid []netip.Prefix) (netip.Prefix, error) {
+	if have.IsValid() && !slices.ContainsFunc(avoid, have.Overlaps) {
+		return have, nil
+	}
+	for i := 1; i < 256; i++ {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 208, byte(i), 0}), 24)
+		if !slices.ContainsFunc(avoid, p.Overlaps) {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, errors.New("full")
+}
+
+func (pickSubnets) Release(string) error { return nil }
+
+// TestNewSubnetAvoidsUnclaimed: a network of the state file the managers
+// do not know yet (not claimed since start) keeps its subnet from a new
+// network: the managers are told to avoid it, else they record it for
+// the new network, which then never comes up, and the old one cannot be
+// claimed.
+func TestNewSubnetAvoidsUnclaimed(t *testing.T) {
+	dir := t.TempDir()
+	h := newFakeHost()
+	cfg := Config{Range: DefaultRange, StateDir: dir, Host: h,
+		Subnets: &fakeSubnets{give: map[string]netip.Prefix{"ruche-a-default": netip.MustParsePrefix("10.208.1.0/24")}}}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	cfg.Subnets = pickSubnets{}
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := m2.Attach("t2", "b.internal", []NetSpec{spec("ruche-b-default")})
+	if err != nil {
+		t.Fatalf("a new network beside an unclaimed one of the state file: %v", err)
+	}
+	if ifs[0].Addr.Overlaps(netip.MustParsePrefix("10.208.1.0/24")) {
+		t.Errorf("the new network got %s, the subnet of ruche-a-default", ifs[0].Addr)
+	}
+}
