@@ -383,6 +383,7 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 		}
 		n = &network{Subnet: subnet, Bridge: BridgeName(name), Domain: domain, Project: spec.Project, Internal: spec.Internal, claimed: true}
 		n.init()
+		n.remote = m.mesh.Names[name] // the mesh's view may have it already
 		m.nets[name] = n
 		if err := m.save(); err != nil {
 			delete(m.nets, name)
@@ -643,6 +644,7 @@ func (m *Manager) adoptNetworkLocked(name, project string) error {
 	}
 	n := &network{Subnet: subnet, Bridge: BridgeName(name), Domain: project + ".internal", Project: project, adopted: true}
 	n.init()
+	n.remote = m.mesh.Names[name]
 	m.nets[name] = n
 	if err := m.save(); err != nil {
 		delete(m.nets, name)

@@ -703,3 +703,28 @@ func TestNewSubnetAvoidsUnclaimed(t *testing.T) {
 		t.Errorf("the new network got %s, the subnet of ruche-a-default", ifs[0].Addr)
 	}
 }
+
+// TestNamesOfANetworkMadeAfterTheMesh: a network that comes to the node
+// after the mesh's last view (taken back from its bridge, or made again
+// with its subnet still recorded) answers the names on other nodes that
+// view has for it.
+func TestNamesOfANetworkMadeAfterTheMesh(t *testing.T) {
+	h := newFakeHost()
+	m, dns := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	db := netip.MustParseAddr("10.208.9.2")
+	if err := m.SetMesh(MeshView{Iface: MeshPrefix + "x",
+		Names: map[string]map[string][]netip.Addr{"ruche-a-default": {"db": {db}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := dns.lookups[ifs[0].Gateway.String()+":53"]
+	if lookup == nil {
+		t.Fatal("no name server")
+	}
+	if got := lookup("db"); !slices.Equal(got, []netip.Addr{db}) {
+		t.Errorf("db: %v, want the replica on the other node (%s)", got, db)
+	}
+}
