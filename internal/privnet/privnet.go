@@ -468,6 +468,19 @@ func (m *Manager) Avoid() []netip.Prefix {
 	return m.avoidLocked()
 }
 
+// Local returns the prefixes of the range this machine has: Avoid and the
+// subnets of this node's networks. A route over the mesh must overlap
+// none of them (it would take the place of the machine's own).
+func (m *Manager) Local() []netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.avoidLocked()
+	for _, n := range m.nets {
+		out = append(out, n.Subnet)
+	}
+	return out
+}
+
 // avoidLocked is Avoid, read each time: a route added since start counts.
 func (m *Manager) avoidLocked() []netip.Prefix {
 	taken, err := m.cfg.Host.Taken()

@@ -728,3 +728,19 @@ func TestNamesOfANetworkMadeAfterTheMesh(t *testing.T) {
 		t.Errorf("db: %v, want the replica on the other node (%s)", got, db)
 	}
 }
+
+// TestLocal: what of the range the machine has, for the routes over the
+// mesh to keep clear of: its routes and its own networks' subnets.
+func TestLocal(t *testing.T) {
+	h := newFakeHost()
+	m, _ := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	if _, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")}); err != nil { // 10.208.0.0/24
+		t.Fatal(err)
+	}
+	h.taken = []netip.Prefix{netip.MustParsePrefix("10.208.0.0/24"), netip.MustParsePrefix("10.208.12.0/24"), netip.MustParsePrefix("192.168.1.0/24")}
+	got := m.Local()
+	slices.SortFunc(got, func(a, b netip.Prefix) int { return strings.Compare(a.String(), b.String()) })
+	if want := []netip.Prefix{netip.MustParsePrefix("10.208.0.0/24"), netip.MustParsePrefix("10.208.12.0/24")}; !slices.Equal(got, want) {
+		t.Errorf("local %v, want %v", got, want)
+	}
+}
