@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,7 +137,7 @@ func (l *MeshLoop) Run(ctx context.Context) error {
 
 // apply sets the peers and routes, then the networks' rules and names.
 func (l *MeshLoop) apply(self netip.Addr, st client.MeshState) error {
-	peers, view := MeshPlan(l.Node, st)
+	peers, view := MeshPlan(l.Node, st, l.Networks.Local())
 	view.Iface = l.Mesh.Name()
 	return errors.Join(l.Mesh.Apply(self, peers), l.Networks.SetMesh(view))
 }
@@ -144,8 +145,11 @@ func (l *MeshLoop) apply(self netip.Addr, st client.MeshState) error {
 // MeshPlan turns the managers' MeshState into the node's peers (the other
 // nodes with a key and an endpoint, each with its own address and
 // subnets) and its networks' view of them: their subnets and names on
-// those nodes. What the state has wrong is skipped, not fatal.
-func MeshPlan(node string, st client.MeshState) ([]netmesh.Peer, privnet.MeshView) {
+// those nodes. What the state has wrong is skipped, not fatal: so is a
+// subnet of another node that overlaps one of local (the machine's own
+// routes and networks), whose route over the mesh would replace the
+// machine's.
+func MeshPlan(node string, st client.MeshState, local []netip.Prefix) ([]netmesh.Peer, privnet.MeshView) {
 	view := privnet.MeshView{Remote: map[string][]netip.Prefix{}, Names: map[string]map[string][]netip.Addr{}}
 	peers := map[string]*netmesh.Peer{}
 	var order []string
@@ -165,7 +169,7 @@ func MeshPlan(node string, st client.MeshState) ([]netmesh.Peer, privnet.MeshVie
 	for _, s := range st.Subnets {
 		p, err := netip.ParsePrefix(s.Subnet)
 		peer := peers[s.Node]
-		if err != nil || peer == nil {
+		if err != nil || peer == nil || slices.ContainsFunc(local, p.Overlaps) {
 			continue
 		}
 		peer.Subnets = append(peer.Subnets, p)

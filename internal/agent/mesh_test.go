@@ -32,7 +32,7 @@ func TestMeshPlan(t *testing.T) {
 			{Network: "p_default", Node: "n4", Addr: "10.208.4.2", Names: []string{"db"}},
 		},
 	}
-	peers, view := MeshPlan("n1", st)
+	peers, view := MeshPlan("n1", st, nil)
 	if len(peers) != 2 || peers[0].PublicKey != key2 || peers[1].PublicKey != key3 {
 		t.Fatalf("peers %+v, want n2 and n3", peers)
 	}
@@ -48,5 +48,29 @@ func TestMeshPlan(t *testing.T) {
 	}
 	if len(view.Nodes) != 2 {
 		t.Errorf("nodes %v, want the 2 peers' addresses", view.Nodes)
+	}
+}
+
+// TestMeshPlanKeepsTheMachinesRoutes: another node's subnet that overlaps
+// this machine's own routes or networks (a node that joined with a LAN
+// in the range after the subnet was given, a network of its state file
+// the managers did not know) gets no route over the mesh: it would
+// replace the machine's.
+func TestMeshPlanKeepsTheMachinesRoutes(t *testing.T) {
+	const key2 = "MkQ3z2fHjq4lD7kQfF0nE3TjJ0s6V3b2nqFJ8gq3WmE="
+	st := client.MeshState{
+		Range: "10.208.0.0/16",
+		Nodes: []client.MeshNode{{Node: "n2", Addr: "10.208.0.2", PublicKey: key2, Endpoint: "192.0.2.2:51820"}},
+		Subnets: []client.Subnet{
+			{Network: "p_default", Node: "n2", Subnet: "10.208.2.0/24"},
+			{Network: "q_default", Node: "n2", Subnet: "10.208.3.0/24"},
+		},
+	}
+	peers, view := MeshPlan("n1", st, []netip.Prefix{netip.MustParsePrefix("10.208.3.0/25")})
+	if len(peers) != 1 || !slices.Equal(peers[0].Subnets, []netip.Prefix{netip.MustParsePrefix("10.208.2.0/24")}) {
+		t.Errorf("peers %+v, want n2 with 10.208.2.0/24 only", peers)
+	}
+	if got := view.Remote["q_default"]; len(got) != 0 {
+		t.Errorf("q_default's remote subnets %v, want none", got)
 	}
 }

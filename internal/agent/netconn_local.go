@@ -192,6 +192,11 @@ func (c *LocalConn) JoinMesh(ctx context.Context, n client.MeshNode) (client.Mes
 	n.Range = rng.String()
 	n.Avoid = nil
 	for _, p := range avoid {
+		// Recorded, it applies to every node's subnets: one covering the
+		// range would leave none to the cluster.
+		if p.Overlaps(rng) && p.Bits() <= rng.Bits() {
+			return client.MeshNode{}, meshInvalid("avoid %s covers the whole private range %s: this node's routes leave none of it to ruche's networks", p, rng)
+		}
 		n.Avoid = append(n.Avoid, p.String())
 	}
 	key := store.MeshNodeKey(n.Node)

@@ -371,3 +371,21 @@ func TestNetConnBehaviour(t *testing.T) {
 		})
 	}
 }
+
+// TestMeshAvoidOfTheWholeRangeRefused: a node's avoid applies to every
+// node's subnets; one that covers the whole range (a machine whose own
+// route is the range) is refused at its join, not recorded to leave no
+// /24 for any node of the cluster.
+func TestMeshAvoidOfTheWholeRangeRefused(t *testing.T) {
+	_, c := netLocal(t)
+	ctx := context.Background()
+	for _, wide := range []string{rng, "10.0.0.0/8"} {
+		_, err := c.JoinMesh(ctx, client.MeshNode{Node: "n1", Range: rng, PublicKey: wgKey(1), Endpoint: "192.0.2.1:51820", Avoid: []string{wide}})
+		if !errors.Is(err, agent.ErrMeshInvalid) {
+			t.Errorf("join avoiding %s: got %v, want ErrMeshInvalid", wide, err)
+		}
+	}
+	if _, err := c.Subnet(ctx, client.SubnetRequest{Node: "n2", Range: rng, Network: "ruche-shop-default", Project: "shop"}); err != nil {
+		t.Errorf("another node's subnet after a join avoiding the whole range: %v", err)
+	}
+}

@@ -383,6 +383,7 @@ func (m *Manager) ensureLocked(spec NetSpec, domain string) (*network, error) {
 		}
 		n = &network{Subnet: subnet, Bridge: BridgeName(name), Domain: domain, Project: spec.Project, Internal: spec.Internal, claimed: true}
 		n.init()
+		n.remote = m.mesh.Names[name] // the mesh's view may have it already
 		m.nets[name] = n
 		if err := m.save(); err != nil {
 			delete(m.nets, name)
@@ -434,7 +435,16 @@ func (m *Manager) newSubnetLocked(spec NetSpec) (netip.Prefix, error) {
 	if m.cfg.Subnets == nil {
 		return m.freeSubnetLocked()
 	}
-	p, err := m.cfg.Subnets.Subnet(spec, netip.Prefix{}, m.avoidLocked())
+	// The subnets of this node's networks not claimed since start are
+	// not the managers' yet (a state file from before them, a network
+	// taken back from its bridge): none of them may be given.
+	avoid := m.avoidLocked()
+	for _, n := range m.nets {
+		if !n.claimed {
+			avoid = append(avoid, n.Subnet)
+		}
+	}
+	p, err := m.cfg.Subnets.Subnet(spec, netip.Prefix{}, avoid)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("subnet: %w", err)
 	}
@@ -456,6 +466,19 @@ func (m *Manager) Avoid() []netip.Prefix {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.avoidLocked()
+}
+
+// Local returns the prefixes of the range this machine has: Avoid and the
+// subnets of this node's networks. A route over the mesh must overlap
+// none of them (it would take the place of the machine's own).
+func (m *Manager) Local() []netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.avoidLocked()
+	for _, n := range m.nets {
+		out = append(out, n.Subnet)
+	}
+	return out
 }
 
 // avoidLocked is Avoid, read each time: a route added since start counts.
@@ -634,6 +657,7 @@ func (m *Manager) adoptNetworkLocked(name, project string) error {
 	}
 	n := &network{Subnet: subnet, Bridge: BridgeName(name), Domain: project + ".internal", Project: project, adopted: true}
 	n.init()
+	n.remote = m.mesh.Names[name]
 	m.nets[name] = n
 	if err := m.save(); err != nil {
 		delete(m.nets, name)

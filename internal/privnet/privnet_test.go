@@ -649,3 +649,98 @@ func TestAdoptFromBridge(t *testing.T) {
 		t.Errorf("a new replica: %+v %v, want 10.208.1.3 (.2 is t1's)", ifs2, err)
 	}
 }
+
+// pickSubnets is the managers' IPAM that knows none of this node's
+// networks (a node removed and joined again, a data dir restored, a state
+// file from before the managers' IPAM): the lowest /24 after the first
+// that overlaps nothing the node says to avoid.
+type pickSubnets struct{}
+
+func (pickSubnets) Subnet(spec NetSpec, have netip.Prefix, avoid []netip.Prefix) (netip.Prefix, error) {
+	if have.IsValid() && !slices.ContainsFunc(avoid, have.Overlaps) {
+		return have, nil
+	}
+	for i := 1; i < 256; i++ {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 208, byte(i), 0}), 24)
+		if !slices.ContainsFunc(avoid, p.Overlaps) {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, errors.New("full")
+}
+
+func (pickSubnets) Release(string) error { return nil }
+
+// TestNewSubnetAvoidsUnclaimed: a network of the state file the managers
+// do not know yet (not claimed since start) keeps its subnet from a new
+// network: the managers are told to avoid it, else they record it for
+// the new network, which then never comes up, and the old one cannot be
+// claimed.
+func TestNewSubnetAvoidsUnclaimed(t *testing.T) {
+	dir := t.TempDir()
+	h := newFakeHost()
+	cfg := Config{Range: DefaultRange, StateDir: dir, Host: h,
+		Subnets: &fakeSubnets{give: map[string]netip.Prefix{"ruche-a-default": netip.MustParsePrefix("10.208.1.0/24")}}}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+
+	cfg.Subnets = pickSubnets{}
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := m2.Attach("t2", "b.internal", []NetSpec{spec("ruche-b-default")})
+	if err != nil {
+		t.Fatalf("a new network beside an unclaimed one of the state file: %v", err)
+	}
+	if ifs[0].Addr.Overlaps(netip.MustParsePrefix("10.208.1.0/24")) {
+		t.Errorf("the new network got %s, the subnet of ruche-a-default", ifs[0].Addr)
+	}
+}
+
+// TestNamesOfANetworkMadeAfterTheMesh: a network that comes to the node
+// after the mesh's last view (taken back from its bridge, or made again
+// with its subnet still recorded) answers the names on other nodes that
+// view has for it.
+func TestNamesOfANetworkMadeAfterTheMesh(t *testing.T) {
+	h := newFakeHost()
+	m, dns := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	db := netip.MustParseAddr("10.208.9.2")
+	if err := m.SetMesh(MeshView{Iface: MeshPrefix + "x",
+		Names: map[string]map[string][]netip.Addr{"ruche-a-default": {"db": {db}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := dns.lookups[ifs[0].Gateway.String()+":53"]
+	if lookup == nil {
+		t.Fatal("no name server")
+	}
+	if got := lookup("db"); !slices.Equal(got, []netip.Addr{db}) {
+		t.Errorf("db: %v, want the replica on the other node (%s)", got, db)
+	}
+}
+
+// TestLocal: what of the range the machine has, for the routes over the
+// mesh to keep clear of: its routes and its own networks' subnets.
+func TestLocal(t *testing.T) {
+	h := newFakeHost()
+	m, _ := newManager(t, h, t.TempDir(), "10.208.0.0/16")
+	if _, err := m.Attach("t1", "a.internal", []NetSpec{spec("ruche-a-default")}); err != nil { // 10.208.0.0/24
+		t.Fatal(err)
+	}
+	h.taken = []netip.Prefix{netip.MustParsePrefix("10.208.0.0/24"), netip.MustParsePrefix("10.208.12.0/24"), netip.MustParsePrefix("192.168.1.0/24")}
+	got := m.Local()
+	slices.SortFunc(got, func(a, b netip.Prefix) int { return strings.Compare(a.String(), b.String()) })
+	if want := []netip.Prefix{netip.MustParsePrefix("10.208.0.0/24"), netip.MustParsePrefix("10.208.12.0/24")}; !slices.Equal(got, want) {
+		t.Errorf("local %v, want %v", got, want)
+	}
+}
