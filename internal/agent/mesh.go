@@ -70,9 +70,11 @@ func prefixStrings(ps []netip.Prefix) []string {
 
 // MeshLoop keeps a node's part of the mesh.
 type MeshLoop struct {
-	Conn     NetConn
-	Node     string
-	Range    netip.Prefix
+	Conn  NetConn
+	Node  string
+	Range netip.Prefix
+	// Networks are the node's networks; nil on a manager without an
+	// agent (`ruche server`), which is on the mesh for its ingress only.
 	Networks *privnet.Manager
 	// Mesh is the node's WireGuard interface and Endpoint where other
 	// nodes reach it; nil on a node no other node reaches (one node, no
@@ -82,6 +84,8 @@ type MeshLoop struct {
 	// Avoid is what of the range the machine uses.
 	Avoid []netip.Prefix
 	Log   *slog.Logger
+
+	applyFn func(netip.Addr, client.MeshState) error // tests; default apply
 }
 
 // Run joins the mesh, then applies every MeshState until ctx ends.
@@ -124,19 +128,57 @@ func (l *MeshLoop) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		for st := range states {
-			if err := l.apply(self, st); err != nil {
-				l.Log.Warn("applying the mesh", "err", err)
-			}
-		}
+		l.follow(ctx, self, states)
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
 }
 
+// meshRetry is how soon a mesh state that failed to apply is tried again
+// when no newer one comes.
+const meshRetry = 5 * time.Second
+
+// follow applies each state of states until the channel closes; one that
+// fails is tried again (a quiet cluster may send no other for long).
+func (l *MeshLoop) follow(ctx context.Context, self netip.Addr, states <-chan client.MeshState) {
+	var pending *client.MeshState
+	retry := time.NewTimer(meshRetry)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case st, ok := <-states:
+			if !ok {
+				return
+			}
+			pending = &st
+		case <-retry.C:
+		case <-ctx.Done():
+			return
+		}
+		if pending == nil {
+			continue
+		}
+		apply := l.applyFn
+		if apply == nil {
+			apply = l.apply
+		}
+		if err := apply(self, *pending); err != nil {
+			l.Log.Warn("applying the mesh failed; trying again", "err", err, "in", meshRetry)
+			retry.Reset(meshRetry)
+			continue
+		}
+		pending = nil
+	}
+}
+
 // apply sets the peers and routes, then the networks' rules and names.
 func (l *MeshLoop) apply(self netip.Addr, st client.MeshState) error {
+	if l.Networks == nil { // a manager's ingress only: peers and routes
+		peers, _ := MeshPlan(l.Node, st, nil)
+		return l.Mesh.Apply(self, peers)
+	}
 	peers, view := MeshPlan(l.Node, st, l.Networks.Local())
 	view.Iface = l.Mesh.Name()
 	return errors.Join(l.Mesh.Apply(self, peers), l.Networks.SetMesh(view))

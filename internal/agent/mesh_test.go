@@ -1,9 +1,14 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/ruche-platform/ruche/client"
 )
@@ -73,4 +78,40 @@ func TestMeshPlanKeepsTheMachinesRoutes(t *testing.T) {
 	if got := view.Remote["q_default"]; len(got) != 0 {
 		t.Errorf("q_default's remote subnets %v, want none", got)
 	}
+}
+
+// TestMeshStateRetried: a state that fails to apply (iptables or
+// WireGuard busy) is applied again after a while, with no newer one.
+func TestMeshStateRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls int
+		l := &MeshLoop{Log: slog.New(slog.DiscardHandler), applyFn: func(netip.Addr, client.MeshState) error {
+			calls++
+			if calls == 1 {
+				return errors.New("iptables: resource busy")
+			}
+			return nil
+		}}
+		states := make(chan client.MeshState, 1)
+		states <- client.MeshState{Range: "10.208.0.0/16"}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { l.follow(ctx, netip.Addr{}, states); close(done) }()
+		synctest.Wait()
+		if calls != 1 {
+			t.Fatalf("%d applies at first, want 1", calls)
+		}
+		time.Sleep(meshRetry)
+		synctest.Wait()
+		if calls != 2 {
+			t.Errorf("%d applies after %s, want the failed state applied again", calls, meshRetry)
+		}
+		time.Sleep(3 * meshRetry)
+		synctest.Wait()
+		if calls != 2 {
+			t.Errorf("%d applies, want none after one succeeded", calls)
+		}
+		cancel()
+		<-done
+	})
 }

@@ -203,12 +203,20 @@ func Up(ctx context.Context, cfg Config) error {
 	var pn *privnet.Manager
 	var initBin string
 	var netParts *privnetParts
-	if !cfg.NoAgent && cfg.Net.Mode == NetworksRuche {
+	switch {
+	case cfg.Net.Mode != NetworksRuche:
+	case cfg.NoAgent:
+		if netParts, err = openServerMesh(cfg.Net, cfg.DataDir, cfg.NodeID, cfg.AdvertiseAddr, localConn, log); err != nil {
+			return err
+		}
+	default:
 		if netParts, err = openPrivnet(cfg.Net, cfg.DataDir, cfg.NodeID, cfg.AdvertiseAddr, localConn, log); err != nil {
 			return err
 		}
-		defer netParts.close(log)
 		pn, initBin = netParts.pn, netParts.initBin
+	}
+	if netParts != nil {
+		defer netParts.close(log)
 	}
 	if !cfg.NoAgent {
 		var others drainOthers

@@ -79,32 +79,66 @@ func openPrivnet(nc NetworksConfig, dataDir, node, advertise string, conn agent.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	var mesh *netmesh.Mesh
+	var endpoint netip.AddrPort
+	if advertise != "" {
+		if mesh, endpoint, err = openMesh(nc, dir, node, advertise, log); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				mesh.Close()
+			}
+		}()
+	}
 	m, err := privnet.New(privnet.Config{Range: rng, StateDir: dir, Host: host, DNS: dns, Log: plog,
 		Subnets: agent.SubnetSource(conn, node, rng)})
 	if err != nil {
 		return nil, err
 	}
-	p := &privnetParts{pn: m, initBin: bin}
-	loop := &agent.MeshLoop{Conn: conn, Node: node, Range: rng, Networks: m, Avoid: m.Avoid(), Log: log.With("component", "mesh")}
-	if advertise != "" {
-		a, perr := netip.ParseAddr(advertise)
-		if perr != nil {
-			m.Close()
-			return nil, fmt.Errorf("--networks %s: the mesh needs an IP address to advertise, not %q", NetworksRuche, advertise)
-		}
-		port := nc.MeshPort
-		if port == 0 {
-			port = netmesh.DefaultPort
-		}
-		mesh, merr := netmesh.Open(netmesh.Config{Name: netmesh.IfaceName(node), KeyFile: filepath.Join(dir, "mesh.key"), ListenPort: port, Log: loop.Log})
-		if merr != nil {
-			m.Close()
-			return nil, fmt.Errorf("--networks %s: %w", NetworksRuche, merr)
-		}
-		p.mesh, loop.Mesh, loop.Endpoint = mesh, mesh, netip.AddrPortFrom(a, uint16(port))
+	return &privnetParts{pn: m, initBin: bin, mesh: mesh,
+		loop: &agent.MeshLoop{Conn: conn, Node: node, Range: rng, Networks: m, Avoid: m.Avoid(), Mesh: mesh, Endpoint: endpoint, Log: log.With("component", "mesh")}}, nil
+}
+
+// openMesh opens the node's WireGuard interface, for other nodes to reach
+// it at advertise.
+func openMesh(nc NetworksConfig, dir, node, advertise string, log *slog.Logger) (*netmesh.Mesh, netip.AddrPort, error) {
+	a, err := netip.ParseAddr(advertise)
+	if err != nil {
+		return nil, netip.AddrPort{}, fmt.Errorf("--networks %s: the mesh needs an IP address to advertise, not %q", NetworksRuche, advertise)
 	}
-	p.loop = loop
-	return p, nil
+	port := nc.MeshPort
+	if port == 0 {
+		port = netmesh.DefaultPort
+	}
+	mesh, err := netmesh.Open(netmesh.Config{Name: netmesh.IfaceName(node), KeyFile: filepath.Join(dir, "mesh.key"), ListenPort: port, Log: log.With("component", "mesh")})
+	if err != nil {
+		return nil, netip.AddrPort{}, fmt.Errorf("--networks %s: %w", NetworksRuche, err)
+	}
+	return mesh, netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+// openServerMesh puts a manager without an agent (`ruche server`) on the
+// mesh, with no network of its own: its ingress reaches the replicas of
+// the nodes at their private addresses, as the nodes' own ingress does.
+func openServerMesh(nc NetworksConfig, dataDir, node, advertise string, conn agent.NetConn, log *slog.Logger) (*privnetParts, error) {
+	if advertise == "" {
+		return nil, nil // one machine, no other node
+	}
+	rng := nc.PrivateRange
+	if !rng.IsValid() {
+		rng = privnet.DefaultRange
+	}
+	dir := filepath.Join(dataDir, "agent")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	mesh, endpoint, err := openMesh(nc, dir, node, advertise, log)
+	if err != nil {
+		return nil, err
+	}
+	return &privnetParts{mesh: mesh,
+		loop: &agent.MeshLoop{Conn: conn, Node: node, Range: rng, Mesh: mesh, Endpoint: endpoint, Log: log.With("component", "mesh")}}, nil
 }
 
 // close stops the name servers and the mesh; the bridges and containers
@@ -114,6 +148,9 @@ func (p *privnetParts) close(log *slog.Logger) {
 		if err := p.mesh.Close(); err != nil {
 			log.Warn("mesh: closing", "err", err)
 		}
+	}
+	if p.pn == nil {
+		return
 	}
 	if err := p.pn.Close(); err != nil {
 		log.Warn("private networks: closing", "err", err)
