@@ -167,3 +167,35 @@ func TestMeshNetworks(t *testing.T) {
 func gatewayOf(a netip.Addr) netip.Addr {
 	return netip.PrefixFrom(a, 24).Masked().Addr().Next()
 }
+
+// TestMeshServerIngress: a manager without an agent (`ruche server`, no
+// replica of its own) is on the mesh too, so its ingress reaches a
+// replica on another node at its private address (no host port is
+// published for routes on ruche's networks).
+func TestMeshServerIngress(t *testing.T) {
+	needDocker(t)
+	needRoot(t, "the mesh test needs root (network namespaces, WireGuard, iptables)")
+	netArgs := []string{"--networks", "ruche", "--private-range", meshRange, "--dns-upstream", freePort(t)}
+	m := startCluster(t, 2, testbed.ClusterConfig{Server: true,
+		Labels:      map[string][]string{"node2": {"zone=b"}},
+		ManagerArgs: netArgs, AgentArgs: netArgs})
+	p := uniq("e2e-meshs-")
+	host := p + ".ruche.test"
+	compose := `
+services:
+  db:
+    image: @IMAGE@
+    x-ruche:
+      routes:
+        - host: db.@HOST@
+          port: 8080
+          tls: none
+`
+	m.must(t, "deploy", "-f", writeCompose(t, strings.NewReplacer("@IMAGE@", image, "@HOST@", host).Replace(compose)), "-p", p)
+	server := m.tb.Node("node1").Addr().String()
+	eventually(t, "the server's ingress to db on node2", 60*time.Second, func() bool {
+		out, _ := exec.Command("curl", "-sS", "--max-time", "5", "-H", "Host: db."+host, "http://"+server+"/").CombinedOutput()
+		return strings.Contains(string(out), "hello from db.1 on node2")
+	})
+	m.must(t, "rm", p)
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/agent"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -46,6 +47,11 @@ func (s *Server) check(ctx context.Context, p *client.ProjectSpec, cur *current,
 	if err != nil {
 		return err
 	}
+	clash, err := s.networkClashes(ctx, p)
+	if err != nil {
+		return err
+	}
+	problems = append(problems, clash...)
 	checkedImages := map[string]bool{}
 	for _, c := range changes {
 		if c.Kind == client.ChangeRemove || c.Kind == client.ChangeUnchanged {
@@ -153,6 +159,47 @@ func (s *Server) owners(ctx context.Context, project string) (map[portKey]string
 		}
 	}
 	return out, routes, hosts, nil
+}
+
+// networkClashes finds the networks of p whose engine name (and bridge,
+// and subnet) is also a network's of another project: the name joins
+// project and network with '-', which both may contain, so project a-b's
+// network c and project a's network b-c would be one network.
+func (s *Server) networkClashes(ctx context.Context, p *client.ProjectSpec) ([]string, error) {
+	kvs, _, err := s.d.Store.List(ctx, store.ProjectsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	others := map[string]string{} // engine name -> "project's network n"
+	for _, kv := range kvs {
+		var rec store.ProjectRecord
+		if err := store.Decode(kv, &rec); err != nil {
+			return nil, err
+		}
+		if rec.Name == p.Name {
+			continue
+		}
+		for n := range withDefault(rec.Networks) {
+			others[agent.NetworkName(rec.Name, n)] = fmt.Sprintf("project %s's network %s", rec.Name, n)
+		}
+	}
+	var problems []string
+	for n := range withDefault(p.Networks) {
+		if o, ok := others[agent.NetworkName(p.Name, n)]; ok {
+			problems = append(problems, fmt.Sprintf("network %s: its engine name %s is also %s's (names join project and network with '-'): rename the project or the network", n, agent.NetworkName(p.Name, n), o))
+		}
+	}
+	return problems, nil
+}
+
+// withDefault is a project's networks and "default", which its services
+// join when they name none.
+func withDefault(nets map[string]client.NetworkSpec) map[string]bool {
+	out := map[string]bool{"default": true}
+	for n := range nets {
+		out[n] = true
+	}
+	return out
 }
 
 func (s *Server) readyNodes(ctx context.Context) (int, error) {

@@ -510,3 +510,31 @@ func TestStatusNetworks(t *testing.T) {
 		t.Errorf("status %d %s: want networks ruche in 10.208.0.0/16", code, body)
 	}
 }
+
+// TestNetworkNameClash: project a-b's network c and project a's network
+// b-c would be one engine network (and one bridge, one name server): the
+// second deploy is refused, and nothing of it is stored.
+func TestNetworkNameClash(t *testing.T) {
+	e := newEnv(t)
+	spec := func(project, network string) client.ProjectSpec {
+		return client.ProjectSpec{Name: project, Networks: map[string]client.NetworkSpec{network: {Name: network}},
+			Services: map[string]client.ServiceSpec{"web": {Name: "web", Image: "hello:1", Replicas: 1,
+				Networks: map[string]client.ServiceNetwork{network: {}}}}}
+	}
+	if code, body := e.deploy(spec("a-b", "c"), false); code != 200 {
+		t.Fatalf("first: %d %s", code, body)
+	}
+	code, body := e.deploy(spec("a", "b-c"), false)
+	if code != 400 || !strings.Contains(string(body), "engine name ruche-a-b-c is also project a-b's network c") {
+		t.Fatalf("a clashing network: got %d %s", code, body)
+	}
+	if _, err := e.st.Get(context.Background(), store.ProjectKey("a")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused project was stored: %v", err)
+	}
+	if code, body := e.deploy(spec("a", "d"), false); code != 200 {
+		t.Errorf("a network that does not clash: %d %s", code, body)
+	}
+	if code, body := e.deploy(spec("a-b", "c"), false); code != 200 {
+		t.Errorf("the owner's redeploy: %d %s", code, body)
+	}
+}

@@ -20,7 +20,7 @@ func daemonCmd(g *globals, server bool) *cobra.Command {
 	var labels []string
 	var logLevel, logFormat string
 	var storeFlags, checkLogs func() error
-	checkNet := func() error { return nil }
+	var checkNet func() error
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the platform on this machine: manager and agent in one process",
@@ -102,9 +102,9 @@ With --advertise-addr the embedded etcd listens for other managers on that addre
 	f.StringArrayVar(&labels, "label", nil, "node label key=value (repeatable)")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine address (default: DOCKER_HOST, else the default socket)")
 	checkLogs = addContainerLogFlags(f, &cfg.ContainerLogs)
-	if !server {
-		checkNet = addNetworkFlags(f, &cfg.Net)
-	}
+	// On ruche server too: the first manager settles the cluster's
+	// networks, and a manager without an agent joins the mesh.
+	checkNet = addNetworkFlags(f, &cfg.Net)
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	f.StringVar(&cfg.Join, "join", "", "join the cluster of the manager at this URL as a manager (https://MANAGER:7443), on the first start")

@@ -29,6 +29,9 @@ type ClusterConfig struct {
 	Labels map[string][]string
 	// ManagerArgs are extra flags of `ruche up`; AgentArgs of `ruche agent`.
 	ManagerArgs, AgentArgs []string
+	// Server runs `ruche server` in node1 (a manager without an agent:
+	// no replica there) instead of `ruche up`.
+	Server bool
 	// Timeout bounds each wait for the manager or a node (default 90s).
 	Timeout time.Duration
 }
@@ -126,9 +129,13 @@ func (c *Cluster) startManager(ctx context.Context) error {
 	if err := os.MkdirAll(c.DataDir(n.Name()), 0o700); err != nil {
 		return fmt.Errorf("testbed: %w", err)
 	}
-	args := []string{"up", "--data-dir", c.DataDir(n.Name()), "--api-addr", net.JoinHostPort(addr, APIPort),
+	sub := "up"
+	if c.cfg.Server {
+		sub = "server"
+	}
+	args := []string{sub, "--data-dir", c.DataDir(n.Name()), "--api-addr", net.JoinHostPort(addr, APIPort),
 		"--node-name", n.Name()}
-	if c.hasFlag(ctx, "up", "--advertise-addr") {
+	if c.hasFlag(ctx, sub, "--advertise-addr") {
 		args = append(args, "--advertise-addr", addr)
 	}
 	args = append(append(args, c.labelArgs(n.Name())...), c.cfg.ManagerArgs...)
@@ -145,8 +152,8 @@ func (c *Cluster) startManager(ctx context.Context) error {
 		_, err = cl.Status(ctx)
 		return err == nil
 	})
-	if err != nil {
-		return err
+	if err != nil || c.cfg.Server {
+		return err // a server is no node
 	}
 	return c.WaitNode(ctx, n.Name(), client.NodeReady)
 }
