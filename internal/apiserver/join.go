@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -84,9 +85,9 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The node follows the cluster's networks. No record (a cluster made
 	// before there was one): Docker's, which were the only ones.
-	var nets store.NetworksRecord
-	if _, err := store.GetJSON(ctx, s.d.Store, store.NetworksKey, &nets); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("join: the cluster's networks: %w", err)
+	nets, err := s.clusterNetworks(ctx)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
 	}
 	nodeKey := store.NodeKey(req.NodeName)
 	var old client.Node
@@ -135,6 +136,16 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) error {
 	resp.Networks, resp.PrivateRange = nets.Mode, nets.Range
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// clusterNetworks reads the cluster's replica networks; none recorded (a
+// cluster made before the record): the zero record, Docker's.
+func (s *Server) clusterNetworks(ctx context.Context) (store.NetworksRecord, error) {
+	var nets store.NetworksRecord
+	if _, err := store.GetJSON(ctx, s.d.Store, store.NetworksKey, &nets); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nets, fmt.Errorf("the cluster's networks: %w", err)
+	}
+	return nets, nil
 }
 
 // checkJoinRequest validates what the joining machine chose.

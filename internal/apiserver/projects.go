@@ -186,12 +186,11 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) error {
 	if s.d.StoreStatus != nil {
 		st.Store = s.d.StoreStatus(r.Context())
 	}
-	var nets store.NetworksRecord
-	if _, err := store.GetJSON(r.Context(), s.d.Store, store.NetworksKey, &nets); err == nil {
-		st.Networks, st.PrivateRange = nets.Mode, nets.Range
-	} else if !errors.Is(err, store.ErrNotFound) {
+	nets, err := s.clusterNetworks(r.Context())
+	if err != nil {
 		return err
 	}
+	st.Networks, st.PrivateRange = nets.Mode, nets.Range
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 
-	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/store"
 )
 
@@ -39,11 +38,7 @@ func clusterNetworks(ctx context.Context, st store.Store, nc *NetworksConfig, ne
 			rec.Mode = NetworksDocker
 		}
 		if rec.Mode == NetworksRuche {
-			rng := nc.PrivateRange
-			if !rng.IsValid() {
-				rng = privnet.DefaultRange
-			}
-			rec.Range = rng.String()
+			rec.Range = nc.rangeOrDefault().String()
 		}
 		_, err = st.Txn(ctx, []store.Cmp{store.ModRevisionIs(store.NetworksKey, 0)}, store.Put(store.NetworksKey, store.Encode(rec)))
 		if errors.Is(err, store.ErrConflict) {

@@ -33,6 +33,14 @@ type NetworksConfig struct {
 	MeshPort     int      // the WireGuard mesh's UDP port; default netmesh.DefaultPort
 }
 
+// rangeOrDefault is PrivateRange, or privnet.DefaultRange when none is set.
+func (nc NetworksConfig) rangeOrDefault() netip.Prefix {
+	if nc.PrivateRange.IsValid() {
+		return nc.PrivateRange
+	}
+	return privnet.DefaultRange
+}
+
 // privnetParts are ruche's networks on a node: the node's networks, the
 // init binary of their containers, and the mesh.
 type privnetParts struct {
@@ -52,10 +60,7 @@ func openPrivnet(nc NetworksConfig, dataDir, node, advertise string, conn agent.
 	if err != nil {
 		return nil, err
 	}
-	rng := nc.PrivateRange
-	if !rng.IsValid() {
-		rng = privnet.DefaultRange
-	}
+	rng := nc.rangeOrDefault()
 	host, err := privnet.NewHost(rng)
 	if err != nil {
 		return nil, fmt.Errorf("--networks %s: %w", NetworksRuche, err)
@@ -125,10 +130,7 @@ func openServerMesh(nc NetworksConfig, dataDir, node, advertise string, conn age
 	if advertise == "" {
 		return nil, nil // one machine, no other node
 	}
-	rng := nc.PrivateRange
-	if !rng.IsValid() {
-		rng = privnet.DefaultRange
-	}
+	rng := nc.rangeOrDefault()
 	dir := filepath.Join(dataDir, "agent")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err

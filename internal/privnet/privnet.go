@@ -36,6 +36,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ruche-platform/ruche/internal/netmesh"
 	"github.com/ruche-platform/ruche/internal/runtime"
 )
 
@@ -54,9 +55,8 @@ const subnetBits = 24
 const (
 	BridgePrefix = "ruchbr"
 	vethPrefix   = "ruchv"
-	// MeshPrefix starts the name of the node's mesh interface
-	// (netmesh.IfacePrefix).
-	MeshPrefix = "ruchewg"
+	// MeshPrefix starts the name of the node's mesh interface.
+	MeshPrefix = netmesh.IfacePrefix
 )
 
 // NetSpec is a network a container joins.
