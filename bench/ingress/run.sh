@@ -29,7 +29,8 @@
 # BENCH_ING_ROUNDS (3), BENCH_ING_SECONDS (wrk, 15), BENCH_ING_CONNS (64),
 # BENCH_ING_HALF_SECONDS (12), BENCH_ING_SUSTAIN_SECONDS (60),
 # BENCH_ING_REL_SECONDS (60), BENCH_OUT (results go to $BENCH_OUT/ingress),
-# BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image.
+# BENCH_SKIP_BUILD=1 to reuse bin/ruche and the image, BENCH_RUCHE_BIN=path
+# to measure another ruche binary than bin/ruche (an A/B of two builds).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -57,7 +58,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/bench-ing-work.XXXXXX)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
-RUCHE=$PWD/bin/ruche
+RUCHE=${BENCH_RUCHE_BIN:-$PWD/bin/ruche}
 TOOL=$WORK/ingresstool
 PORTS_TOOL=$WORK/benchtool
 
@@ -240,7 +241,7 @@ IMAGE_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
 # --- the machine -------------------------------------------------------------------
 
 {
-	echo "- ruche: version $("$RUCHE" --version 2>/dev/null | awk '{print $NF}') (bin/ruche; HEAD is $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+	echo "- ruche: version $("$RUCHE" --version 2>/dev/null | awk '{print $NF}') (${BENCH_RUCHE_BIN:-bin/ruche}; HEAD is $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 	machine_host_facts
 	echo "- Docker engine: $(docker version --format '{{.Server.Version}}'), storage driver $(docker info --format '{{.Driver}}'), logging driver $(docker info --format '{{.LoggingDriver}}')"
 	echo "- Go: $(go env GOVERSION)"
