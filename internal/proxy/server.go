@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/ruche-platform/ruche/internal/proxy/h1"
 )
 
 // shutdownTimeout bounds the graceful end of Run: requests in flight get
@@ -74,30 +76,35 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	close(p.ready)
 
-	errLog := slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)
-	var srvs []*http.Server
+	var srvs []server
 	errc := make(chan error, 2)
-	for i, ln := range lns {
-		if ln == nil {
-			continue
+	if ln := lns[0]; ln != nil {
+		// Plain HTTP/1.1: ruche's own lean server (package h1), the same
+		// handler.
+		srv := &h1.Server{
+			Handler:           p,
+			ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
+			IdleTimeout:       p.cfg.IdleTimeout,
+			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+			ErrorLog:          p.log,
 		}
+		srvs = append(srvs, srv)
+		p.log.Info("serving HTTP", "addr", ln.Addr().String())
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	if ln := lns[1]; ln != nil {
+		// HTTPS, HTTP/2 and HTTP/1.1: net/http's server.
 		srv := &http.Server{
 			Handler:           p,
 			ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 			IdleTimeout:       p.cfg.IdleTimeout,
 			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
-			ErrorLog:          errLog,
-		}
-		srvs = append(srvs, srv)
-		if i == 0 {
-			p.log.Info("serving HTTP", "addr", ln.Addr().String())
-			go func() { errc <- srv.Serve(ln) }()
-			continue
-		}
-		srv.TLSConfig = &tls.Config{
-			GetCertificate: p.certs.GetCertificate,
-			MinVersion:     tls.VersionTLS12,
-			NextProtos:     []string{"h2", "http/1.1", acmeTLSALPN},
+			ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+			TLSConfig: &tls.Config{
+				GetCertificate: p.certs.GetCertificate,
+				MinVersion:     tls.VersionTLS12,
+				NextProtos:     []string{"h2", "http/1.1", acmeTLSALPN},
+			},
 		}
 		var protos http.Protocols
 		protos.SetHTTP1(true)
@@ -107,6 +114,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
 			acmeTLSALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { c.Close() },
 		}
+		srvs = append(srvs, srv)
 		p.log.Info("serving HTTPS", "addr", ln.Addr().String())
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	}
@@ -152,6 +160,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 }
 
 const acmeTLSALPN = "acme-tls/1"
+
+// server is what Run needs of net/http's server and of h1's.
+type server interface {
+	Shutdown(context.Context) error
+	Close() error
+}
 
 // housekeeping forgets idle rate-limit buckets and closes upstream
 // connections idle for too long.
