@@ -210,6 +210,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	c.state.Store(stateHijacked)
+	c.s.forget(c) // Shutdown does not wait for it, as net/http's
 	c.cur.Store(nil)
 	c.nc.SetDeadline(time.Time{})
 	return c.nc, bufio.NewReadWriter(c.br, c.bw), nil

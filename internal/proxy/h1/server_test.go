@@ -293,6 +293,35 @@ func TestHijack(t *testing.T) {
 	}
 }
 
+func TestShutdownLeavesHijacked(t *testing.T) {
+	hijacked := make(chan net.Conn, 1)
+	release := make(chan struct{})
+	defer close(release)
+	s := &Server{}
+	addr := start(t, s, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nc, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		hijacked <- nc
+		<-release // the handler still runs: a tunnel
+	}))
+	c := dial(t, addr)
+	c.send(simpleGet)
+	nc := <-hijacked
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown with a hijacked connection open: %v", err)
+	}
+	// The handler's connection is still its own.
+	if _, err := io.WriteString(nc, "still mine"); err != nil {
+		t.Errorf("write on the hijacked connection after Shutdown: %v", err)
+	}
+}
+
 func TestShutdown(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{})
