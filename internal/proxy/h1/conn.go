@@ -44,10 +44,10 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	state  atomic.Int32
-	// deadline: a read deadline may be set on nc (waiting for a head);
-	// left in place for a request without a body, as nothing reads nc
-	// then but the background read, which clears it.
-	deadline bool
+	// deadline: a read deadline may be set on nc (waiting for a head,
+	// or the handler's); left in place for a request without a body, as
+	// nothing reads nc then but the background read, which clears it.
+	deadline atomic.Bool
 	cur      atomic.Pointer[response] // the request whose handler runs
 	keys     []string                 // scratch for writing a head in a stable order
 	pend     [pendingMax]byte         // a response's body held before its head
@@ -126,10 +126,10 @@ func (c *conn) awaitRequest(first bool) bool {
 		switch {
 		case d > 0:
 			c.nc.SetReadDeadline(time.Now().Add(d))
-			c.deadline = true
-		case c.deadline:
+			c.deadline.Store(true)
+		case c.deadline.Load():
 			c.nc.SetReadDeadline(time.Time{})
-			c.deadline = false
+			c.deadline.Store(false)
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return false
@@ -140,7 +140,7 @@ func (c *conn) awaitRequest(first bool) bool {
 	}
 	if hd > 0 && !headBuffered(c.br) {
 		c.nc.SetReadDeadline(time.Now().Add(hd))
-		c.deadline = true
+		c.deadline.Store(true)
 	}
 	// Shutdown may have closed it while idle.
 	return c.state.CompareAndSwap(stateIdle, stateActive)
@@ -150,9 +150,9 @@ func (c *conn) awaitRequest(first bool) bool {
 // before a request body is read: a body has no time limit here (the
 // handler sets its own through http.ResponseController).
 func (c *conn) clearDeadline() {
-	if c.deadline {
+	if c.deadline.Load() {
 		c.nc.SetReadDeadline(time.Time{})
-		c.deadline = false
+		c.deadline.Store(false)
 	}
 }
 
@@ -487,7 +487,7 @@ func (cr *connReader) startBackgroundRead() {
 	}
 	cr.inRead = true
 	cr.c.nc.SetReadDeadline(time.Time{})
-	cr.c.deadline = false
+	cr.c.deadline.Store(false)
 	go cr.backgroundRead()
 }
 

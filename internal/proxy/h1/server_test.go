@@ -476,3 +476,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+func TestHandlerDeadlineDoesNotOutliveRequest(t *testing.T) {
+	// No server timeouts: the wait for the next request sets no deadline
+	// of its own, so it must lift the one the handler left.
+	addr := start(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/set" {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := dial(t, addr)
+	c.send("GET /set HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.response("GET")
+	time.Sleep(100 * time.Millisecond)
+	c.send(simpleGet)
+	if _, body := c.response("GET"); body != "ok" {
+		t.Errorf("the request after a handler's deadline: %q", body)
+	}
+}
