@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+
+	"github.com/ruche-platform/ruche/internal/proxy/h1"
 )
 
 // rawBackend is an HTTP/1.1 server that answers every request with the
@@ -112,14 +114,41 @@ func BenchmarkProxyHotPath(b *testing.B) {
 // BenchmarkProxyEndToEnd is a whole request through real sockets: client,
 // the proxy's net/http server, ServeHTTP, the backend. Every allocation
 // of the process counts, the client's included.
+// BenchmarkProxyEndToEnd: a net/http client, the proxy behind net/http's
+// server, a raw backend; all allocations of the three count.
 func BenchmarkProxyEndToEnd(b *testing.B) {
+	p := benchProxy(b)
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	benchEndToEnd(b, srv.URL)
+}
+
+// BenchmarkProxyEndToEndH1 is BenchmarkProxyEndToEnd with the proxy
+// behind h1, the server of its plain listener: the difference between
+// the two is the server's.
+func BenchmarkProxyEndToEndH1(b *testing.B) {
+	p := benchProxy(b)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &h1.Server{Handler: p}
+	go srv.Serve(ln)
+	defer srv.Close()
+	benchEndToEnd(b, "http://"+ln.Addr().String())
+}
+
+func benchProxy(b *testing.B) *Proxy {
 	addr := rawBackend(b)
 	p := New(Config{}, Deps{})
 	p.Update(&Table{Routes: []Route{{Name: "p/web", Host: "app.example.org", Upstreams: []Upstream{{ID: "t1", Addr: addr}}}}})
-	srv := httptest.NewServer(p)
-	defer srv.Close()
-	c := srv.Client()
-	req, _ := http.NewRequest("GET", srv.URL+"/index.html", nil)
+	return p
+}
+
+func benchEndToEnd(b *testing.B, url string) {
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	defer c.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", url+"/index.html", nil)
 	req.Host = "app.example.org"
 	b.ReportAllocs()
 	for b.Loop() {

@@ -42,7 +42,9 @@ type bodyCopier struct {
 }
 
 // fill makes sure some bytes are buffered, flushing first if it must
-// wait for them.
+// wait for them. It waits quietly for watchAfter, then watches the
+// client (as waitHead): most waits for more body are short, and watching
+// costs the client's server a background read of its connection.
 func (bc *bodyCopier) fill() error {
 	if bc.br.Buffered() > 0 {
 		return nil
@@ -51,8 +53,14 @@ func (bc *bodyCopier) fill() error {
 		bc.flusher.Flush()
 		bc.dirty = false
 	}
-	if bc.c != nil {
-		bc.c.arm()
+	if c := bc.c; c != nil && c.watch.stop == nil && c.watch.ctx != nil {
+		c.nc.SetReadDeadline(time.Now().Add(watchAfter))
+		_, err := bc.br.Peek(1)
+		c.nc.SetReadDeadline(time.Time{})
+		if err == nil || !isTimeout(err) {
+			return err
+		}
+		c.arm()
 	}
 	_, err := bc.br.Peek(1)
 	return err
