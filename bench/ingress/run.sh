@@ -258,7 +258,7 @@ if want gobench; then phase gobench; fi
 if want gobench; then
 	log "go test -run - -bench BenchmarkProxy -benchmem ./internal/proxy"
 	if go test -run - -bench BenchmarkProxy -benchmem -count 1 ./internal/proxy >"$OUT/gobench.txt" 2>&1; then
-		for b in BenchmarkProxyHotPath BenchmarkProxyEndToEnd; do
+		for b in BenchmarkProxyHotPath BenchmarkProxyEndToEnd BenchmarkProxyEndToEndH1; do
 			"$TOOL" gobench -label "$b" <"$OUT/gobench.txt" >>"$RESULTS" 2>>"$OUT/gobench.txt" || failed "$b" "not in the go test output (see gobench.txt)"
 		done
 		grep '^Benchmark' "$OUT/gobench.txt" >&2 || true
