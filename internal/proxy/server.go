@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -77,46 +78,56 @@ func (p *Proxy) Run(ctx context.Context) error {
 	close(p.ready)
 
 	var srvs []server
-	errc := make(chan error, 2)
-	if ln := lns[0]; ln != nil {
-		// Plain HTTP/1.1: ruche's own lean server (package h1), the same
-		// handler.
-		srv := &h1.Server{
+	errc := make(chan error, 3)
+	newH1 := func() *h1.Server {
+		// ruche's own lean HTTP/1.1 server (package h1), the same handler.
+		return &h1.Server{
 			Handler:           p,
 			ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 			IdleTimeout:       p.cfg.IdleTimeout,
 			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
 			ErrorLog:          p.log,
 		}
+	}
+	if ln := lns[0]; ln != nil {
+		srv := newH1()
 		srvs = append(srvs, srv)
 		p.log.Info("serving HTTP", "addr", ln.Addr().String())
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	if ln := lns[1]; ln != nil {
-		// HTTPS, HTTP/2 and HTTP/1.1: net/http's server.
-		srv := &http.Server{
+		// HTTPS: the front does the handshakes, h1 serves HTTP/1.1 and
+		// net/http's server HTTP/2.
+		front := &tlsFront{
+			ln: ln,
+			cfg: &tls.Config{
+				GetCertificate: p.certs.GetCertificate,
+				MinVersion:     tls.VersionTLS12,
+				NextProtos:     []string{"h2", "http/1.1", acmeTLSALPN},
+			},
+			timeout: cmp.Or(p.cfg.ReadHeaderTimeout, defaultHandshakeTimeout),
+			h1:      newH1(),
+			h2:      newHandoff(ln.Addr()),
+			log:     p.log,
+			closing: make(chan struct{}),
+		}
+		h2 := &http.Server{
 			Handler:           p,
 			ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
 			IdleTimeout:       p.cfg.IdleTimeout,
 			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-			TLSConfig: &tls.Config{
-				GetCertificate: p.certs.GetCertificate,
-				MinVersion:     tls.VersionTLS12,
-				NextProtos:     []string{"h2", "http/1.1", acmeTLSALPN},
-			},
+			// No TLSConfig: its connections come handshaken (and without
+			// one, Serve sets up HTTP/2 for them).
 		}
 		var protos http.Protocols
 		protos.SetHTTP1(true)
 		protos.SetHTTP2(true)
-		srv.Protocols = &protos
-		// A TLS-ALPN-01 validation only needs the handshake.
-		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){
-			acmeTLSALPN: func(_ *http.Server, c *tls.Conn, _ http.Handler) { c.Close() },
-		}
-		srvs = append(srvs, srv)
+		h2.Protocols = &protos
+		srvs = append(srvs, front, front.h1, h2)
 		p.log.Info("serving HTTPS", "addr", ln.Addr().String())
-		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+		go func() { errc <- h2.Serve(front.h2) }()
+		go func() { errc <- front.serve() }()
 	}
 
 	var bg sync.WaitGroup

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -148,6 +149,41 @@ func TestHTTP2OverTLS(t *testing.T) {
 		}
 		if resp.StatusCode != 200 || string(b) != tt.want {
 			t.Errorf("%s: got %d %q, want 200 %q", tt.method, resp.StatusCode, b, tt.want)
+		}
+	}
+}
+
+// TestHTTP1OverTLS: an HTTP/1.1 client over TLS is served by h1 behind
+// the front's handshake: its requests are known to be HTTPS, its
+// connection is kept.
+func TestHTTP1OverTLS(t *testing.T) {
+	ca := newTestCA(t, "app.test")
+	addr := backend(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-Proto")+" "+r.Proto)
+	})
+	tab := oneRoute("app.test", "", addr)
+	tab.Routes[0].TLS = true
+	_, _, httpsAddr := tlsProxy(t, ca, tab)
+
+	conn, err := tls.Dial("tcp", httpsAddr, &tls.Config{RootCAs: ca.pool, ServerName: "app.test", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Fatalf("ALPN: %q, want http/1.1", p)
+	}
+	br := bufio.NewReader(conn)
+	for i := range 3 {
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on one connection: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "https HTTP/1.1" || resp.Close {
+			t.Errorf("request %d: %d %q (close %v), want 200 \"https HTTP/1.1\", kept", i, resp.StatusCode, b, resp.Close)
 		}
 	}
 }

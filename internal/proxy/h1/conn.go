@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -51,12 +52,17 @@ type conn struct {
 	cur      atomic.Pointer[response] // the request whose handler runs
 	keys     []string                 // scratch for writing a head in a stable order
 	pend     [pendingMax]byte         // a response's body held before its head
+	tls      *tls.ConnectionState     // of a TLS connection, for its requests
 	scan     headScan                 // of the request head being read
 	lastPOST bool                     // the last request was a POST
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String()}
+	if tc, ok := nc.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		c.tls = &st
+	}
 	c.cr.c = c
 	c.cr.cond.L = &c.cr.mu
 	c.br = bufio.NewReaderSize(&c.cr, readBufSize)
@@ -259,6 +265,7 @@ func (c *conn) readRequest() (*http.Request, error) {
 		}
 	}
 	req.RemoteAddr = c.remote
+	req.TLS = c.tls
 	return req, nil
 }
 

@@ -22,9 +22,10 @@
 // http.Flusher, http.Hijacker, read and write deadlines through
 // http.ResponseController, http.ErrAbortHandler, graceful Shutdown.
 //
-// What it does not do: HTTP/2 (h2c included), TLS (a caller that wants
-// HTTP/1.1 over TLS hands over connections after the handshake:
-// ServeConn), Content-Type sniffing (a proxy forwards what the upstream
+// What it does not do: HTTP/2 (h2c included), TLS handshakes (a caller
+// that wants HTTP/1.1 over TLS hands over *tls.Conn connections after
+// the handshake, with ServeConn; their requests get the connection's
+// TLS state), Content-Type sniffing (a proxy forwards what the upstream
 // sent), and net/http's ConnState and ConnContext hooks.
 package h1
 
