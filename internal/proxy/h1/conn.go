@@ -2,7 +2,6 @@ package h1
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -92,7 +91,7 @@ func (c *conn) serve() {
 		if isH2Preface(req) {
 			w.closeAfter = true
 		}
-		if req.Header != nil && len(req.Header["Expect"]) > 0 {
+		if len(req.Header["Expect"]) > 0 {
 			if !w.expect() {
 				w.finish()
 				c.closeAfterResponse()
@@ -144,7 +143,9 @@ func (c *conn) awaitRequest(first bool) bool {
 			hd = 0 // set above
 		}
 	}
-	if hd > 0 && !headBuffered(c.br) {
+	c.startHead()
+	if hd > 0 && !c.scan.done {
+		// The head has not come whole yet.
 		c.nc.SetReadDeadline(time.Now().Add(hd))
 		c.deadline.Store(true)
 	}
@@ -162,11 +163,24 @@ func (c *conn) clearDeadline() {
 	}
 }
 
-// headBuffered reports whether a whole request head is in br's buffer
-// (then no read deadline is needed to read it).
-func headBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
+// startHead begins a request head: it skips the CRLF that old clients
+// send after a POST body (RFC 9112 section 2.2 lets a server), then
+// scans what is buffered of the head. http.ReadRequest drops the Host
+// fields once it has read them, so the scan counts them as the head goes
+// by: first what is buffered, then what connReader reads; it also tells
+// whether the head has come whole.
+func (c *conn) startHead() {
+	if c.lastPOST {
+		b, _ := c.br.Peek(min(4, c.br.Buffered()))
+		n := 0
+		for n < len(b) && (b[n] == '\r' || b[n] == '\n') {
+			n++
+		}
+		c.br.Discard(n)
+	}
+	c.scan.reset()
+	b, _ := c.br.Peek(c.br.Buffered())
+	c.scan.feed(b)
 }
 
 // run calls the handler and reports whether the connection is still
@@ -205,24 +219,8 @@ func (c *conn) run(w *response) (ok bool) {
 	return true
 }
 
-// readRequest reads and checks a request head.
+// readRequest reads and checks a request head (begun by startHead).
 func (c *conn) readRequest() (*http.Request, error) {
-	// http.ReadRequest drops the Host fields once it has read them, so
-	// the scan counts them as the head goes by: first what is buffered,
-	// then what connReader reads.
-	if c.lastPOST {
-		// Old clients end a POST body with a CRLF more (RFC 9112
-		// section 2.2 lets a server skip it).
-		b, _ := c.br.Peek(min(4, c.br.Buffered()))
-		n := 0
-		for n < len(b) && (b[n] == '\r' || b[n] == '\n') {
-			n++
-		}
-		c.br.Discard(n)
-	}
-	c.scan.reset()
-	b, _ := c.br.Peek(c.br.Buffered())
-	c.scan.feed(b)
 	c.cr.scanning(true)
 	req, err := http.ReadRequest(c.br)
 	c.cr.scanning(false)

@@ -110,7 +110,8 @@ func (w *response) writeInterim(code int) {
 		}
 	}
 	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
-	w.writeFields(bw, true)
+	keys, _ := w.sortedKeys()
+	w.writeFields(bw, keys, true)
 	bw.WriteString("\r\n")
 	if bw.Flush() != nil {
 		w.broken = true
@@ -231,7 +232,7 @@ func (w *response) commitHead(final bool) {
 	w.body.noContinue()
 	w.discardBody()
 	head := w.req.Method == http.MethodHead
-	trailers := w.hasTrailers()
+	keys, trailers := w.sortedKeys()
 	if bodyAllowed(w.status) && w.length < 0 {
 		switch {
 		case final && !trailers && (!head || w.written > 0):
@@ -259,7 +260,7 @@ func (w *response) commitHead(final bool) {
 
 	bw := w.c.bw
 	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), w.status)
-	w.writeFields(bw, false)
+	w.writeFields(bw, keys, false)
 	if _, ok := w.hdr["Date"]; !ok {
 		bw.WriteString(dateField())
 	}
@@ -287,31 +288,26 @@ func (w *response) commitHead(final bool) {
 	}
 }
 
-// hasTrailers: the handler declared trailers (a Trailer field, or a
-// field named with http.TrailerPrefix), so the body goes chunked.
-func (w *response) hasTrailers() bool {
-	if len(w.hdr["Trailer"]) > 0 {
-		return true
-	}
-	for k := range w.hdr {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			return true
-		}
-	}
-	return false
-}
-
-// writeFields writes the handler's header fields in a stable order,
-// leaving out those the server writes itself and any a status forbids.
-// A field with an invalid name is dropped, line breaks in a value
-// become spaces (no response splitting).
-func (w *response) writeFields(bw *bufio.Writer, interim bool) {
-	keys := w.c.keys[:0]
+// sortedKeys lists the handler's header fields in a stable order (in
+// the connection's scratch slice), and says whether it declared trailers
+// (a Trailer field, or a field named with http.TrailerPrefix): then the
+// body goes chunked.
+func (w *response) sortedKeys() (keys []string, trailers bool) {
+	keys = w.c.keys[:0]
 	for k := range w.hdr {
 		keys = append(keys, k)
+		trailers = trailers || (k == "Trailer" && len(w.hdr[k]) > 0) || strings.HasPrefix(k, http.TrailerPrefix)
 	}
 	slices.Sort(keys)
-	w.c.keys = keys[:0]
+	w.c.keys = keys
+	return keys, trailers
+}
+
+// writeFields writes the fields named by keys (from sortedKeys), leaving
+// out those the server writes itself and any a status forbids. A field
+// with an invalid name is dropped, line breaks in a value become spaces
+// (no response splitting).
+func (w *response) writeFields(bw *bufio.Writer, keys []string, interim bool) {
 	for _, k := range keys {
 		switch k {
 		case "Content-Length", "Transfer-Encoding", "Connection":
