@@ -109,7 +109,6 @@ func (p *Proxy) Run(ctx context.Context) error {
 			h1:      newH1(),
 			h2:      newHandoff(ln.Addr()),
 			log:     p.log,
-			closing: make(chan struct{}),
 		}
 		h2 := &http.Server{
 			Handler:           p,

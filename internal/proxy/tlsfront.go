@@ -3,11 +3,10 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ruche-platform/ruche/internal/proxy/h1"
@@ -25,8 +24,7 @@ type tlsFront struct {
 	h1      *h1.Server
 	h2      *handoff
 	log     *slog.Logger
-	closing chan struct{}
-	once    sync.Once
+	closing atomic.Bool
 }
 
 // defaultHandshakeTimeout bounds a handshake when the proxy has no
@@ -36,26 +34,7 @@ const defaultHandshakeTimeout = 10 * time.Second
 // serve accepts until the listener closes; it returns
 // http.ErrServerClosed after Shutdown or Close.
 func (f *tlsFront) serve() error {
-	var delay time.Duration
-	for {
-		nc, err := f.ln.Accept()
-		if err != nil {
-			select {
-			case <-f.closing:
-				return http.ErrServerClosed
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			f.log.Warn("accept failed, retrying", "err", err, "in", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		go f.handshake(nc)
-	}
+	return h1.AcceptLoop(f.ln, f.closing.Load, f.log, func(nc net.Conn) { go f.handshake(nc) })
 }
 
 func (f *tlsFront) handshake(nc net.Conn) {
@@ -82,7 +61,7 @@ func (f *tlsFront) handshake(nc net.Conn) {
 func (f *tlsFront) Shutdown(context.Context) error { return f.Close() }
 
 func (f *tlsFront) Close() error {
-	f.once.Do(func() { close(f.closing) })
+	f.closing.Store(true)
 	return f.ln.Close()
 }
 

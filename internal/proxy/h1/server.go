@@ -80,24 +80,32 @@ func (s *Server) Serve(ln net.Listener) error {
 		return http.ErrServerClosed
 	}
 	defer s.untrack(ln)
+	return AcceptLoop(ln, s.closing.Load, s.log(), s.ServeConn)
+}
+
+// AcceptLoop accepts connections on ln and hands each to serve, until ln
+// fails for good: it returns http.ErrServerClosed once closed reports
+// true, and the error of a listener closed otherwise. Other accept
+// errors (out of file descriptors and the like) are logged and waited
+// out, with a backoff up to a second.
+func AcceptLoop(ln net.Listener, closed func() bool, log *slog.Logger, serve func(net.Conn)) error {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if s.closing.Load() {
+			if closed() {
 				return http.ErrServerClosed
 			}
 			if errors.Is(err, net.ErrClosed) {
 				return err
 			}
-			// Out of file descriptors and the like: wait, and go on.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log().Warn("accept failed, retrying", "err", err, "in", delay)
+			log.Warn("accept failed, retrying", "err", err, "in", delay)
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		s.ServeConn(nc)
+		serve(nc)
 	}
 }
 
