@@ -111,6 +111,13 @@ func linkNames() []string {
 	return names
 }
 
+// linkExists tells whether a network interface of that name is on the
+// host.
+func linkExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name))
+	return err == nil
+}
+
 // ruleLines are the rules of a host iptables chain (none when it does not
 // exist).
 func ruleLines(chain string) []string {
@@ -162,7 +169,10 @@ func removeRun(run string, log *slog.Logger) error {
 	}
 	for _, l := range linkNames() {
 		if parseRun(l) == run {
-			if _, err := command(ctx, "ip", "link", "del", l); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			// A veth whose peer was in a namespace deleted above goes
+			// away with it, asynchronously: it may vanish between the
+			// listing and the delete. Only a link still there is an error.
+			if _, err := command(ctx, "ip", "link", "del", l); err != nil && linkExists(l) {
 				errs = errors.Join(errs, err)
 			}
 		}
