@@ -1,6 +1,7 @@
 package privnet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,13 +31,9 @@ func InitMain(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ruche init: no command to run")
 		return 2
 	}
-	deadline := time.Now().Add(initWait)
-	for !hasDefaultRoute("/proc/net/route") {
-		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "ruche init: no network after %s\n", initWait)
-			return 1
-		}
-		time.Sleep(2 * time.Millisecond)
+	if err := awaitNetwork(initWait); err != nil {
+		fmt.Fprintf(stderr, "ruche init: %v\n", err)
+		return 1
 	}
 	path := args[0]
 	if !strings.Contains(path, "/") {
@@ -53,6 +50,38 @@ func InitMain(args []string, stderr io.Writer) int {
 		return 127 // as the engine: not found
 	}
 	return 126
+}
+
+// awaitNetwork returns once the namespace has a default route: woken by
+// the kernel's route changes, or, where the watch cannot be opened, by
+// polling every 2 ms.
+func awaitNetwork(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ready := func() bool { return hasDefaultRoute("/proc/net/route") }
+	var err error
+	if w, werr := WatchRoutes(0); werr == nil {
+		err = w.Wait(ctx, ready)
+		w.Close()
+	} else {
+		err = poll(ctx, ready, 2*time.Millisecond)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no network after %s", timeout)
+	}
+	return err
+}
+
+// poll asks ready every interval until it says true or ctx ends.
+func poll(ctx context.Context, ready func() bool, every time.Duration) error {
+	for !ready() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+	return nil
 }
 
 // hasDefaultRoute reads a /proc/net/route file; false if it cannot.
