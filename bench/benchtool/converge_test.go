@@ -11,6 +11,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
+
+	"github.com/ruche-platform/ruche/internal/privnet"
 )
 
 // fakeEngine replays start events for the containers named in starts once
@@ -88,7 +90,19 @@ func TestConvergeNetworkReady(t *testing.T) {
 	}()
 	eng := &fakeEngine{starts: three, running: three}
 	res, err := converge(context.Background(), eng, convergeOptions{Prefix: "bench-x-", Count: 3, Timeout: time.Minute, Args: []string{"true"},
-		NetworkReady: true, ProcDir: proc})
+		NetworkReady: true, Wired: func(ctx context.Context, pid int) error {
+			for {
+				b, _ := os.ReadFile(fmt.Sprintf("%s/%d/net/route", proc, pid))
+				if privnet.HasDefaultRoute(string(b)) {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
