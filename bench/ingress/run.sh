@@ -10,7 +10,10 @@
 #   same     the same at one rate for all, ruche's half peak (context: the
 #            proxies compared at equal load);
 #   sustain  60 s at 10,000 req/s through ruche, then nginx;
-#   h2       h2load over HTTPS: ruche (tls: internal) and nginx (context);
+#   h2       h2load over HTTPS, HTTP/2: ruche (tls: internal) and nginx
+#            (context);
+#   tls1     the same over HTTP/1.1 (h2load --h1, keep-alive, as many
+#            connections as wrk; context);
 #   logcost  the backend alone, with and without Docker's log (context);
 #   rel      300 req/s of GET and POST for 60 s against 2 replicas during a
 #            rolling update and a scale 2→1→2, then a SIGKILL during GETs;
@@ -25,7 +28,7 @@
 # free loopback ports with config files in a temporary dir, stopped by
 # their pids. Swarm is always left, also on failure or Ctrl-C.
 #
-# Knobs: BENCH_ING_SCENARIOS ("gobench peak half same sustain h2 logcost rel swarm"),
+# Knobs: BENCH_ING_SCENARIOS ("gobench peak half same sustain h2 tls1 logcost rel swarm"),
 # BENCH_ING_ROUNDS (3), BENCH_ING_SECONDS (wrk, 15), BENCH_ING_CONNS (64),
 # BENCH_ING_HALF_SECONDS (12), BENCH_ING_SUSTAIN_SECONDS (60),
 # BENCH_ING_REL_SECONDS (60), BENCH_OUT (results go to $BENCH_OUT/ingress),
@@ -36,7 +39,7 @@ cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH"
 export DOCKER_CLI_HINTS=false
 
-SCENARIOS=${BENCH_ING_SCENARIOS:-"gobench peak half same sustain h2 logcost rel swarm"}
+SCENARIOS=${BENCH_ING_SCENARIOS:-"gobench peak half same sustain h2 tls1 logcost rel swarm"}
 ROUNDS=${BENCH_ING_ROUNDS:-3}
 WRK_SECONDS=${BENCH_ING_SECONDS:-15}
 CONNS=${BENCH_ING_CONNS:-64}
@@ -274,7 +277,7 @@ API_PORT=${PORTS[0]} HTTP_PORT=${PORTS[3]} HTTPS_PORT=${PORTS[4]}
 NGINX_PORT=${PORTS[5]} HAPROXY_PORT=${PORTS[6]} CADDY_PORT=${PORTS[7]} NGINX_TLS_PORT=${PORTS[8]} SWARM_PORT=${PORTS[9]}
 export RUCHE_CONFIG=$WORK/ruche/admin.conf
 
-need_ruche() { want peak || want half || want same || want sustain || want h2 || want rel; }
+need_ruche() { want peak || want half || want same || want sustain || want h2 || want tls1 || want rel; }
 if need_ruche; then
 	log "starting ruche up (data dir $WORK/ruche, API 127.0.0.1:$API_PORT, ingress 127.0.0.1:$HTTP_PORT and :$HTTPS_PORT)"
 	"$RUCHE" up --data-dir "$WORK/ruche" --node-name "bench-ing-$$" \
@@ -302,7 +305,7 @@ wait_for() { # what seconds command...
 }
 
 BACKEND=""
-if want peak || want half || want same || want sustain || want h2; then
+if want peak || want half || want same || want sustain || want h2 || want tls1; then
 	cat >"$WORK/bench-ing.yml" <<EOF
 name: bench-ing
 services:
@@ -430,7 +433,7 @@ EOF
 
 declare -A URL=()
 TARGETS=()
-if want peak || want half || want same || want sustain || want h2; then
+if want peak || want half || want same || want sustain || want h2 || want tls1; then
 	URL[direct]="http://$BACKEND/bytes/1024"
 	URL[ruche]="http://127.0.0.1:$HTTP_PORT/bytes/1024"
 	URL[nginx]="http://127.0.0.1:$NGINX_PORT/bytes/1024"
@@ -590,36 +593,44 @@ if want sustain; then
 	done
 fi
 
-# --- 4. HTTP/2 over TLS: h2load --------------------------------------------------------------
+# --- 4. HTTPS: h2load over HTTP/2 and over HTTP/1.1 ---------------------------------------
 
-run_h2() { # target port cafile
-	local t=$1 port=$2 ca=$3 v
-	# Check the certificate against its CA, and that h2 is negotiated, with curl first.
-	if ! v=$(curl -sS -o /dev/null -w '%{http_code} %{http_version}' --max-time 10 --http2 --cacert "$ca" \
-		--resolve "$TLS_HOST:$port:127.0.0.1" "https://$TLS_HOST:$port/bytes/1024" 2>&1) || [ "$v" != "200 2" ]; then
-		failed "h2/$t" "curl --http2 --cacert over HTTPS: $v"
+# run_tls SCENARIO TARGET PORT CAFILE: h2load over HTTPS, HTTP/2 (h2: 32
+# clients, 10 streams each) or HTTP/1.1 (tls1: --h1, 64 keep-alive
+# connections, one request at a time each, as wrk in the peak phase).
+run_tls() {
+	local sc=$1 t=$2 port=$3 ca=$4 v curlproto expect args
+	case $sc in
+	h2) curlproto=--http2 expect="200 2" args=(-c32 -m10) ;;
+	tls1) curlproto=--http1.1 expect="200 1.1" args=(--h1 -c"$CONNS" -m1) ;;
+	esac
+	# Check the certificate against its CA, and the protocol, with curl first.
+	if ! v=$(curl -sS -o /dev/null -w '%{http_code} %{http_version}' --max-time 10 "$curlproto" --cacert "$ca" \
+		--resolve "$TLS_HOST:$port:127.0.0.1" "https://$TLS_HOST:$port/bytes/1024" 2>&1) || [ "$v" != "$expect" ]; then
+		failed "$sc/$t" "curl $curlproto --cacert over HTTPS: $v"
 		return
 	fi
-	h2load -t2 -c32 -m10 -D 15 --warm-up-time=2 --connect-to="127.0.0.1:$port" \
-		"https://$TLS_HOST:$port/bytes/1024" >"$OUT/h2load-$t.txt" 2>&1 || true
-	if "$TOOL" h2load -label "h2/$t" <"$OUT/h2load-$t.txt" >>"$RESULTS" 2>>"$OUT/load.log"; then
-		log "h2/$t: $(tail -n1 "$RESULTS" | tr '\t' '\n' | grep -E '^(rps|proto|failed|errored)=' | paste -sd' ')"
+	h2load -t2 "${args[@]}" -D 15 --warm-up-time=2 --connect-to="127.0.0.1:$port" \
+		"https://$TLS_HOST:$port/bytes/1024" >"$OUT/h2load-$sc-$t.txt" 2>&1 || true
+	if "$TOOL" h2load -label "$sc/$t" <"$OUT/h2load-$sc-$t.txt" >>"$RESULTS" 2>>"$OUT/load.log"; then
+		log "$sc/$t: $(tail -n1 "$RESULTS" | tr '\t' '\n' | grep -E '^(rps|proto|failed|errored)=' | paste -sd' ')"
 	else
-		failed "h2/$t" "h2load: $(tail -n 3 "$OUT/h2load-$t.txt")"
+		failed "$sc/$t" "h2load: $(tail -n 3 "$OUT/h2load-$sc-$t.txt")"
 	fi
 }
 
-if want h2; then phase h2; fi
-if want h2; then
-	log "h2: waiting for ruche's certificate of $TLS_HOST (internal CA)"
+for sc in h2 tls1; do
+	want "$sc" || continue
+	phase "$sc"
+	log "$sc: waiting for ruche's certificate of $TLS_HOST (internal CA)"
 	if wait_for "an HTTPS answer for $TLS_HOST" 60 curl_ok "https://$TLS_HOST:$HTTPS_PORT/bytes/1024" "$TLS_HOST" \
 		--cacert "$WORK/ruche/pki/ca.crt" --resolve "$TLS_HOST:$HTTPS_PORT:127.0.0.1"; then
-		run_h2 ruche "$HTTPS_PORT" "$WORK/ruche/pki/ca.crt"
+		run_tls "$sc" ruche "$HTTPS_PORT" "$WORK/ruche/pki/ca.crt"
 	else
-		failed h2/ruche "no HTTPS answer for $TLS_HOST on 127.0.0.1:$HTTPS_PORT trusting $WORK/ruche/pki/ca.crt"
+		failed "$sc/ruche" "no HTTPS answer for $TLS_HOST on 127.0.0.1:$HTTPS_PORT trusting $WORK/ruche/pki/ca.crt"
 	fi
-	[ -z "${PROXY_PID[nginx]:-}" ] || run_h2 nginx "$NGINX_TLS_PORT" "$WORK/nginx/cert.pem"
-fi
+	[ -z "${PROXY_PID[nginx]:-}" ] || run_tls "$sc" nginx "$NGINX_TLS_PORT" "$WORK/nginx/cert.pem"
+done
 
 # --- context: what the backend's request log costs ----------------------------------
 

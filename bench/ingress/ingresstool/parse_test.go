@@ -31,6 +31,8 @@ func TestParseTools(t *testing.T) {
 			"wrk\tx\trps=38119.13\trequests=77236\tseconds=2.03\tp50=1.370\tp75=2.380\tp90=3.970\tp99=11.110\terr_connect=0\terr_read=3\terr_write=1\terr_timeout=2\tnon2xx=77236\terrors=77242"},
 		{"h2load", "h2load.txt", "h2/ruche",
 			"h2load\th2/ruche\trps=5484.67\tseconds=17.01\ttotal=82270\tstarted=82270\tdone=82270\tsucceeded=82270\tfailed=0\terrored=0\ttimeout=0\ts2xx=82160\ts3xx=0\ts4xx=0\ts5xx=0\tproto=h2\tmean=57.350\tmax=711.620"},
+		{"h2load", "h2load-h1.txt", "tls1/ruche",
+			"h2load\ttls1/ruche\trps=13389.67\tseconds=17\ttotal=200845\tstarted=200845\tdone=200845\tsucceeded=200845\tfailed=0\terrored=0\ttimeout=0\ts2xx=200845\ts3xx=0\ts4xx=0\ts5xx=0\tproto=http/1.1\tmean=4.780\tmax=58.280"},
 		{"gobench", "gobench.txt", "BenchmarkProxyHotPath",
 			"gobench\tBenchmarkProxyHotPath\titerations=2000\tns_op=13307\tb_op=670\tallocs_op=6"},
 		{"gobench", "gobench.txt", "BenchmarkProxyEndToEnd",

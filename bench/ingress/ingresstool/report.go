@@ -61,7 +61,7 @@ type report struct {
 	sameOrd  []string
 	sustain  map[string]*result // "sustain/<target>"
 	sustOrd  []string
-	h2       []*result          // "h2/<target>"
+	tls      []*result          // "h2/<target>", "tls1/<target>": h2load over HTTPS
 	rel      map[string]*result // "rel/<scenario>"
 	relOrd   []string
 	actions  map[string][]*result // "rel/<scenario>"
@@ -111,8 +111,8 @@ func parseReport(r io.Reader) (*report, error) {
 		case res.kind == "load" && parts[0] == "sustain" && len(parts) == 2:
 			rep.sustain[parts[1]] = res
 			rep.sustOrd = append(rep.sustOrd, parts[1])
-		case res.kind == "h2load" && parts[0] == "h2":
-			rep.h2 = append(rep.h2, res)
+		case res.kind == "h2load" && (parts[0] == "h2" || parts[0] == "tls1") && len(parts) == 2:
+			rep.tls = append(rep.tls, res)
 		case res.kind == "load" && parts[0] == "rel" && len(parts) == 2:
 			rep.rel[parts[1]] = res
 			rep.relOrd = append(rep.relOrd, parts[1])
@@ -213,7 +213,7 @@ func (rep *report) render(w io.Writer) []goal {
 	goals = append(goals, rep.writeHalf(w)...)
 	rep.writeSame(w)
 	goals = append(goals, rep.writeSustain(w)...)
-	rep.writeH2(w)
+	rep.writeTLS(w)
 	rep.writeLogCost(w)
 	goals = append(goals, rep.writeReliability(w)...)
 	goals = append(goals, rep.writeGoBench(w)...)

@@ -188,16 +188,17 @@ func orNone(s string) string {
 	return strings.ReplaceAll(s, ";", ", ")
 }
 
-// writeH2: h2load against the HTTPS port (context, no goal).
-func (rep *report) writeH2(w io.Writer) {
-	if len(rep.h2) == 0 {
+// writeTLS: h2load against the HTTPS port, over HTTP/2 and over
+// HTTP/1.1 (context, no goal).
+func (rep *report) writeTLS(w io.Writer) {
+	if len(rep.tls) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "#### HTTP/2 over TLS (h2load; context, no goal)\n\n")
+	fmt.Fprintf(w, "#### HTTPS: HTTP/2 and HTTP/1.1 over TLS (h2load; context, no goal)\n\n")
 	fmt.Fprintf(w, "| target | protocol | req/s | succeeded / total | failed | errored | 2xx | mean request time | max |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|\n")
-	for _, r := range rep.h2 {
-		t := strings.TrimPrefix(r.label, "h2/")
+	for _, r := range rep.tls {
+		_, t, _ := strings.Cut(r.label, "/")
 		rps, _ := r.num("rps")
 		fmt.Fprintf(w, "| %s | %s | %s | %s / %s | %s | %s | %s | %s | %s |\n", name(t), r.str("proto"), fmtNum(rps),
 			r.str("succeeded"), r.str("total"), r.str("failed"), r.str("errored"), r.str("s2xx"), msField(r, "mean"), msField(r, "max"))
