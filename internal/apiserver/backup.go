@@ -26,7 +26,7 @@ func (s *Server) getBackup(w http.ResponseWriter, r *http.Request) error {
 	if s.d.Backup == nil {
 		return &apiError{status: http.StatusNotImplemented, code: "not_implemented", msg: "backups are not available on this manager"}
 	}
-	if err := s.requireAdmin(r); err != nil {
+	if err := s.requireAdmin(r, "a backup holds the cluster's keys: it needs an admin token"); err != nil {
 		return err
 	}
 	lw := &lazyHeader{w: w}
@@ -42,8 +42,8 @@ func (s *Server) getBackup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// requireAdmin refuses tokens whose role is not admin.
-func (s *Server) requireAdmin(r *http.Request) error {
+// requireAdmin refuses tokens whose role is not admin, saying why.
+func (s *Server) requireAdmin(r *http.Request, why string) error {
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	var rec store.TokenRecord
 	if _, err := store.GetJSON(r.Context(), s.d.Store, store.TokenKey(HashToken(tok)), &rec); err != nil {
@@ -53,7 +53,7 @@ func (s *Server) requireAdmin(r *http.Request) error {
 		return err
 	}
 	if rec.Role != "admin" {
-		return &apiError{status: http.StatusForbidden, code: "forbidden", msg: "a backup holds the cluster's keys: it needs an admin token"}
+		return &apiError{status: http.StatusForbidden, code: "forbidden", msg: why}
 	}
 	return nil
 }

@@ -172,7 +172,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/events", s.events)
 	s.handle("GET /v1/routes", s.listRoutes)
 	s.handle("GET /v1/backup", s.getBackup)
-	s.handle("GET /v1/metrics/targets", s.metricsTargets) // metricstargets.go
+	s.handle("GET /v1/metrics/targets", s.metricsTargets)  // metricstargets.go
+	s.handle("GET /v1/debug/profile/{name}", s.getProfile) // profile.go
 	s.tokenRoutes()
 	s.joinRoutes()
 	s.managerRoutes() // managers.go

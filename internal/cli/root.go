@@ -93,6 +93,7 @@ func newRoot(g *globals) *cobra.Command {
 		newRebalanceCmd(g),
 		newRoutesCmd(g),
 		newBackupCmd(g),
+		newDebugCmd(g), // debug.go
 		newAgentCmd(g),
 		newTokenCmd(g),
 		newServerCmd(g),  // server.go
