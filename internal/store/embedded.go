@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // EmbeddedConfig configures the embedded single-member etcd of `ruche up`.
@@ -56,6 +58,7 @@ type PeerTLS struct {
 type Embedded struct {
 	*Etcd
 	e         *embed.Etcd
+	logFile   *os.File // etcd's log, closed with the member
 	errc      chan error
 	closeOnce sync.Once
 	stopWatch context.CancelFunc
@@ -113,23 +116,33 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	ec.SnapshotCount = 10000
 	ec.MaxTxnOps = 4096
 	ec.MaxRequestBytes = 8 << 20
-	ec.LogLevel = "warn"
-	ec.LogOutputs = []string{cfg.LogFile}
+	// etcd's log goes to a file this member opens and closes: with
+	// LogOutputs, etcd's logger opens it and nothing closes it, so every
+	// member started and stopped in a process kept a descriptor.
+	logFile, err := os.OpenFile(cfg.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("etcd log: %w", err)
+	}
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(
+		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(logFile), zap.WarnLevel)))
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
+		logFile.Close()
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
+		logFile.Close()
 		return nil, fmt.Errorf("etcd: %w", err)
 	case <-time.After(60 * time.Second):
 		e.Server.Stop()
 		e.Close()
+		logFile.Close()
 		return nil, fmt.Errorf("etcd did not become ready within 60s (see %s)", cfg.LogFile)
 	}
-	m := &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e, errc: make(chan error, 1)}
+	m := &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e, logFile: logFile, errc: make(chan error, 1)}
 	m.electionTTL = electionTTLFor(cfg.ElectionMs)
 	log := cfg.Log
 	if log == nil {
@@ -167,6 +180,7 @@ func (m *Embedded) Close() {
 		<-m.watchDone
 		m.cli.Close()
 		m.e.Close()
+		m.logFile.Close()
 	})
 }
 
