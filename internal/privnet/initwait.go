@@ -53,17 +53,18 @@ func InitMain(args []string, stderr io.Writer) int {
 }
 
 // awaitNetwork returns once the namespace has a default route: woken by
-// the kernel's route changes, or, where the watch cannot be opened, by
-// polling every 2 ms.
+// the kernel's route changes, or, where the watch cannot be opened or
+// fails, by polling every 2 ms for the time left.
 func awaitNetwork(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	ready := func() bool { return hasDefaultRoute("/proc/net/route") }
-	var err error
+	err := errors.ErrUnsupported
 	if w, werr := WatchRoutes(0); werr == nil {
 		err = w.Wait(ctx, ready)
 		w.Close()
-	} else {
+	}
+	if err != nil && ctx.Err() == nil {
 		err = poll(ctx, ready, 2*time.Millisecond)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
