@@ -180,8 +180,9 @@ func awaitRoute(ctx context.Context, eng engine, wired func(context.Context, int
 	}
 	now := time.Now()
 	// How long after Docker's start event the container was wired: the
-	// platform's own part of a start, in the run's log.
-	fmt.Fprintf(os.Stderr, "benchtool: %s wired %.0f ms after its start event\n", name, float64(now.UnixNano()-m.TimeNano)/1e6)
+	// platform's own part of a start, in the run's log (not "benchtool:",
+	// the prefix run.sh takes a failed trial's reason from).
+	fmt.Fprintf(os.Stderr, "wired: %s %.0f ms after its start event\n", name, float64(now.UnixNano()-m.TimeNano)/1e6)
 	m.TimeNano = now.UnixNano()
 	ready <- m
 }
