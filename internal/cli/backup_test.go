@@ -47,13 +47,7 @@ func TestBackupCommands(t *testing.T) {
 	api := apiserver.New(apiserver.Config{}, apiserver.Deps{Store: st, Secrets: box, Log: log, Events: events.NewRecorder(st, log),
 		Registry: prometheus.NewRegistry(), Backup: &backup.Source{Store: st, ClusterID: "feedc0de",
 			CACertFile: filepath.Join(dir, "pki", "ca.crt"), CAKeyFile: filepath.Join(dir, "pki", "ca.key"), SecretKeyFile: filepath.Join(dir, "secret.key")}})
-	srv := httptest.NewTLSServer(api.Handler())
-	defer srv.Close()
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	conf := filepath.Join(dir, "cli.conf")
-	if err := (&client.Config{Servers: []string{srv.URL}, CA: string(caPEM), Token: "tok"}).Write(conf); err != nil {
-		t.Fatal(err)
-	}
+	conf := serveAPI(t, api, "tok")
 
 	run := func(args ...string) (int, string) {
 		var out, errOut bytes.Buffer
@@ -99,6 +93,20 @@ func TestBackupCommands(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "other")); !os.IsNotExist(err) {
 		t.Errorf("damaged restore created the data dir: %v", err)
 	}
+}
+
+// serveAPI serves api over TLS for the test and writes a client config
+// for it with token tok; it returns the config's path.
+func serveAPI(t *testing.T, api *apiserver.Server, tok string) string {
+	t.Helper()
+	srv := httptest.NewTLSServer(api.Handler())
+	t.Cleanup(srv.Close)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	conf := filepath.Join(t.TempDir(), "cli.conf")
+	if err := (&client.Config{Servers: []string{srv.URL}, CA: string(caPEM), Token: tok}).Write(conf); err != nil {
+		t.Fatal(err)
+	}
+	return conf
 }
 
 func loopbackPort(t *testing.T) string {

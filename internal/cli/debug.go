@@ -35,6 +35,9 @@ go tool pprof -top FILE. Needs an admin token.`,
 			if seconds != 0 && name != "cpu" {
 				return fmt.Errorf("--seconds is for the cpu profile, not %s", name)
 			}
+			if seconds < 0 || seconds > 120 {
+				return fmt.Errorf("--seconds %d: a whole number from 1 to 120", seconds)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
