@@ -130,17 +130,34 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		logFile.Close()
 		return nil, fmt.Errorf("start etcd: %w", err)
 	}
+	fail := func(err error) (*Embedded, error) {
+		e.Close()
+		logFile.Close()
+		return nil, err
+	}
+	timeout := time.NewTimer(60 * time.Second)
+	defer timeout.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
-		e.Close()
-		logFile.Close()
-		return nil, fmt.Errorf("etcd: %w", err)
-	case <-time.After(60 * time.Second):
+		return fail(fmt.Errorf("etcd: %w", err))
+	case <-timeout.C:
 		e.Server.Stop()
-		e.Close()
-		logFile.Close()
-		return nil, fmt.Errorf("etcd did not become ready within 60s (see %s)", cfg.LogFile)
+		return fail(fmt.Errorf("etcd did not become ready within 60s (see %s)", cfg.LogFile))
+	}
+	// Ready, but the cluster version is decided a moment later (by the
+	// leader, after its first commit): a member joining before that
+	// reads "not_decided" from this one and refuses to start
+	// ("incompatible with current running cluster"). Return once it is.
+	for e.Server.ClusterVersion() == nil {
+		select {
+		case err := <-e.Err():
+			return fail(fmt.Errorf("etcd: %w", err))
+		case <-timeout.C:
+			e.Server.Stop()
+			return fail(fmt.Errorf("etcd's cluster version was not decided within 60s (see %s)", cfg.LogFile))
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	m := &Embedded{Etcd: NewEtcd(v3client.New(e.Server)), e: e, logFile: logFile, errc: make(chan error, 1)}
 	m.electionTTL = electionTTLFor(cfg.ElectionMs)

