@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 )
 
@@ -17,14 +16,5 @@ func (c *Client) Profile(ctx context.Context, name string, seconds int, w io.Wri
 	if seconds > 0 {
 		path += "?" + url.Values{"seconds": {fmt.Sprint(seconds)}}.Encode()
 	}
-	resp, err := c.send(ctx, c.stream, http.MethodGet, path, nil, "")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return n, fmt.Errorf("download profile: %w", err)
-	}
-	return n, nil
+	return c.download(ctx, path, "profile", w)
 }
