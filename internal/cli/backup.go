@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -38,35 +39,19 @@ func newBackupCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tmp := path + ".partial"
-			f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				return fmt.Errorf("backup file: %w", err)
-			}
-			ok := false
-			defer func() {
-				if !ok {
-					os.Remove(tmp)
+			var meta backup.Meta
+			err = createFile(path, "backup", func(w io.Writer) error {
+				_, err := c.Backup(cmd.Context(), w)
+				return err
+			}, func(tmp string) (err error) {
+				if meta, err = backup.VerifyFile(tmp); err != nil {
+					return fmt.Errorf("the downloaded backup does not verify (was the transfer cut?): %w", err)
 				}
-			}()
-			_, err = c.Backup(cmd.Context(), f)
-			if err == nil {
-				err = f.Sync()
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
+				return nil
+			})
 			if err != nil {
 				return err
 			}
-			meta, err := backup.VerifyFile(tmp)
-			if err != nil {
-				return fmt.Errorf("the downloaded backup does not verify (was the transfer cut?): %w", err)
-			}
-			if err := os.Rename(tmp, path); err != nil {
-				return fmt.Errorf("backup file: %w", err)
-			}
-			ok = true
 			fi, _ := os.Stat(path)
 			fmt.Fprintf(g.stdout, "backup of cluster %s at revision %d (%d keys) written to %s (%s)\n",
 				meta.ClusterID, meta.Revision, meta.Keys, path, bytesHuman(fi.Size()))
@@ -74,6 +59,37 @@ func newBackupCreateCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// createFile makes path, which must not exist, through path+".partial"
+// (created exclusively, mode 0600): fill writes it, it is synced and
+// closed, check (if not nil) reads it, and only then is it renamed into
+// place. On an error nothing is left; what names the file in errors.
+func createFile(path, what string, fill func(io.Writer) error, check func(tmp string) error) error {
+	tmp := path + ".partial"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("%s file: %w", what, err)
+	}
+	err = fill(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && check != nil {
+		err = check(tmp)
+	}
+	if err == nil {
+		if err = os.Rename(tmp, path); err != nil {
+			err = fmt.Errorf("%s file: %w", what, err)
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 func newBackupRestoreCmd(g *globals) *cobra.Command {

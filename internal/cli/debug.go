@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -42,20 +43,12 @@ go tool pprof -top FILE. Needs an admin token.`,
 			if err != nil {
 				return err
 			}
-			tmp := path + ".partial"
-			f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			var n int64
+			err = createFile(path, "profile", func(w io.Writer) (err error) {
+				n, err = c.Profile(cmd.Context(), name, seconds, w)
+				return err
+			}, nil)
 			if err != nil {
-				return fmt.Errorf("profile file: %w", err)
-			}
-			n, err := c.Profile(cmd.Context(), name, seconds, f)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = os.Rename(tmp, path)
-			}
-			if err != nil {
-				os.Remove(tmp)
 				return err
 			}
 			fmt.Fprintf(g.stdout, "%s profile written to %s (%s): go tool pprof -top %s\n", name, path, bytesHuman(n), path)
