@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"time"
 
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -17,8 +17,7 @@ import (
 // /proc/net/route every few milliseconds cost, for 20 containers starting
 // at once, a fifth of a core.
 type RouteWatch struct {
-	fd      int
-	buf     []byte
+	s       *nl.NetlinkSocket
 	recheck time.Duration // the longest wait for a change; see Wait
 }
 
@@ -27,7 +26,7 @@ type RouteWatch struct {
 // enter another process's namespace needs CAP_SYS_ADMIN.
 func WatchRoutes(pid int) (*RouteWatch, error) {
 	if pid == 0 {
-		return watchRoutesHere()
+		return newRouteWatch(nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_ROUTE))
 	}
 	ns, err := netns.GetFromPid(pid)
 	if err != nil {
@@ -37,44 +36,17 @@ func WatchRoutes(pid int) (*RouteWatch, error) {
 	return WatchRoutesIn(ns)
 }
 
-// WatchRoutesIn opens a RouteWatch in the namespace ns. The socket is
-// made on a thread that enters ns for that moment only; the socket stays
-// in ns.
+// WatchRoutesIn opens a RouteWatch in the namespace ns (the socket is made
+// there; the calling thread goes back to its own namespace).
 func WatchRoutesIn(ns netns.NsHandle) (*RouteWatch, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("enter namespace: %w", err)
-	}
-	w, werr := watchRoutesHere()
-	if err := netns.Set(orig); err != nil {
-		// The thread stays locked, so it ends with this goroutine
-		// instead of running others in the wrong namespace.
-		if w != nil {
-			w.Close()
-		}
-		return nil, fmt.Errorf("leave namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return w, werr
+	return newRouteWatch(nl.SubscribeAt(ns, netns.None(), unix.NETLINK_ROUTE, unix.RTNLGRP_IPV4_ROUTE))
 }
 
-func watchRoutesHere() (*RouteWatch, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+func newRouteWatch(s *nl.NetlinkSocket, err error) (*RouteWatch, error) {
 	if err != nil {
-		return nil, fmt.Errorf("netlink socket: %w", err)
+		return nil, fmt.Errorf("netlink route subscription: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_IPV4_ROUTE}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("netlink subscribe: %w", err)
-	}
-	return &RouteWatch{fd: fd, buf: make([]byte, 16<<10), recheck: 250 * time.Millisecond}, nil
+	return &RouteWatch{s: s, recheck: 250 * time.Millisecond}, nil
 }
 
 // Wait returns nil once ready reports true. It asks first (the watch is
@@ -94,12 +66,10 @@ func (w *RouteWatch) Wait(ctx context.Context, ready func() bool) error {
 			d = max(min(d, time.Until(dl)), time.Millisecond)
 		}
 		tv := unix.NsecToTimeval(d.Nanoseconds())
-		if err := unix.SetsockoptTimeval(w.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			return fmt.Errorf("netlink socket: %w", err)
-		}
-		// What the message says does not matter: ready looks again. An
+		w.s.SetReceiveTimeout(&tv)
+		// What the messages say does not matter: ready looks again. An
 		// overrun (ENOBUFS) means changes were lost: look again too.
-		_, _, err := unix.Recvfrom(w.fd, w.buf, 0)
+		_, _, err := w.s.Receive()
 		if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.ENOBUFS) {
 			return fmt.Errorf("netlink receive: %w", err)
 		}
@@ -107,4 +77,4 @@ func (w *RouteWatch) Wait(ctx context.Context, ready func() bool) error {
 }
 
 // Close closes the socket.
-func (w *RouteWatch) Close() error { return unix.Close(w.fd) }
+func (w *RouteWatch) Close() { w.s.Close() }
