@@ -407,15 +407,15 @@ func (c *RemoteConn) Heartbeat(ctx context.Context, node string, load client.Nod
 		}
 		sent++
 		go func() {
-			defer func() {
-				c.mu.Lock()
-				delete(c.beating, m)
-				c.mu.Unlock()
-			}()
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.cfg.Timeout, 5*time.Second))
-			defer cancel()
 			var r result
 			r.err = c.beatOne(bctx, m, node, body, &r.reply)
+			cancel()
+			// Done before the answer is handed over: a heartbeat sent
+			// as soon as this one returns must find the manager free.
+			c.mu.Lock()
+			delete(c.beating, m)
+			c.mu.Unlock()
 			results <- r
 		}()
 	}
