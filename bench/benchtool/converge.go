@@ -15,7 +15,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
-	"github.com/ruche-platform/ruche/internal/privnet"
+	"github.com/ruche-platform/ruche/internal/netinit"
 )
 
 // engine is the part of the Docker client converge needs.
@@ -193,7 +193,7 @@ func awaitRoute(ctx context.Context, eng engine, wired func(context.Context, int
 // namespaces every 2 ms took a fifth of a core). A container that ends
 // before is left to its die event; the wait then ends with ctx.
 func routeWired(ctx context.Context, pid int) error {
-	w, err := privnet.WatchRoutes(pid)
+	w, err := netinit.WatchRoutes(pid)
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func routeWired(ctx context.Context, pid int) error {
 	routes := fmt.Sprintf("/proc/%d/net/route", pid)
 	return w.Wait(ctx, func() bool {
 		b, err := os.ReadFile(routes)
-		return err == nil && privnet.HasDefaultRoute(string(b))
+		return err == nil && netinit.HasDefaultRoute(string(b))
 	})
 }
 

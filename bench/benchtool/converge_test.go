@@ -12,7 +12,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 
-	"github.com/ruche-platform/ruche/internal/privnet"
+	"github.com/ruche-platform/ruche/internal/netinit"
 )
 
 // fakeEngine replays start events for the containers named in starts once
@@ -93,7 +93,7 @@ func TestConvergeNetworkReady(t *testing.T) {
 		NetworkReady: true, Wired: func(ctx context.Context, pid int) error {
 			for {
 				b, _ := os.ReadFile(fmt.Sprintf("%s/%d/net/route", proc, pid))
-				if privnet.HasDefaultRoute(string(b)) {
+				if netinit.HasDefaultRoute(string(b)) {
 					return nil
 				}
 				select {

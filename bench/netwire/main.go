@@ -2,7 +2,7 @@
 // replica costs when the platform wires its network itself (DESIGN.md,
 // private networks) instead of asking Docker for a network: it starts N
 // containers with no Docker network (--network none), each running the
-// bind-mounted ruche binary as its init (privnet.InitPath: it holds the
+// bind-mounted ruche binary as its init (netinit.InitPath: it holds the
 // real command until the network exists), and wires each one as soon as it runs: a veth pair into a bridge
 // of its own, the container's end moved into the container's namespace,
 // an address and a default route, all through netlink (no program run). It
@@ -36,7 +36,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/ruche-platform/ruche/internal/privnet"
+	"github.com/ruche-platform/ruche/internal/netinit"
 )
 
 func main() {
@@ -109,8 +109,8 @@ func main() {
 // run creates and starts a container without a Docker network, the waiter
 // in front of its command, and returns its process ID.
 func run(ctx context.Context, cli *dclient.Client, name, image, cmd, waiter string) (int, error) {
-	cfg := &container.Config{Image: image, Entrypoint: []string{privnet.InitPath, cmd}, Labels: map[string]string{"ruche.bench": "netwire"}}
-	hc := &container.HostConfig{NetworkMode: "none", Binds: []string{waiter + ":" + privnet.InitPath + ":ro"}}
+	cfg := &container.Config{Image: image, Entrypoint: []string{netinit.InitPath, cmd}, Labels: map[string]string{"ruche.bench": "netwire"}}
+	hc := &container.HostConfig{NetworkMode: "none", Binds: []string{waiter + ":" + netinit.InitPath + ":ro"}}
 	c, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", name, err)

@@ -6,11 +6,11 @@ import (
 	goruntime "runtime"
 
 	"github.com/ruche-platform/ruche/internal/cli"
-	"github.com/ruche-platform/ruche/internal/privnet"
+	"github.com/ruche-platform/ruche/internal/netinit"
 )
 
 func init() {
-	if os.Args[0] == privnet.InitPath {
+	if os.Args[0] == netinit.InitPath {
 		// The init executes the container's command from the main thread:
 		// an exec from another thread briefly takes /proc/<pid> away
 		// (the kernel moves the process ID to the executing thread), which
@@ -20,9 +20,9 @@ func init() {
 }
 
 func main() {
-	if os.Args[0] == privnet.InitPath {
+	if os.Args[0] == netinit.InitPath {
 		// Bind-mounted into a container as its init (see privnet).
-		os.Exit(privnet.InitMain(os.Args[1:], os.Stderr))
+		os.Exit(netinit.Main(os.Args[1:], os.Stderr))
 	}
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/netinit"
 	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/runtime"
 	"github.com/ruche-platform/ruche/internal/store"
@@ -44,7 +45,7 @@ func (s *supervisor) privnetSpec(ctx context.Context, rec store.TaskRecord, spec
 		return err
 	}
 	spec.Entrypoint, spec.Command = argv, nil
-	spec.Mounts = append(spec.Mounts, runtime.Mount{Type: client.MountBind, Source: s.a.initBin, Target: privnet.InitPath, ReadOnly: true})
+	spec.Mounts = append(spec.Mounts, runtime.Mount{Type: client.MountBind, Source: s.a.initBin, Target: netinit.InitPath, ReadOnly: true})
 	// Docker cannot publish the ports of a container without a network:
 	// ruche publishes them once it is wired (wire).
 	spec.NoNetwork, spec.Networks, spec.Ports = true, nil, nil

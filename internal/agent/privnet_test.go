@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/netinit"
 	"github.com/ruche-platform/ruche/internal/privnet"
 	"github.com/ruche-platform/ruche/internal/runtime"
 )
@@ -88,10 +89,10 @@ func TestPrivnetReplica(t *testing.T) {
 		if !spec.NoNetwork || len(spec.Networks) != 0 {
 			t.Errorf("engine networks: NoNetwork %v, %+v", spec.NoNetwork, spec.Networks)
 		}
-		if !slices.Equal(spec.Entrypoint, []string{privnet.InitPath, "/hello"}) || len(spec.Command) != 0 {
+		if !slices.Equal(spec.Entrypoint, []string{netinit.InitPath, "/hello"}) || len(spec.Command) != 0 {
 			t.Errorf("entrypoint %v command %v, want the init then the image's command", spec.Entrypoint, spec.Command)
 		}
-		if !slices.Contains(spec.Mounts, runtime.Mount{Type: client.MountBind, Source: "/usr/local/bin/ruche", Target: privnet.InitPath, ReadOnly: true}) {
+		if !slices.Contains(spec.Mounts, runtime.Mount{Type: client.MountBind, Source: "/usr/local/bin/ruche", Target: netinit.InitPath, ReadOnly: true}) {
 			t.Errorf("mounts %+v: no init", spec.Mounts)
 		}
 		if !slices.Equal(spec.DNS, []string{"10.208.0.1"}) || !slices.Equal(spec.DNSSearch, []string{"p.internal"}) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ruche-platform/ruche/client"
+	"github.com/ruche-platform/ruche/internal/netinit"
 )
 
 // fakeHost records what the manager asks of the machine.
@@ -344,11 +345,11 @@ func TestCommand(t *testing.T) {
 		fileEP, fileCmd, ep, c []string
 		want                   []string
 	}{
-		{"image only", nil, nil, []string{"/hello"}, []string{"serve"}, []string{InitPath, "/hello", "serve"}},
-		{"file command", nil, []string{"x"}, []string{"/hello"}, []string{"serve"}, []string{InitPath, "/hello", "x"}},
-		{"file entrypoint drops the image's command", []string{"/bin/sh"}, nil, []string{"/hello"}, []string{"serve"}, []string{InitPath, "/bin/sh"}},
-		{"both from the file", []string{"sh", "-c"}, []string{"echo"}, []string{"/hello"}, nil, []string{InitPath, "sh", "-c", "echo"}},
-		{"command only image", nil, nil, nil, []string{"nginx"}, []string{InitPath, "nginx"}},
+		{"image only", nil, nil, []string{"/hello"}, []string{"serve"}, []string{netinit.InitPath, "/hello", "serve"}},
+		{"file command", nil, []string{"x"}, []string{"/hello"}, []string{"serve"}, []string{netinit.InitPath, "/hello", "x"}},
+		{"file entrypoint drops the image's command", []string{"/bin/sh"}, nil, []string{"/hello"}, []string{"serve"}, []string{netinit.InitPath, "/bin/sh"}},
+		{"both from the file", []string{"sh", "-c"}, []string{"echo"}, []string{"/hello"}, nil, []string{netinit.InitPath, "sh", "-c", "echo"}},
+		{"command only image", nil, nil, nil, []string{"nginx"}, []string{netinit.InitPath, "nginx"}},
 	}
 	for _, tt := range tests {
 		got, err := Command(tt.fileEP, tt.fileCmd, tt.ep, tt.c)
@@ -358,24 +359,6 @@ func TestCommand(t *testing.T) {
 	}
 	if _, err := Command(nil, nil, nil, nil); err == nil {
 		t.Error("nothing to run: no error")
-	}
-}
-
-func TestHasDefaultRoute(t *testing.T) {
-	dir := t.TempDir()
-	for name, table := range map[string]string{
-		"none":    "Iface\tDestination\tGateway\n",
-		"subnet":  "Iface\tDestination\tGateway\neth0\t0000D00A\t00000000\n",
-		"default": "Iface\tDestination\tGateway\neth0\t0000D00A\t00000000\neth0\t00000000\t0100D00A\n",
-	} {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(table), 0o644)
-		if got := hasDefaultRoute(p); got != (name == "default") {
-			t.Errorf("%s: %v", name, got)
-		}
-	}
-	if hasDefaultRoute(filepath.Join(dir, "missing")) {
-		t.Error("missing file: true")
 	}
 }
 

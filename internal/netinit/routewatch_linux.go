@@ -1,4 +1,4 @@
-package privnet
+package netinit
 
 import (
 	"context"
