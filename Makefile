@@ -8,7 +8,9 @@ LDFLAGS := -X github.com/ruche-platform/ruche/internal/cli.Version=$(VERSION)
 
 all: build
 
+# The containers' init (cmd/ruche-init) first: ruche embeds it.
 build:
+	$(GO) generate ./internal/initbin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ruche ./cmd/ruche
 
 prereqs:

@@ -68,6 +68,11 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	rucheBin = filepath.Join(dir, "ruche")
+	// As make build: the containers' init first, for ruche to embed.
+	if out, err := exec.Command("go", "generate", "../internal/initbin").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build the containers' init: %v\n%s", err, out)
+		return 1
+	}
 	build := exec.Command("go", "build", "-o", rucheBin, "../cmd/ruche")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

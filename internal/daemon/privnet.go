@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/ruche-platform/ruche/internal/agent"
+	"github.com/ruche-platform/ruche/internal/initbin"
 	"github.com/ruche-platform/ruche/internal/netmesh"
 	"github.com/ruche-platform/ruche/internal/privdns"
 	"github.com/ruche-platform/ruche/internal/privnet"
@@ -52,11 +53,15 @@ type privnetParts struct {
 
 // openPrivnet sets up ruche's own networks on this node: the firewall
 // chains, the state of the networks (their subnets from the managers'
-// IPAM, through conn), the name servers' forwarders, the init binary (this
-// executable, which must be static: it runs in containers of any image),
-// and, with an advertise address, the node's WireGuard interface.
+// IPAM, through conn), the name servers' forwarders, the containers' init
+// (initBinary), and, with an advertise address, the node's WireGuard
+// interface.
 func openPrivnet(nc NetworksConfig, dataDir, node, advertise string, conn agent.NetConn, log *slog.Logger) (_ *privnetParts, err error) {
-	bin, err := staticExecutable()
+	dir := filepath.Join(dataDir, "agent")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	bin, err := initBinary(dir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +84,6 @@ func openPrivnet(nc NetworksConfig, dataDir, node, advertise string, conn agent.
 	plog := log.With("component", "privnet")
 	dns := func(addr, domain string, lookup func(string) []netip.Addr) (interface{ Close() error }, error) {
 		return privdns.Start(privdns.Config{Addr: addr, Domain: domain, Lookup: lookup, Upstreams: upstreams, Log: plog})
-	}
-	dir := filepath.Join(dataDir, "agent")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
 	}
 	var mesh *netmesh.Mesh
 	var endpoint netip.AddrPort
@@ -157,6 +158,21 @@ func (p *privnetParts) close(log *slog.Logger) {
 	if err := p.pn.Close(); err != nil {
 		log.Warn("private networks: closing", "err", err)
 	}
+}
+
+// initBinary is the init of containers on ruche's networks: the small one
+// this build carries (cmd/ruche-init), installed in dir, or else this
+// executable.
+func initBinary(dir string, log *slog.Logger) (string, error) {
+	p, ok, err := initbin.Install(dir)
+	if err != nil {
+		return "", fmt.Errorf("--networks %s: the containers' init: %w", NetworksRuche, err)
+	}
+	if ok {
+		return p, nil
+	}
+	log.Info("this build carries no container init (built without go generate ./internal/initbin, which make build runs): containers run ruche itself as their init, slower to start")
+	return staticExecutable()
 }
 
 // staticExecutable returns the path of this executable, checking that it
